@@ -1,0 +1,171 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+  .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+  name: "skywalking-kafka-relay",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "skywalking-kafka-relay", targets: ["skywalking-kafka-relay"]),
+    .executable(name: "relay-mock-kafka", targets: ["relay-mock-kafka"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+    .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+  ],
+  targets: [
+    // The skywalking.v3 wire format: a copy-free scanner and the table of agent calls.
+    .target(name: "SkyWalkingWire", swiftSettings: strictSettings),
+    // Messages and gRPC stubs generated from protos/ by scripts/generate-protos.sh.
+    .target(
+      name: "SkyWalkingProtocol",
+      dependencies: [
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
+    // The durable, group-committed, CRC-framed record log. Knows nothing of gRPC or Kafka.
+    .target(
+      name: "DurableQueue",
+      dependencies: [
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .systemLibrary(
+      name: "CRdKafka",
+      pkgConfig: "rdkafka",
+      providers: [.apt(["librdkafka-dev"])]
+    ),
+    // Drains the queue into Kafka through librdkafka; also hosts librdkafka's mock cluster.
+    .target(
+      name: "KafkaPublisher",
+      dependencies: [
+        "CRdKafka",
+        "DurableQueue",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    // The agent-facing gRPC endpoint, written directly on swift-nio-http2.
+    .target(
+      name: "AgentReceiver",
+      dependencies: [
+        "SkyWalkingWire",
+        "DurableQueue",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        .product(name: "NIOHPACK", package: "swift-nio-http2"),
+        .product(name: "NIOExtras", package: "swift-nio-extras"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    // /healthz, /readyz and /metrics over HTTP/1.1.
+    .target(
+      name: "AdminServer",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "skywalking-kafka-relay",
+      dependencies: [
+        "AgentReceiver",
+        "AdminServer",
+        "DurableQueue",
+        "KafkaPublisher",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    // A standalone librdkafka mock cluster for tests and local development.
+    .executableTarget(
+      name: "relay-mock-kafka",
+      dependencies: ["KafkaPublisher"],
+      swiftSettings: strictSettings
+    ),
+    .target(
+      name: "RelayTestSupport",
+      dependencies: [
+        "CRdKafka",
+        "KafkaPublisher",
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Tests/RelayTestSupport",
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "SkyWalkingWireTests",
+      dependencies: ["SkyWalkingWire", "SkyWalkingProtocol"],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "DurableQueueTests",
+      dependencies: ["DurableQueue"],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "KafkaPublisherTests",
+      dependencies: ["KafkaPublisher", "DurableQueue", "RelayTestSupport"],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "AgentReceiverTests",
+      dependencies: [
+        "AgentReceiver",
+        "DurableQueue",
+        "SkyWalkingProtocol",
+        "RelayTestSupport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "RelayTests",
+      dependencies: [
+        "skywalking-kafka-relay",
+        "SkyWalkingProtocol",
+        "RelayTestSupport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+      ],
+      swiftSettings: strictSettings
+    ),
+  ]
+)

@@ -1,0 +1,167 @@
+import CoreMetrics
+import DurableQueue
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP2
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The gRPC endpoint agents point `collector.backend_service` at.
+///
+/// Built on swift-nio-http2 rather than a general gRPC server: every call the relay serves has
+/// the same shape (messages in, one empty `Commands` out), so frames are deframed, scanned and
+/// batched on the event loop with no per-message hop to another thread.
+public final class AgentGRPCServer: Service, Sendable {
+  private let shared: ReceiverShared
+  private let group: any EventLoopGroup
+  private let onListening: @Sendable (SocketAddress) -> Void
+
+  /// - Parameter onListening: called once the socket is bound, with its address (port 0 gives
+  ///   an ephemeral port), so the caller can report readiness.
+  public init(
+    configuration: AgentReceiverConfiguration,
+    queue: DurableQueue,
+    logger: Logger,
+    metricsFactory: any MetricsFactory,
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+  ) {
+    self.shared = ReceiverShared(
+      configuration: configuration, queue: queue,
+      metrics: ReceiverMetrics(factory: metricsFactory), logger: logger)
+    self.group = group
+    self.onListening = onListening
+  }
+
+  /// Serves until graceful shutdown, then stops accepting, lets in-flight calls finish (bounded
+  /// by the grace period) and returns.
+  public func run() async throws {
+    let quiescing = ServerQuiescingHelper(group: group)
+    let channel: any Channel
+    do {
+      channel = try await makeBootstrap(quiescing: quiescing)
+        .bind(host: shared.configuration.host, port: shared.configuration.port).get()
+    } catch {
+      throw AgentReceiverError.bindFailed(
+        host: shared.configuration.host, port: shared.configuration.port, underlying: error)
+    }
+    shared.logger.info("gRPC endpoint listening", metadata: ["address": "\(channel.localAddress!)"])
+    onListening(channel.localAddress!)
+
+    let drained = group.next().makePromise(of: Void.self)
+    let quiescingStarted = Atomic<Bool>(false)
+    await withTaskCancellationHandler {
+      await withGracefulShutdownHandler {
+        try? await channel.closeFuture.get()
+      } onGracefulShutdown: {
+        quiescingStarted.store(true, ordering: .sequentiallyConsistent)
+        quiescing.initiateShutdown(promise: drained)
+      }
+    } onCancel: {
+      channel.close(promise: nil)
+    }
+    guard quiescingStarted.load(ordering: .sequentiallyConsistent), !Task.isCancelled else {
+      // Cancelled or closed without a graceful shutdown: nothing to drain.
+      drained.succeed(())
+      return
+    }
+    let grace = shared.configuration.shutdownGracePeriod
+    let finished = await withTaskGroup(of: Bool.self) { tasks in
+      tasks.addTask { (try? await drained.futureResult.get()) != nil }
+      tasks.addTask {
+        try? await Task.sleep(for: grace)
+        return false
+      }
+      let first = await tasks.next()!
+      tasks.cancelAll()
+      return first
+    }
+    if !finished {
+      shared.logger.warning(
+        "gRPC calls still open after the shutdown grace period; closing them unacknowledged",
+        metadata: ["grace": "\(grace)"])
+    }
+  }
+
+  private func makeBootstrap(quiescing: ServerQuiescingHelper) -> ServerBootstrap {
+    let shared = self.shared
+    return ServerBootstrap(group: group)
+      .serverChannelOption(.backlog, value: 1024)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .serverChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(
+            quiescing.makeServerChannelHandler(channel: channel))
+        }
+      }
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      .childChannelOption(.maxMessagesPerRead, value: 16)
+      .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try Self.configureConnection(channel, shared: shared)
+        }
+      }
+  }
+
+  private static func configureConnection(_ channel: any Channel, shared: ReceiverShared) throws {
+    var connection = NIOHTTP2Handler.ConnectionConfiguration()
+    connection.initialSettings = [
+      HTTP2Setting(parameter: .maxConcurrentStreams, value: 256),
+      HTTP2Setting(parameter: .initialWindowSize, value: streamWindowBytes),
+      HTTP2Setting(parameter: .maxHeaderListSize, value: 16 << 10),
+    ]
+    connection.targetWindowSize = 4 * streamWindowBytes
+    var stream = NIOHTTP2Handler.StreamConfiguration()
+    stream.targetWindowSize = streamWindowBytes
+    let sync = channel.pipeline.syncOperations
+    _ = try sync.configureHTTP2Pipeline(
+      mode: .server, connectionConfiguration: connection, streamConfiguration: stream
+    ) { streamChannel in
+      streamChannel.eventLoop.makeCompletedFuture {
+        try streamChannel.pipeline.syncOperations.addHandler(GRPCStreamHandler(shared: shared))
+      }
+    }
+    try sync.addHandler(ConnectionErrorHandler(logger: shared.logger))
+  }
+
+  /// Large enough that an agent's batch streams without waiting for window updates.
+  private static let streamWindowBytes = 4 << 20
+}
+
+/// Closes a connection that is not speaking HTTP/2 (an HTTP/1 probe, garbage, a TLS hello)
+/// instead of letting the error travel to the end of the pipeline.
+private final class ConnectionErrorHandler: ChannelInboundHandler {
+  typealias InboundIn = NIOAny
+  private let logger: Logger
+
+  init(logger: Logger) { self.logger = logger }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    logger.debug(
+      "closing gRPC connection after a protocol error",
+      metadata: [
+        "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)",
+      ])
+    context.close(promise: nil)
+  }
+}
+
+/// Failures of the agent-facing endpoint itself.
+public struct AgentReceiverError: Error, CustomStringConvertible {
+  public struct Code: Hashable, Sendable {
+    private let name: String
+    public static let bindFailed = Code(name: "bindFailed")
+  }
+  public let code: Code
+  public let message: String
+
+  static func bindFailed(host: String, port: Int, underlying: any Error) -> Self {
+    AgentReceiverError(
+      code: .bindFailed,
+      message: "cannot listen for gRPC on \(host):\(port) (SW_RELAY_GRPC_ADDRESS): \(underlying)")
+  }
+
+  public var description: String { message }
+}

@@ -1,0 +1,49 @@
+import NIOCore
+
+/// Splits a request body into gRPC length-prefixed messages.
+///
+/// Each message is a 1-byte compressed flag, a 4-byte big-endian length and the payload. The
+/// deframer hands out slices of the received buffers, so a message that arrives in one DATA
+/// frame is never copied.
+struct GRPCMessageDeframer {
+  enum Failure: Error, Equatable {
+    case messageTooLarge(length: Int, limit: Int)
+    case compressedWithoutEncoding
+  }
+
+  private var buffer: ByteBuffer?
+  private let maxMessageBytes: Int
+
+  init(maxMessageBytes: Int) {
+    self.maxMessageBytes = maxMessageBytes
+  }
+
+  mutating func append(_ data: ByteBuffer) {
+    if buffer == nil || buffer!.readableBytes == 0 {
+      buffer = data
+    } else {
+      var data = data
+      buffer!.writeBuffer(&data)
+    }
+  }
+
+  /// The next complete message, or nil when more bytes are needed.
+  mutating func next() throws(Failure) -> ByteBuffer? {
+    guard var current = buffer, current.readableBytes >= 5,
+      let flag = current.getInteger(at: current.readerIndex, as: UInt8.self),
+      let length = current.getInteger(at: current.readerIndex + 1, as: UInt32.self)
+    else { return nil }
+    guard flag == 0 else { throw .compressedWithoutEncoding }
+    guard length <= maxMessageBytes else {
+      throw .messageTooLarge(length: Int(length), limit: maxMessageBytes)
+    }
+    guard current.readableBytes >= 5 + Int(length) else { return nil }
+    current.moveReaderIndex(forwardBy: 5)
+    let message = current.readSlice(length: Int(length))
+    buffer = current.readableBytes == 0 ? nil : current
+    return message
+  }
+
+  /// Bytes that belong to a message not yet complete; non-zero at the end means a torn stream.
+  var pendingBytes: Int { buffer?.readableBytes ?? 0 }
+}

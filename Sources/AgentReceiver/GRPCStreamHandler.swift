@@ -1,0 +1,314 @@
+import CoreMetrics
+import DurableQueue
+import Logging
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import SkyWalkingWire
+
+/// Serves one HTTP/2 stream as one agent call: messages in, one empty `Commands` out.
+///
+/// Everything happens on the stream's event loop: headers are checked, messages deframed and
+/// scanned, and valid ones encoded into a ``RecordBatch`` that is handed to the disk queue once
+/// per read burst. The call is answered only when every batch it produced is durable, so an OK
+/// means the agent's segments survive a crash. While too many bytes wait for the disk, the
+/// handler stops asking for reads and HTTP/2 flow control holds the agent back.
+final class GRPCStreamHandler: ChannelDuplexHandler {
+  typealias InboundIn = HTTP2Frame.FramePayload
+  typealias OutboundIn = HTTP2Frame.FramePayload
+  typealias OutboundOut = HTTP2Frame.FramePayload
+
+  private enum State {
+    case awaitingHeaders
+    case receiving(AgentCall)
+    case answered
+  }
+
+  private let shared: ReceiverShared
+  private var state = State.awaitingHeaders
+  private var deframer: GRPCMessageDeframer
+  private var batch = RecordBatch()
+  private var pendingAppends = 0
+  private var pendingBytes = 0
+  private var isReadHeld = false
+  private var clientFinished = false
+  private var finishedAt: NIODeadline?
+  private var receivedCount = 0
+  private var queuedCount = 0
+  private var rejections = RejectionTally()
+  private var queueFailure: QueueError?
+  private var deadline: Scheduled<Void>?
+  private var loopBoundSelf: NIOLoopBound<GRPCStreamHandler>?
+  private var context: ChannelHandlerContext?
+
+  init(shared: ReceiverShared) {
+    self.shared = shared
+    self.deframer = GRPCMessageDeframer(maxMessageBytes: shared.configuration.maxMessageBytes)
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+    shared.metrics.activeStreams.increment()
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    deadline?.cancel()
+    loopBoundSelf = nil
+    self.context = nil
+    shared.metrics.activeStreams.decrement()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    switch unwrapInboundIn(data) {
+    case .headers(let headers):
+      if case .awaitingHeaders = state {
+        start(headers: headers.headers, context: context)
+      }
+      if headers.endStream { clientDidFinish(context: context) }
+    case .data(let frame):
+      guard case .receiving(let call) = state else { return }
+      if case .byteBuffer(let buffer) = frame.data {
+        deframer.append(buffer)
+        drainMessages(call: call, context: context)
+      }
+      if frame.endStream { clientDidFinish(context: context) }
+    default:
+      break
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    submitBatch(context: context)
+    context.fireChannelReadComplete()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    // The client reset the stream or vanished: whatever it sent may still be queued, but it is
+    // never acknowledged.
+    if case .answered = state {} else {
+      state = .answered
+      deadline?.cancel()
+      shared.metrics.answered(.cancelled)
+    }
+    context.fireChannelInactive()
+  }
+
+  func read(context: ChannelHandlerContext) {
+    if pendingBytes >= shared.configuration.maxPendingBytesPerStream {
+      isReadHeld = true
+    } else {
+      context.read()
+    }
+  }
+
+  // MARK: - Request
+
+  private func start(headers: HPACKHeaders, context: ChannelHandlerContext) {
+    if let refusal = GRPCRequestHead.refusal(of: headers) {
+      answer(refusal, context: context)
+      return
+    }
+    let path = headers.first(name: ":path") ?? ""
+    guard let call = AgentCall(path: path[...]) else {
+      answer(
+        .trailersOnly(GRPCStatus(code: .unimplemented, message: "Method not found: \(path)")),
+        context: context)
+      return
+    }
+    state = .receiving(call)
+    if let timeout = headers.first(name: "grpc-timeout").flatMap({ TimeAmount(grpcTimeout: $0[...]) }) {
+      deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+        deadlineExceeded(context: context)
+      }
+    }
+  }
+
+  private func drainMessages(call: AgentCall, context: ChannelHandlerContext) {
+    do {
+      while let message = try deframer.next() {
+        accept(message: message, call: call)
+        if batch.byteCount >= ReceiverShared.maxBatchBytes { submitBatch(context: context) }
+      }
+    } catch {
+      switch error {
+      case .messageTooLarge(let length, let limit):
+        answer(
+          .trailersOnly(
+            GRPCStatus(
+              code: .resourceExhausted,
+              message: "message of \(length) bytes exceeds the limit of \(limit) bytes "
+                + "(SW_RELAY_GRPC_MAX_MESSAGE_BYTES)")),
+          context: context)
+      case .compressedWithoutEncoding:
+        answer(
+          .trailersOnly(
+            GRPCStatus(
+              code: .internal,
+              message: "message is flagged compressed but grpc-encoding is identity")),
+          context: context)
+      }
+    }
+  }
+
+  private func accept(message: ByteBuffer, call: AgentCall) {
+    let topic = shared.configuration.segmentsTopic
+    message.withUnsafeReadableBytes { bytes in
+      switch call {
+      case .segmentStream:
+        appendSegment(bytes, range: 0..<bytes.count, topic: topic)
+      case .segmentCollection:
+        do throws(WireFormatError) {
+          for range in try SegmentScanner.scanCollection(bytes) {
+            appendSegment(bytes, range: range, topic: topic)
+          }
+        } catch {
+          receivedCount += 1
+          rejections.record(error)
+        }
+      }
+    }
+  }
+
+  private func appendSegment(_ bytes: UnsafeRawBufferPointer, range: Range<Int>, topic: String) {
+    receivedCount += 1
+    do {
+      let identity = try SegmentScanner.scanSegment(bytes, range: range)
+      try batch.append(
+        topic: topic,
+        key: UnsafeRawBufferPointer(rebasing: bytes[identity.traceID]),
+        value: UnsafeRawBufferPointer(rebasing: bytes[range]))
+    } catch let error as WireFormatError {
+      rejections.record(error)
+    } catch {
+      rejections.record(reason: "unqueueable", example: "\(error)")
+    }
+  }
+
+  private func clientDidFinish(context: ChannelHandlerContext) {
+    guard !clientFinished else { return }
+    clientFinished = true
+    finishedAt = .now()
+    guard case .receiving = state else { return }
+    if deframer.pendingBytes > 0 {
+      answer(
+        .trailersOnly(
+          GRPCStatus(
+            code: .internal,
+            message: "stream ended inside a message (\(deframer.pendingBytes) bytes left over)")),
+        context: context)
+      return
+    }
+    submitBatch(context: context)
+    answerIfComplete(context: context)
+  }
+
+  // MARK: - Queue
+
+  private func submitBatch(context: ChannelHandlerContext) {
+    guard batch.count > 0, case .receiving = state else { return }
+    let submitted = batch
+    batch = RecordBatch()
+    pendingAppends += 1
+    pendingBytes += submitted.byteCount
+    shared.metrics.received.increment(by: submitted.count)
+    let handler = loopBoundSelf!
+    let records = submitted.count
+    let bytes = submitted.byteCount
+    shared.queue.append(submitted) { result in
+      handler.eventLoop.execute {
+        handler.value.appendFinished(result, records: records, bytes: bytes)
+      }
+    }
+  }
+
+  private func appendFinished(_ result: Result<Void, QueueError>, records: Int, bytes: Int) {
+    pendingAppends -= 1
+    pendingBytes -= bytes
+    switch result {
+    case .success:
+      queuedCount += records
+      shared.metrics.queued.increment(by: records)
+    case .failure(let error):
+      queueFailure = queueFailure ?? error
+      shared.metrics.rejected(records, reason: error.code.metricReason)
+    }
+    guard let context else { return }
+    if isReadHeld && pendingBytes < shared.configuration.maxPendingBytesPerStream {
+      isReadHeld = false
+      context.read()
+    }
+    answerIfComplete(context: context)
+  }
+
+  // MARK: - Response
+
+  private func answerIfComplete(context: ChannelHandlerContext) {
+    guard clientFinished, pendingAppends == 0, case .receiving = state else { return }
+    let malformed = rejections.counts
+    for (reason, count) in malformed { shared.metrics.rejected(count, reason: reason) }
+    if let finishedAt {
+      shared.metrics.ackLatency.recordNanoseconds(
+        (NIODeadline.now() - finishedAt).nanoseconds)
+    }
+    answer(GRPCResponse(status: finalStatus()), context: context)
+  }
+
+  private func finalStatus() -> GRPCStatus {
+    if let queueFailure {
+      return GRPCStatus(
+        code: queueFailure.code.grpcCode,
+        message: "\(queueFailure.message); \(queuedCount) of \(receivedCount) segments in this "
+          + "call were queued")
+    }
+    if !rejections.isEmpty {
+      return GRPCStatus(
+        code: .invalidArgument,
+        message: "rejected \(rejections.total) of \(receivedCount) segments: \(rejections.summary); "
+          + "the \(queuedCount) valid segments were queued")
+    }
+    return .ok
+  }
+
+  private func deadlineExceeded(context: ChannelHandlerContext) {
+    guard case .receiving = state else { return }
+    answer(
+      .trailersOnly(
+        GRPCStatus(
+          code: .deadlineExceeded,
+          message: "deadline exceeded before the call's segments were durable")),
+      context: context)
+  }
+
+  private func answer(_ response: GRPCResponse, context: ChannelHandlerContext) {
+    if case .answered = state { return }
+    state = .answered
+    deadline?.cancel()
+    shared.metrics.answered(response.status.code)
+    for frame in response.frames {
+      context.write(wrapOutboundOut(frame), promise: nil)
+    }
+    if clientFinished {
+      context.flush()
+    } else {
+      // The client is still sending: answer now, then reset the stream so it stops.
+      context.writeAndFlush(wrapOutboundOut(.rstStream(.noError)), promise: nil)
+    }
+  }
+}
+
+extension QueueError.Code {
+  /// What an agent should do: a full queue is temporary pressure; anything else is an outage.
+  fileprivate var grpcCode: GRPCStatus.Code {
+    self == .full || self == .diskFull ? .resourceExhausted : .unavailable
+  }
+
+  fileprivate var metricReason: String {
+    switch self {
+    case .full: "queue_full"
+    case .diskFull: "disk_full"
+    case .closed: "shutting_down"
+    default: "queue_io_error"
+    }
+  }
+}

@@ -1,0 +1,24 @@
+import DurableQueue
+import Logging
+
+/// What every stream of the endpoint shares: read-only configuration, the queue and metrics.
+final class ReceiverShared: Sendable {
+  /// A read burst's batch is handed to the queue early once it reaches this size, so one large
+  /// burst does not hold many megabytes on the event loop.
+  static let maxBatchBytes = 1 << 20
+
+  let configuration: AgentReceiverConfiguration
+  let queue: DurableQueue
+  let metrics: ReceiverMetrics
+  let logger: Logger
+
+  init(
+    configuration: AgentReceiverConfiguration, queue: DurableQueue, metrics: ReceiverMetrics,
+    logger: Logger
+  ) {
+    self.configuration = configuration
+    self.queue = queue
+    self.metrics = metrics
+    self.logger = logger
+  }
+}

@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// The `position` file: the confirmed position with its own CRC, replaced atomically so a crash
+/// leaves either the old or the new value, never a mix.
+enum PositionFile {
+  enum Contents {
+    case missing
+    case corrupt(String)
+    case valid(QueuePosition)
+  }
+
+  static let fileName = "position"
+  private static let magic = Array("SWRQPOS1".utf8)
+  private static let size = 28
+
+  static func read(directory: String) -> Contents {
+    let file: SegmentFile
+    do {
+      file = try SegmentFile.open(directory + "/" + fileName, flags: O_RDONLY)
+    } catch {
+      return error.errno == ENOENT ? .missing : .corrupt(error.description)
+    }
+    defer { file.close() }
+    var bytes: [UInt8] = []
+    let count: Int
+    do {
+      count = try file.read(appendingTo: &bytes, count: size + 1, at: 0)
+    } catch {
+      return .corrupt(error.description)
+    }
+    guard count == size else { return .corrupt("\(count) bytes instead of \(size)") }
+    return bytes.withUnsafeBytes { buffer in
+      guard buffer.prefix(8).elementsEqual(magic) else { return .corrupt("unknown format") }
+      let stored = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
+      guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[0..<24])) == stored else {
+        return .corrupt("checksum mismatch")
+      }
+      return .valid(
+        QueuePosition(
+          segment: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+          offset: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 16, as: UInt64.self))))
+    }
+  }
+
+  /// Write a temporary file, sync it, rename it over `position`, sync the directory.
+  static func write(_ position: QueuePosition, directory: String) throws(SystemCallError) {
+    var bytes = magic
+    withUnsafeBytes(of: position.segment.littleEndian) { bytes.append(contentsOf: $0) }
+    withUnsafeBytes(of: position.offset.littleEndian) { bytes.append(contentsOf: $0) }
+    let crc = bytes.withUnsafeBytes { CRC32C.checksum($0) }
+    withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
+    let temporaryPath = directory + "/" + fileName + ".tmp"
+    let file = try SegmentFile.open(temporaryPath, flags: O_WRONLY | O_CREAT | O_TRUNC)
+    do {
+      defer { file.close() }
+      try file.write(bytes, at: 0)
+      try file.sync()
+    }
+    guard rename(temporaryPath, directory + "/" + fileName) == 0 else {
+      throw SystemCallError(errno: errno, operation: "renaming", path: temporaryPath)
+    }
+    try SegmentFile.syncDirectory(directory)
+  }
+}

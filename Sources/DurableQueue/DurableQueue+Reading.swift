@@ -1,0 +1,217 @@
+import CoreMetrics
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+extension DurableQueue {
+  /// Reads records from `start` with `pread` into one buffer; the records' key and value are
+  /// slices of it. Stops at `maxRecords`, at `maxBytes` (but returns at least one record when
+  /// one is available, however large), or at the end the writer has published. Moves across
+  /// segment files, starts at the next existing file when `start`'s file is gone, and skips
+  /// corrupt records (counted and logged once per damaged offset). Returns no records and
+  /// `next == start` when caught up, or when a read error stops it (logged; retry later).
+  public func read(from start: QueuePosition, maxRecords: Int, maxBytes: Int) -> QueueRead {
+    var reader = SegmentReader(maxRecords: max(1, maxRecords), maxBytes: max(1, maxBytes))
+    var position = start
+    while !reader.isDone {
+      guard let segment = segment(atOrAfter: position.segment) else { break }
+      if segment.number != position.segment {
+        position = QueuePosition(segment: segment.number, offset: 0)
+      }
+      if position.offset >= segment.size {
+        if segment.isLast { break }
+        position = QueuePosition(segment: segment.number + 1, offset: 0)
+        continue
+      }
+      let file: SegmentFile
+      do {
+        file = try SegmentFile.open(segmentPath(segment.number), flags: O_RDONLY)
+      } catch where error.errno == ENOENT {
+        // Deleted behind a confirmation while we looked; what follows is in the next file.
+        position = QueuePosition(segment: segment.number + 1, offset: 0)
+        continue
+      } catch {
+        logger.error("queue read failed", metadata: ["error": "\(error)"])
+        break
+      }
+      defer { file.close() }
+      do {
+        if let damage = try reader.read(file, from: &position, end: segment.size) {
+          let resume = try Self.nextValidRecord(in: file, after: damage.offset, end: segment.size)
+          noteCorruption(at: damage, resumingAt: resume)
+          position = QueuePosition(segment: segment.number, offset: resume ?? segment.size)
+        }
+      } catch {
+        logger.error("queue read failed", metadata: ["error": "\(error)"])
+        break
+      }
+    }
+    return QueueRead(records: reader.records(), next: position)
+  }
+
+  private func segment(atOrAfter number: UInt64) -> (number: UInt64, size: UInt64, isLast: Bool)?
+  {
+    state.withLock { state in
+      guard let index = state.segments.firstIndex(where: { $0.number >= number }) else {
+        return nil
+      }
+      let segment = state.segments[index]
+      return (segment.number, segment.size, index == state.segments.count - 1)
+    }
+  }
+
+  private func noteCorruption(at damage: QueuePosition, resumingAt resume: UInt64?) {
+    let isNew = state.withLock { state in
+      guard state.corruptPositions.insert(damage).inserted else { return false }
+      state.corruptRecordsSkipped += 1
+      return true
+    }
+    guard isNew else { return }
+    metrics.corruptRecords.increment()
+    logger.warning(
+      "corrupt queue record skipped",
+      metadata: [
+        "file": "\(SegmentFile.segmentName(damage.segment))", "offset": "\(damage.offset)",
+        "resumedAt": "\(resume.map { "\($0)" } ?? "next file")",
+      ])
+  }
+}
+
+/// Accumulates one `read` call: the shared buffer, where each record lies in it, and the
+/// limits. Records become slices only at the end, once the buffer has stopped growing.
+private struct SegmentReader {
+  private struct Layout {
+    var position: QueuePosition
+    var end: QueuePosition
+    var timestampMillis: UInt64
+    var topic: String
+    var key: Range<Int>
+    var value: Range<Int>
+  }
+
+  let maxRecords: Int
+  let maxBytes: Int
+  private var buffer: [UInt8] = []
+  private var layouts: [Layout] = []
+  private var bytesTaken = 0
+  private var budgetExhausted = false
+  private var topics = TopicInterner()
+
+  init(maxRecords: Int, maxBytes: Int) {
+    self.maxRecords = maxRecords
+    self.maxBytes = maxBytes
+  }
+
+  var isDone: Bool { budgetExhausted || layouts.count >= maxRecords }
+
+  /// Reads records of `file` from `position` up to `end` (or the limits), advancing `position`
+  /// past them. Returns the position of a corrupt record when it meets one.
+  mutating func read(_ file: SegmentFile, from position: inout QueuePosition, end: UInt64)
+    throws(SystemCallError) -> QueuePosition?
+  {
+    let budget = layouts.isEmpty ? maxBytes : maxBytes - bytesTaken
+    guard budget > 0 else {
+      budgetExhausted = true
+      return nil
+    }
+    let regionStart = buffer.count
+    var regionEnd = end
+    var regionLength = try fill(
+      file, at: position.offset, count: Int(min(UInt64(budget), end - position.offset)))
+    if regionLength < Int(end - position.offset) && regionLength < budget {
+      regionEnd = position.offset + UInt64(regionLength)  // the file is shorter than published
+    }
+    var offset = 0
+    while offset < regionLength && !isDone {
+      let check = buffer.withUnsafeBytes {
+        RecordFormat.check(UnsafeRawBufferPointer(rebasing: $0[regionStart...]), at: offset)
+      }
+      switch check {
+      case .valid(let frame):
+        let start = QueuePosition(segment: position.segment, offset: position.offset + UInt64(offset))
+        let topic = buffer.withUnsafeBytes {
+          topics.topic(
+            for: UnsafeRawBufferPointer(
+              rebasing: $0[(regionStart + frame.topic.lowerBound)..<(regionStart + frame.topic.upperBound)]))
+        }
+        layouts.append(
+          Layout(
+            position: start,
+            end: QueuePosition(segment: start.segment, offset: start.offset + UInt64(frame.length)),
+            timestampMillis: frame.timestampMillis, topic: topic,
+            key: (regionStart + frame.key.lowerBound)..<(regionStart + frame.key.upperBound),
+            value: (regionStart + frame.value.lowerBound)..<(regionStart + frame.value.upperBound)))
+        bytesTaken += frame.length
+        offset += frame.length
+      case .needsBytes(let needed):
+        let recordStart = position.offset + UInt64(offset)
+        if recordStart + UInt64(needed) > regionEnd {
+          return damaged(at: offset, regionStart: regionStart, position: &position)
+        }
+        guard layouts.isEmpty else {
+          budgetExhausted = true
+          return stop(at: offset, regionStart: regionStart, position: &position)
+        }
+        // The first record is larger than maxBytes: read the rest of it.
+        let missing = needed - (regionLength - offset)
+        let got = try fill(file, at: position.offset + UInt64(regionLength), count: missing)
+        regionLength += got
+        if got < missing { regionEnd = position.offset + UInt64(regionLength) }
+      case .invalid:
+        return damaged(at: offset, regionStart: regionStart, position: &position)
+      }
+    }
+    return stop(at: offset, regionStart: regionStart, position: &position)
+  }
+
+  /// Drops the unparsed rest of the region and moves `position` to where parsing stopped.
+  private mutating func stop(at offset: Int, regionStart: Int, position: inout QueuePosition)
+    -> QueuePosition?
+  {
+    buffer.removeLast(buffer.count - regionStart - offset)
+    position.offset += UInt64(offset)
+    return nil
+  }
+
+  private mutating func damaged(at offset: Int, regionStart: Int, position: inout QueuePosition)
+    -> QueuePosition?
+  {
+    _ = stop(at: offset, regionStart: regionStart, position: &position)
+    return position
+  }
+
+  /// Appends up to `count` bytes of `file` at `offset` to the buffer; returns how many it got.
+  private mutating func fill(_ file: SegmentFile, at offset: UInt64, count: Int)
+    throws(SystemCallError) -> Int
+  {
+    try file.read(appendingTo: &buffer, count: count, at: offset)
+  }
+
+  func records() -> [QueuedRecord] {
+    layouts.map {
+      QueuedRecord(
+        position: $0.position, end: $0.end, timestampMillis: $0.timestampMillis, topic: $0.topic,
+        key: buffer[$0.key], value: buffer[$0.value])
+    }
+  }
+}
+
+/// Reuses one String per distinct topic within a read, since consecutive records almost always
+/// share their topic.
+private struct TopicInterner {
+  private var known: [(bytes: [UInt8], topic: String)] = []
+
+  mutating func topic(for bytes: UnsafeRawBufferPointer) -> String {
+    for entry in known where entry.bytes.elementsEqual(bytes) {
+      return entry.topic
+    }
+    let topic = String(decoding: bytes, as: UTF8.self)
+    if known.count < 8 { known.append((Array(bytes), topic)) }
+    return topic
+  }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+extension DurableQueue {
+  struct RecoveredLog {
+    var lock: SegmentFile
+    var segments: [SegmentInfo]
+    var confirmed: QueuePosition
+    /// What the `position` file holds, nil when it must be (re)written.
+    var persisted: QueuePosition?
+    /// The last segment, open for writing at its valid end.
+    var active: SegmentFile
+  }
+
+  /// Brings the directory to a consistent state: lock it, drop confirmed files, cut a torn tail
+  /// off the last file, and clamp a confirmed position that points past the data (possible after
+  /// a power loss under `.interval`: delivered records whose bytes never reached the disk).
+  static func recover(configuration: DurableQueueConfiguration, logger: Logger) throws(QueueError)
+    -> RecoveredLog
+  {
+    let directory = configuration.directory
+    func unusable(_ message: String) -> QueueError {
+      QueueError(
+        code: .directoryUnusable, message: "queue directory \(directory) is unusable: \(message)")
+    }
+    let names: [String]
+    do {
+      try FileManager.default.createDirectory(
+        atPath: directory, withIntermediateDirectories: true)
+      names = try FileManager.default.contentsOfDirectory(atPath: directory)
+    } catch {
+      throw unusable("\(error)")
+    }
+    let lock: SegmentFile
+    do {
+      lock = try SegmentFile.open(directory + "/lock", flags: O_RDWR | O_CREAT)
+    } catch {
+      throw unusable(error.description)
+    }
+    guard flock(lock.descriptor, LOCK_EX | LOCK_NB) == 0 else {
+      lock.close()
+      throw unusable("another process (a second relay?) holds its lock file")
+    }
+    do {
+      return try recoverLocked(
+        configuration: configuration, logger: logger, lock: lock,
+        numbers: names.compactMap(SegmentFile.segmentNumber(fileName:)).sorted())
+    } catch {
+      lock.close()
+      throw unusable(error.description)
+    }
+  }
+
+  private static func recoverLocked(
+    configuration: DurableQueueConfiguration, logger: Logger, lock: SegmentFile, numbers: [UInt64]
+  ) throws(SystemCallError) -> RecoveredLog {
+    let directory = configuration.directory
+    var numbers = numbers
+    var persisted: QueuePosition?
+    var confirmed = QueuePosition(segment: numbers.first ?? 1, offset: 0)
+    switch PositionFile.read(directory: directory) {
+    case .valid(let position):
+      persisted = position
+      confirmed = position
+    case .missing where numbers.isEmpty:
+      break
+    case .missing:
+      logger.warning(
+        "queue position file missing; replaying every segment file (at-least-once)",
+        metadata: ["from": "\(confirmed)"])
+    case .corrupt(let reason):
+      logger.warning(
+        "queue position file unreadable; replaying every segment file (at-least-once)",
+        metadata: ["reason": "\(reason)", "from": "\(confirmed)"])
+    }
+
+    while let first = numbers.first, first < confirmed.segment, numbers.count > 1 {
+      unlink(directory + "/" + SegmentFile.segmentName(first))
+      numbers.removeFirst()
+    }
+    var segments: [SegmentInfo] = []
+    for number in numbers.dropLast() {
+      let file = try SegmentFile.open(
+        directory + "/" + SegmentFile.segmentName(number), flags: O_RDONLY)
+      defer { file.close() }
+      segments.append(SegmentInfo(number: number, size: try file.size()))
+    }
+
+    let active: SegmentFile
+    if let last = numbers.last, last >= confirmed.segment {
+      active = try SegmentFile.open(
+        directory + "/" + SegmentFile.segmentName(last), flags: O_RDWR)
+      let size = try active.size()
+      let scanFrom = last == confirmed.segment ? min(confirmed.offset, size) : 0
+      let validEnd = try validEnd(of: active, from: scanFrom, size: size)
+      if validEnd < size {
+        logger.warning(
+          "truncating torn tail of the last queue segment",
+          metadata: [
+            "file": "\(SegmentFile.segmentName(last))", "offset": "\(validEnd)",
+            "droppedBytes": "\(size - validEnd)",
+          ])
+        try active.truncate(to: validEnd)
+        try active.sync()
+      }
+      segments.append(SegmentInfo(number: last, size: validEnd))
+      if confirmed.segment == last && confirmed.offset > validEnd {
+        logger.warning(
+          "confirmed position lies beyond the data; continuing from the end of the log",
+          metadata: ["position": "\(confirmed)", "end": "\(validEnd)"])
+        confirmed.offset = validEnd
+      }
+    } else {
+      // No data at or after the confirmed position: start a fresh segment there, so new
+      // records can never land behind the confirmed position.
+      if let last = numbers.last {
+        logger.warning(
+          "confirmed position lies beyond the last segment; starting a new one",
+          metadata: ["position": "\(confirmed)", "lastSegment": "\(last)"])
+      }
+      let number = max(confirmed.segment, (numbers.last ?? 0) + 1)
+      active = try SegmentFile.open(
+        directory + "/" + SegmentFile.segmentName(number), flags: O_RDWR | O_CREAT | O_TRUNC)
+      try SegmentFile.syncDirectory(directory)
+      segments.append(SegmentInfo(number: number, size: 0))
+      if confirmed.segment != number || confirmed.offset != 0 {
+        confirmed = QueuePosition(segment: number, offset: 0)
+      }
+    }
+    if confirmed.segment < segments[0].number {
+      // Files were deleted behind a confirmation the position file had not caught up with.
+      confirmed = QueuePosition(segment: segments[0].number, offset: 0)
+    }
+    if persisted != confirmed { persisted = nil }
+    return RecoveredLog(
+      lock: lock, segments: segments, confirmed: confirmed, persisted: persisted, active: active)
+  }
+
+  /// The end of the last complete, valid record of `file`, scanning from `start`. Corruption
+  /// followed by a valid record is mid-file damage (skipped later by readers); corruption with
+  /// nothing valid after it is a torn tail.
+  private static func validEnd(of file: SegmentFile, from start: UInt64, size: UInt64)
+    throws(SystemCallError) -> UInt64
+  {
+    let windowBytes = 8 << 20
+    var buffer: [UInt8] = []
+    var position = start
+    while position < size {
+      let length = Int(min(UInt64(windowBytes), size - position))
+      buffer = try readRange(of: file, at: position, count: length, reusing: buffer)
+      let (consumed, check) = buffer.withUnsafeBytes { bytes -> (Int, RecordFormat.Check?) in
+        var offset = 0
+        while offset < bytes.count {
+          let check = RecordFormat.check(bytes, at: offset)
+          guard case .valid(let frame) = check else { return (offset, check) }
+          offset += frame.length
+        }
+        return (offset, nil)
+      }
+      position += UInt64(consumed)
+      switch check {
+      case nil:
+        continue
+      case .needsBytes(let needed) where position + UInt64(needed) <= size:
+        if consumed == 0 {
+          // One record larger than the window: validate it on its own.
+          let record = try readRange(of: file, at: position, count: needed, reusing: [])
+          let valid = record.withUnsafeBytes {
+            if case .valid = RecordFormat.check($0, at: 0) { true } else { false }
+          }
+          if valid {
+            position += UInt64(needed)
+            continue
+          }
+        } else {
+          continue
+        }
+      default:
+        break
+      }
+      guard let next = try nextValidRecord(in: file, after: position, end: size) else {
+        return position
+      }
+      position = next
+    }
+    return position
+  }
+
+  static func readRange(of file: SegmentFile, at offset: UInt64, count: Int, reusing: [UInt8])
+    throws(SystemCallError) -> [UInt8]
+  {
+    var buffer = reusing
+    buffer.removeAll(keepingCapacity: true)
+    _ = try file.read(appendingTo: &buffer, count: count, at: offset)
+    return buffer
+  }
+
+  /// Resynchronisation after damage at `damaged`: the first later offset (before `end`) where
+  /// a complete valid record starts. Reads the rest of the file at once; this only happens on
+  /// corruption, and segment files are bounded by `segmentBytes` (or one oversized batch).
+  static func nextValidRecord(in file: SegmentFile, after damaged: UInt64, end: UInt64)
+    throws(SystemCallError) -> UInt64?
+  {
+    guard end > damaged + 1 else { return nil }
+    let rest = try readRange(of: file, at: damaged + 1, count: Int(end - damaged - 1), reusing: [])
+    let found = rest.withUnsafeBytes { RecordFormat.firstValidRecord(in: $0, from: 0) }
+    return found.map { damaged + 1 + UInt64($0) }
+  }
+
+  /// Rebuilds the unconfirmed ledger by reading everything after the confirmed position; this
+  /// also counts and logs corrupt records up front, so `status` is truthful from the start.
+  func rebuildLedger() {
+    var position = confirmedPosition
+    while true {
+      let read = read(from: position, maxRecords: 16_384, maxBytes: 8 << 20)
+      guard !read.records.isEmpty else { break }
+      state.withLock { state in
+        for record in read.records {
+          state.ledger.append(
+            start: record.position, end: record.end, count: 1,
+            timestampMillis: record.timestampMillis)
+        }
+      }
+      position = read.next
+    }
+  }
+}

@@ -1,0 +1,220 @@
+import Dispatch
+import Foundation
+import Logging
+import CoreMetrics
+import Metrics
+import Synchronization
+
+/// A durable, group-committed, CRC-framed record log (format: see `RecordFormat`).
+///
+/// Appenders only enqueue encoded batches under a lock; one writer thread writes every pending
+/// batch with a single `pwritev`, syncs according to the policy, and then runs the completions.
+/// Readers `pread` up to the end the writer has published. Confirmations move the position that
+/// a restart replays from; whole segment files behind it are deleted.
+///
+/// `close()` must be called: the writer thread keeps the queue alive until then.
+public final class DurableQueue: Sendable {
+  let configuration: DurableQueueConfiguration
+  let logger: Logger
+  let metrics: QueueMetrics
+  let state: Mutex<QueueState>
+  /// Wakes the idle writer; a semaphore so a signal sent before the writer waits is not lost.
+  let writerWakeup = DispatchSemaphore(value: 0)
+  let writerExited = DispatchSemaphore(value: 0)
+  private let directoryLock: SegmentFile
+
+  /// Opens (creating if needed) the queue directory and recovers it: replays from the confirmed
+  /// position, truncates a torn tail, and skips (counting and logging) corrupt records. Damaged
+  /// queue data never prevents start-up; only an unusable directory (permissions, read-only
+  /// filesystem, another relay holding it) throws `.directoryUnusable`.
+  public init(
+    configuration: DurableQueueConfiguration, logger: Logger, metricsFactory: any MetricsFactory
+  ) throws(QueueError) {
+    self.configuration = configuration
+    self.logger = logger
+    self.metrics = QueueMetrics(factory: metricsFactory)
+    let recovered = try Self.recover(configuration: configuration, logger: logger)
+    self.directoryLock = recovered.lock
+    self.state = Mutex(
+      QueueState(
+        segments: recovered.segments, confirmed: recovered.confirmed,
+        diskBytes: recovered.segments.reduce(0) { $0 + Int($1.size) }))
+    rebuildLedger()
+    let status = self.status
+    logger.info(
+      "durable queue opened",
+      metadata: [
+        "directory": "\(configuration.directory)", "confirmed": "\(recovered.confirmed)",
+        "segments": "\(recovered.segments.count)", "bytes": "\(status.bytes)",
+        "unconfirmedRecords": "\(status.unconfirmedRecords)",
+        "corruptRecordsSkipped": "\(status.corruptRecordsSkipped)",
+      ])
+    metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+    let active = recovered.active
+    let thread = Thread { [self] in
+      var writer = QueueWriter(queue: self, active: active, persisted: recovered.persisted)
+      writer.run()
+    }
+    thread.name = "queue-writer"
+    thread.start()
+  }
+
+  /// Queues `batch` for the next group commit. Never blocks. Refusals decided up front
+  /// (`.full`, `.closed`, `.recordTooLarge`) call `completion` synchronously on the caller's
+  /// thread; otherwise it runs on the writer thread once the batch is written (and synced under
+  /// `.always`), or has failed and been rolled back. Completions must not block: hop to your
+  /// own executor.
+  public func append(
+    _ batch: RecordBatch, completion: @escaping @Sendable (Result<Void, QueueError>) -> Void
+  ) {
+    let maxBytes = configuration.maxBytes
+    let accepted: Result<Bool, QueueError> = state.withLock { state in
+      if state.closed {
+        return .failure(QueueError(code: .closed, message: "the queue is closed"))
+      }
+      if batch.byteCount > maxBytes {
+        return .failure(
+          QueueError(
+            code: .recordTooLarge,
+            message: "a batch of \(batch.byteCount) bytes can never fit in a queue of "
+              + "\(maxBytes) bytes (SW_RELAY_QUEUE_MAX_BYTES)"))
+      }
+      let used = state.diskBytes + state.pendingBytes
+      if used + batch.byteCount > maxBytes {
+        state.refusedForCapacity = true
+        return .failure(
+          QueueError(
+            code: .full,
+            message: "queue full: \(used) of \(maxBytes) bytes used (SW_RELAY_QUEUE_MAX_BYTES); "
+              + "waiting for Kafka to confirm deliveries"))
+      }
+      state.refusedForCapacity = false
+      state.pending.append(PendingAppend(batch: batch, completion: completion))
+      state.pendingBytes += batch.byteCount
+      return .success(state.claimIdleWriter())
+    }
+    switch accepted {
+    case .success(let wakeWriter):
+      if wakeWriter { writerWakeup.signal() }
+    case .failure(let error):
+      if error.code == .full { metrics.capacityRejections.increment() }
+      completion(.failure(error))
+    }
+  }
+
+  /// Appends and waits until the batch is durable (per the fsync policy).
+  public func append(_ batch: RecordBatch) async throws(QueueError) {
+    let result = await withCheckedContinuation {
+      (continuation: CheckedContinuation<Result<Void, QueueError>, Never>) in
+      append(batch) { continuation.resume(returning: $0) }
+    }
+    try result.get()
+  }
+
+  /// Where an at-least-once reader starts: everything before it has been confirmed.
+  public var confirmedPosition: QueuePosition {
+    state.withLock { $0.confirmed }
+  }
+
+  /// Marks everything before `position` as delivered. Never blocks on I/O: the writer thread
+  /// persists the position (at most every ~100 ms, and on close) and deletes whole segment files
+  /// behind it. Positions at or before the current one are ignored; positions past the written
+  /// end are clamped to it.
+  public func confirm(through position: QueuePosition) {
+    let (wakeWriter, status) = state.withLock { state -> (Bool, QueueStatus) in
+      guard position > state.confirmed else { return (false, state.status) }
+      state.confirmed = min(position, state.writtenEnd)
+      state.ledger.confirm(through: state.confirmed)
+      return (!state.writerTimerArmed && state.claimIdleWriter(), state.status)
+    }
+    if wakeWriter { writerWakeup.signal() }
+    metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+  }
+
+  /// `handler` runs on the writer thread after every successful write, so a reader that caught
+  /// up can wake without polling. It must not block.
+  public func setAppendHandler(_ handler: @escaping @Sendable () -> Void) {
+    state.withLock { $0.appendHandler = handler }
+  }
+
+  public var status: QueueStatus {
+    let status = state.withLock { $0.status }
+    metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+    return status
+  }
+
+  /// Stops accepting appends, lets the writer write what is pending, sync, persist the
+  /// confirmed position and close its file, then releases the directory. Idempotent. Must not be
+  /// called from an append completion (that runs on the writer thread it waits for).
+  public func close() {
+    let first = state.withLock { state -> Bool in
+      guard !state.closed else { return false }
+      state.closed = true
+      return true
+    }
+    guard first else { return }
+    writerWakeup.signal()
+    writerExited.wait()
+    directoryLock.close()
+    logger.info("durable queue closed", metadata: ["confirmed": "\(confirmedPosition)"])
+  }
+
+  func segmentPath(_ number: UInt64) -> String {
+    configuration.directory + "/" + SegmentFile.segmentName(number)
+  }
+}
+
+struct PendingAppend: Sendable {
+  var batch: RecordBatch
+  var completion: @Sendable (Result<Void, QueueError>) -> Void
+}
+
+/// A live segment file; `size` is the end the writer has published (always a record boundary).
+struct SegmentInfo: Sendable {
+  var number: UInt64
+  var size: UInt64
+}
+
+/// Everything appenders, readers and the writer share, guarded by one lock held only for
+/// bookkeeping (never across I/O).
+struct QueueState: Sendable {
+  var pending: [PendingAppend] = []
+  var pendingBytes = 0
+  /// The writer is waiting on `writerWakeup`; whoever clears this flag must signal it.
+  var writerIdle = false
+  /// The idle writer will wake by itself soon (a sync or position write is due).
+  var writerTimerArmed = false
+  var closed = false
+  /// Live segment files in order; the last one is being written.
+  var segments: [SegmentInfo]
+  var confirmed: QueuePosition
+  var diskBytes: Int
+  var ledger = UnconfirmedLedger()
+  var refusedForCapacity = false
+  var outOfSpace = false
+  var lastWriteError: String?
+  /// Corrupt records already counted, so re-reading the same damage does not count it again.
+  var corruptPositions: Set<QueuePosition> = []
+  var corruptRecordsSkipped = 0
+  var appendHandler: (@Sendable () -> Void)?
+
+  var writtenEnd: QueuePosition {
+    let last = segments[segments.count - 1]
+    return QueuePosition(segment: last.number, offset: last.size)
+  }
+
+  var status: QueueStatus {
+    QueueStatus(
+      bytes: diskBytes, unconfirmedRecords: ledger.unconfirmedRecords(confirmed: confirmed),
+      oldestUnconfirmedMillis: ledger.oldestTimestampMillis,
+      isFull: refusedForCapacity || outOfSpace, lastWriteError: lastWriteError,
+      corruptRecordsSkipped: corruptRecordsSkipped)
+  }
+
+  /// Returns whether the caller must signal the writer.
+  mutating func claimIdleWriter() -> Bool {
+    guard writerIdle else { return false }
+    writerIdle = false
+    return true
+  }
+}

@@ -1,0 +1,43 @@
+import CoreMetrics
+import Metrics
+
+/// The queue's instruments, created once from the injected factory.
+struct QueueMetrics: Sendable {
+  let bytes: Gauge
+  let unconfirmedRecords: Gauge
+  let oldestUnconfirmedAge: Gauge
+  let appendedBatches: Counter
+  /// Group commits; `appendedBatches / writes` is the group-commit factor.
+  let writes: Counter
+  let diskFullErrors: Counter
+  let ioErrors: Counter
+  /// Appends refused up front because the queue reached `maxBytes`.
+  let capacityRejections: Counter
+  let corruptRecords: Counter
+  let fsyncDuration: Timer
+
+  init(factory: any MetricsFactory) {
+    bytes = Gauge(label: "relay_queue_bytes", factory: factory)
+    unconfirmedRecords = Gauge(label: "relay_queue_unconfirmed_records", factory: factory)
+    oldestUnconfirmedAge = Gauge(
+      label: "relay_queue_oldest_unconfirmed_age_seconds", factory: factory)
+    appendedBatches = Counter(label: "relay_queue_append_batches_total", factory: factory)
+    writes = Counter(label: "relay_queue_writes_total", factory: factory)
+    diskFullErrors = Counter(
+      label: "relay_queue_write_errors_total", dimensions: [("reason", "disk_full")],
+      factory: factory)
+    ioErrors = Counter(
+      label: "relay_queue_write_errors_total", dimensions: [("reason", "io")], factory: factory)
+    capacityRejections = Counter(
+      label: "relay_queue_full_rejections_total", factory: factory)
+    corruptRecords = Counter(label: "relay_queue_corrupt_records_total", factory: factory)
+    fsyncDuration = Timer(label: "relay_queue_fsync_seconds", factory: factory)
+  }
+
+  func recordOccupancy(_ status: QueueStatus, nowMillis: UInt64) {
+    bytes.record(status.bytes)
+    unconfirmedRecords.record(status.unconfirmedRecords)
+    let age = status.oldestUnconfirmedMillis.map { nowMillis > $0 ? nowMillis - $0 : 0 } ?? 0
+    oldestUnconfirmedAge.record(Double(age) / 1000)
+  }
+}

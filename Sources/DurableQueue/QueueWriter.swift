@@ -1,0 +1,304 @@
+import Dispatch
+import Logging
+import CoreMetrics
+import Metrics
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// The file being appended to, owned by the writer thread alone.
+struct ActiveSegment {
+  var file: SegmentFile
+  var number: UInt64
+  var size: UInt64
+}
+
+/// The writer thread: the only code that writes, syncs, rolls, persists the position and
+/// deletes files, so none of that needs a lock. It sleeps on `writerWakeup` when idle (with a
+/// timeout only while a sync or a position write is due), never spins.
+struct QueueWriter {
+  private static let positionPersistNanoseconds: UInt64 = 100_000_000
+
+  private let queue: DurableQueue
+  private let policy: FsyncPolicy
+  private let segmentBytes: UInt64
+  private let syncIntervalNanoseconds: UInt64
+  private var active: ActiveSegment
+  private var persisted: QueuePosition?
+  private var persistError: String?
+  /// Segments wholly before this position have been deleted.
+  private var cleanedThrough: QueuePosition?
+  private var unsynced = false
+  private var lastSync: UInt64
+  private var lastPersist: UInt64 = 0
+  /// Reused between groups so a steady stream of commits allocates nothing here.
+  private var group: [PendingAppend] = []
+  private var buffers: [iovec] = []
+
+  init(queue: DurableQueue, active: SegmentFile, persisted: QueuePosition?) {
+    let configuration = queue.configuration
+    self.queue = queue
+    self.policy = configuration.fsyncPolicy
+    self.segmentBytes = UInt64(max(1, configuration.segmentBytes))
+    let interval = configuration.fsyncInterval.components
+    self.syncIntervalNanoseconds = UInt64(
+      max(0, interval.seconds * 1_000_000_000 + interval.attoseconds / 1_000_000_000))
+    let last = queue.state.withLock { $0.segments[$0.segments.count - 1] }
+    self.active = ActiveSegment(file: active, number: last.number, size: last.size)
+    self.persisted = persisted
+    self.lastSync = Self.now()
+  }
+
+  mutating func run() {
+    while true {
+      let (confirmed, closed, spaceWanted) = queue.state.withLock { state in
+        state.writerIdle = false
+        state.writerTimerArmed = false
+        swap(&state.pending, &group)
+        return (state.confirmed, state.closed, state.refusedForCapacity || state.outOfSpace)
+      }
+      if !group.isEmpty {
+        writeGroup()
+        group.removeAll(keepingCapacity: true)
+      }
+      let now = Self.now()
+      if unsynced && (closed || now - lastSync >= syncIntervalNanoseconds) {
+        syncActive()
+      }
+      if confirmed != persisted && (closed || now - lastPersist >= Self.positionPersistNanoseconds) {
+        persist(confirmed, at: now)
+      }
+      if confirmed != cleanedThrough {
+        deleteSegments(before: confirmed)
+        cleanedThrough = confirmed
+      }
+      if !closed, active.size > 0,
+        confirmed >= QueuePosition(segment: active.number, offset: active.size),
+        spaceWanted || active.size >= segmentBytes
+      {
+        // The whole active file is delivered and its space is wanted: move on so it can go.
+        do {
+          try roll()
+          deleteSegments(before: confirmed)
+        } catch {
+          queue.logger.warning("could not roll a confirmed segment", metadata: ["error": "\(error)"])
+        }
+      }
+      if closed {
+        active.file.close()
+        queue.writerExited.signal()
+        return
+      }
+      sleep(confirmed: confirmed)
+    }
+  }
+
+  private mutating func sleep(confirmed: QueuePosition) {
+    var deadline: UInt64?
+    if unsynced { deadline = lastSync + syncIntervalNanoseconds }
+    if confirmed != persisted {
+      deadline = min(deadline ?? .max, lastPersist + Self.positionPersistNanoseconds)
+    }
+    let idle = queue.state.withLock { state in
+      guard state.pending.isEmpty, !state.closed, state.confirmed == confirmed else { return false }
+      state.writerIdle = true
+      state.writerTimerArmed = deadline != nil
+      return true
+    }
+    guard idle else { return }
+    if let deadline {
+      _ = queue.writerWakeup.wait(timeout: DispatchTime(uptimeNanoseconds: deadline))
+    } else {
+      queue.writerWakeup.wait()
+    }
+  }
+
+  /// Writes the group in as few `pwritev` calls as segment boundaries allow.
+  private mutating func writeGroup() {
+    var first = 0
+    while first < group.count {
+      var bytes = group[first].batch.byteCount
+      do {
+        if active.size > 0 && active.size + UInt64(bytes) > segmentBytes { try roll() }
+        var end = first + 1
+        while end < group.count
+          && active.size + UInt64(bytes + group[end].batch.byteCount) <= segmentBytes
+        {
+          bytes += group[end].batch.byteCount
+          end += 1
+        }
+        try write(first..<end, bytes: bytes)
+        first = end
+      } catch {
+        fail(first..<group.count, error)
+        return
+      }
+    }
+  }
+
+  private mutating func write(_ run: Range<Int>, bytes: Int) throws(SystemCallError) {
+    let start = active.size
+    buffers.removeAll(keepingCapacity: true)
+    for index in run {
+      // The batch arrays live unmodified in `group` until the write returns, so their storage
+      // addresses stay valid for the duration of the system call.
+      group[index].batch.bytes.withUnsafeBytes {
+        buffers.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count))
+      }
+    }
+    do {
+      try active.file.write(&buffers, at: start)
+      if policy == .always { try timedSync() }
+    } catch {
+      rollBack(to: start)
+      throw error
+    }
+    active.size = start + UInt64(bytes)
+    if policy == .interval { unsynced = true }
+    commit(run, start: start, bytes: bytes)
+  }
+
+  /// Publishes a written run to readers and the ledger, then completes it.
+  private func commit(_ run: Range<Int>, start: UInt64, bytes: Int) {
+    let (handler, status) = queue.state.withLock { state in
+      var offset = start
+      for index in run {
+        let batch = group[index].batch
+        let end = offset + UInt64(batch.byteCount)
+        state.ledger.append(
+          start: QueuePosition(segment: active.number, offset: offset),
+          end: QueuePosition(segment: active.number, offset: end), count: batch.count,
+          timestampMillis: batch.timestampMillis)
+        offset = end
+      }
+      state.segments[state.segments.count - 1].size = active.size
+      state.diskBytes += bytes
+      state.pendingBytes -= bytes
+      state.outOfSpace = false
+      state.lastWriteError = nil
+      return (state.appendHandler, state.status)
+    }
+    queue.metrics.writes.increment()
+    queue.metrics.appendedBatches.increment(by: run.count)
+    queue.metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+    for index in run { group[index].completion(.success(())) }
+    handler?()
+  }
+
+  private func fail(_ run: Range<Int>, _ error: SystemCallError) {
+    let bytes = run.reduce(0) { $0 + group[$1].batch.byteCount }
+    let isNewError = queue.state.withLock { state in
+      state.pendingBytes -= bytes
+      state.outOfSpace = error.isOutOfSpace
+      defer { state.lastWriteError = error.description }
+      return state.lastWriteError != error.description
+    }
+    (error.isOutOfSpace ? queue.metrics.diskFullErrors : queue.metrics.ioErrors).increment()
+    // Logged once per distinct error: a full disk under load would otherwise flood the log.
+    queue.logger.log(
+      level: isNewError ? .error : .debug, "queue write failed; batches refused",
+      metadata: ["error": "\(error)", "batches": "\(run.count)"])
+    let failure = error.queueError
+    for index in run { group[index].completion(.failure(failure)) }
+  }
+
+  /// Undoes a failed write so the file holds only whole records; the next write goes to the
+  /// same offset anyway, so a failed truncation is only a tail that recovery would cut.
+  private func rollBack(to size: UInt64) {
+    do {
+      try active.file.truncate(to: size)
+    } catch {
+      queue.logger.error(
+        "could not truncate a failed write; the partial tail is overwritten by the next write",
+        metadata: ["error": "\(error)"])
+    }
+  }
+
+  private mutating func timedSync() throws(SystemCallError) {
+    let start = Self.now()
+    try active.file.sync()
+    let end = Self.now()
+    queue.metrics.fsyncDuration.recordNanoseconds(Int64(end - start))
+    lastSync = end
+    unsynced = false
+  }
+
+  /// The `.interval` sync. Its data was already acknowledged, so a failure can only be logged;
+  /// it is retried at the next interval.
+  private mutating func syncActive() {
+    do {
+      try timedSync()
+    } catch {
+      lastSync = Self.now()
+      queue.metrics.ioErrors.increment()
+      queue.state.withLock { $0.lastWriteError = error.description }
+      queue.logger.error("queue sync failed", metadata: ["error": "\(error)"])
+    }
+  }
+
+  private mutating func roll() throws(SystemCallError) {
+    try timedSync()
+    let number = active.number + 1
+    let file = try SegmentFile.open(
+      queue.segmentPath(number), flags: O_RDWR | O_CREAT | O_TRUNC)
+    do {
+      try SegmentFile.syncDirectory(queue.configuration.directory)
+    } catch {
+      file.close()
+      unlink(queue.segmentPath(number))
+      throw error
+    }
+    active.file.close()
+    active = ActiveSegment(file: file, number: number, size: 0)
+    queue.state.withLock { $0.segments.append(SegmentInfo(number: number, size: 0)) }
+  }
+
+  private mutating func persist(_ confirmed: QueuePosition, at now: UInt64) {
+    lastPersist = now
+    do {
+      try PositionFile.write(confirmed, directory: queue.configuration.directory)
+      persisted = confirmed
+      persistError = nil
+    } catch {
+      // Retried at the next interval; logged once per distinct error (a full disk repeats it).
+      queue.logger.log(
+        level: persistError == error.description ? .debug : .warning,
+        "could not persist the queue position", metadata: ["error": "\(error)"])
+      persistError = error.description
+    }
+  }
+
+  /// Deletes whole files before `confirmed` (never the one being written). This may run before
+  /// the position is persisted: a restart from an older position simply starts at the oldest
+  /// remaining file, which is still at-least-once, and a full disk must not keep space hostage
+  /// to the position write.
+  private func deleteSegments(before confirmed: QueuePosition) {
+    let (doomed, status) = queue.state.withLock { state -> ([UInt64], QueueStatus) in
+      var doomed: [UInt64] = []
+      while state.segments.count > 1, let first = state.segments.first,
+        first.number < confirmed.segment
+          || (first.number == confirmed.segment && confirmed.offset >= first.size)
+      {
+        doomed.append(first.number)
+        state.diskBytes -= Int(first.size)
+        state.segments.removeFirst()
+      }
+      return (doomed, state.status)
+    }
+    guard !doomed.isEmpty else { return }
+    for number in doomed where unlink(queue.segmentPath(number)) != 0 {
+      queue.logger.warning(
+        "could not delete a confirmed segment; it is removed at the next start",
+        metadata: ["file": "\(SegmentFile.segmentName(number))", "errno": "\(errno)"])
+    }
+    queue.metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+  }
+
+  private static func now() -> UInt64 {
+    DispatchTime.now().uptimeNanoseconds
+  }
+}

@@ -1,0 +1,91 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Records encoded (framed and CRC'd) on the caller's thread, so the single writer thread only
+/// has to hand finished bytes to the kernel. All records of a batch share one timestamp, which
+/// is what the queue reports as a record's age.
+public struct RecordBatch: Sendable {
+  public let timestampMillis: UInt64
+  public private(set) var count = 0
+  /// The encoded records, exactly as they will appear on disk.
+  private(set) var bytes: [UInt8] = []
+
+  public var byteCount: Int { bytes.count }
+
+  /// The records exactly as they will be written (see `RecordFormat` for the layout), e.g. for
+  /// a dead-letter file or a format check.
+  public var encodedBytes: [UInt8] { bytes }
+
+  public init(timestampMillis: UInt64 = RecordBatch.wallClockMillis()) {
+    self.timestampMillis = timestampMillis
+  }
+
+  public mutating func append(
+    topic: String, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer
+  ) throws(QueueError) {
+    try encode(topic: topic, key: key, value: value)
+  }
+
+  public mutating func append(
+    topic: String, key: some Collection<UInt8>, value: some Collection<UInt8>
+  ) throws(QueueError) {
+    try encode(topic: topic, key: key, value: value)
+  }
+
+  private mutating func encode(
+    topic: String, key: some Collection<UInt8>, value: some Collection<UInt8>
+  ) throws(QueueError) {
+    let topicLength = topic.utf8.count
+    let keyLength = key.count
+    guard topicLength > 0 else {
+      throw QueueError(code: .invalidRecord, message: "a record needs a non-empty topic")
+    }
+    guard topicLength <= RecordFormat.maximumTopicBytes else {
+      throw QueueError(
+        code: .recordTooLarge,
+        message: "topic of \(topicLength) bytes exceeds \(RecordFormat.maximumTopicBytes)")
+    }
+    guard keyLength <= RecordFormat.maximumKeyBytes else {
+      throw QueueError(
+        code: .recordTooLarge,
+        message: "key of \(keyLength) bytes exceeds \(RecordFormat.maximumKeyBytes)")
+    }
+    let bodyLength = RecordFormat.bodyHeaderSize + topicLength + keyLength + value.count
+    guard bodyLength <= RecordFormat.maximumBodyBytes else {
+      throw QueueError(
+        code: .recordTooLarge,
+        message: "record of \(bodyLength) bytes exceeds \(RecordFormat.maximumBodyBytes)")
+    }
+    let start = bytes.count
+    bytes.reserveCapacity(start + RecordFormat.frameHeaderSize + bodyLength)
+    appendLittleEndian(UInt32(bodyLength))
+    appendLittleEndian(UInt32(0))  // CRC, patched below once the body is in place
+    bytes.append(RecordFormat.formatByte)
+    bytes.append(UInt8(topicLength))
+    appendLittleEndian(UInt16(keyLength))
+    appendLittleEndian(timestampMillis)
+    bytes.append(contentsOf: topic.utf8)
+    bytes.append(contentsOf: key)
+    bytes.append(contentsOf: value)
+    bytes.withUnsafeMutableBytes { buffer in
+      let bodyStart = start + RecordFormat.frameHeaderSize
+      let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[bodyStart...]))
+      buffer.storeBytes(of: crc.littleEndian, toByteOffset: start + 4, as: UInt32.self)
+    }
+    count += 1
+  }
+
+  private mutating func appendLittleEndian(_ value: some FixedWidthInteger) {
+    withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+  }
+
+  /// Milliseconds since the Unix epoch, the unit Kafka timestamps and SkyWalking use.
+  public static func wallClockMillis() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
+  }
+}

@@ -1,0 +1,66 @@
+/// The appended-but-unconfirmed part of the log as runs of adjacent records appended within
+/// one second of each other, so memory stays proportional to the backlog's duration rather than
+/// its batch count (an hour-long Kafka outage is a few thousand entries), and appends and status
+/// stay O(1). A run keeps its oldest timestamp, so the reported age is exact; the count of a run
+/// that a confirmation ends inside is estimated by bytes.
+struct UnconfirmedLedger {
+  private static let runMillis: UInt64 = 1000
+
+  private struct Entry {
+    var start: QueuePosition
+    var end: QueuePosition
+    var count: Int
+    var timestampMillis: UInt64
+  }
+
+  private var entries: [Entry] = []
+  /// Entries before `head` are confirmed; they are compacted away in bulk.
+  private var head = 0
+  private var records = 0
+
+  mutating func append(
+    start: QueuePosition, end: QueuePosition, count: Int, timestampMillis: UInt64
+  ) {
+    guard count > 0 else { return }
+    records += count
+    if entries.count > head, entries[entries.count - 1].end == start {
+      let last = entries[entries.count - 1]
+      let oldest = min(last.timestampMillis, timestampMillis)
+      if max(last.timestampMillis, timestampMillis) - oldest < Self.runMillis {
+        entries[entries.count - 1].end = end
+        entries[entries.count - 1].count += count
+        entries[entries.count - 1].timestampMillis = oldest
+        return
+      }
+    }
+    entries.append(Entry(start: start, end: end, count: count, timestampMillis: timestampMillis))
+  }
+
+  mutating func confirm(through position: QueuePosition) {
+    while head < entries.count && entries[head].end <= position {
+      records -= entries[head].count
+      head += 1
+    }
+    if head == entries.count {
+      entries.removeAll(keepingCapacity: true)
+      head = 0
+    } else if head >= 1024 && head * 2 >= entries.count {
+      entries.removeFirst(head)
+      head = 0
+    }
+  }
+
+  /// Records not yet confirmed when `confirmed` may end inside the oldest entry.
+  func unconfirmedRecords(confirmed: QueuePosition) -> Int {
+    guard head < entries.count, entries[head].start < confirmed else { return records }
+    let oldest = entries[head]
+    let span = oldest.end.offset - oldest.start.offset
+    let left = oldest.end.offset - confirmed.offset
+    let remaining = (UInt64(oldest.count) * left + span - 1) / span
+    return records - oldest.count + Int(remaining)
+  }
+
+  var oldestTimestampMillis: UInt64? {
+    head < entries.count ? entries[head].timestampMillis : nil
+  }
+}

@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// `dead-letter.log`: records Kafka refused for good, kept so that nothing disappears silently.
+///
+/// Each entry is one text header line followed by the raw bytes and a newline, so `head` or
+/// `less` show what failed and a tool can still recover the exact bytes:
+///
+///     DEADLETTER v1 appendedMillis=<ms> deadLetteredMillis=<ms> topic=<topic> keyBytes=<k>
+///       valueBytes=<v> error=<librdkafka error name>: <text>\n     (one line)
+///     <k key bytes><v value bytes>\n
+///
+/// Every entry is fsynced before its record is confirmed in the disk queue.
+///
+/// Not Sendable: used on the publisher thread only.
+final class DeadLetterFile {
+  static let fileName = "dead-letter.log"
+
+  let path: String
+  private let directory: String
+  private var descriptor: Int32 = -1
+
+  init(directory: String) {
+    self.directory = directory
+    path = directory.hasSuffix("/") ? directory + Self.fileName : directory + "/" + Self.fileName
+  }
+
+  deinit {
+    if descriptor >= 0 { close(descriptor) }
+  }
+
+  /// Appends and fsyncs one entry; throws a description of the I/O failure.
+  func append(
+    topic: String, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
+    appendedMillis: UInt64, error: String
+  ) throws(KafkaPublisherError) {
+    let singleLineError = String(error.map { $0.isNewline ? " " : $0 })
+    let header =
+      "DEADLETTER v1 appendedMillis=\(appendedMillis) deadLetteredMillis=\(wallClockMillis())"
+      + " topic=\(topic) keyBytes=\(key.count) valueBytes=\(value.count)"
+      + " error=\(singleLineError)\n"
+    var entry = Array(header.utf8)
+    entry.reserveCapacity(entry.count + key.count + value.count + 1)
+    entry.append(contentsOf: key)
+    entry.append(contentsOf: value)
+    entry.append(UInt8(ascii: "\n"))
+    let descriptor = try openedDescriptor()
+    let writeError = entry.withUnsafeBytes { bytes -> Int32? in
+      var written = 0
+      while written < bytes.count {
+        let result = write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+        if result < 0, errno != EINTR { return errno }
+        written += max(0, result)
+      }
+      return nil
+    }
+    if let writeError {
+      throw KafkaPublisherError(
+        code: .deadLetterWriteFailed, message: "write to \(path) failed (errno \(writeError))")
+    }
+    guard fsync(descriptor) == 0 else {
+      throw KafkaPublisherError(code: .deadLetterWriteFailed, message: "fsync of \(path) failed (errno \(errno))")
+    }
+  }
+
+  private func openedDescriptor() throws(KafkaPublisherError) -> Int32 {
+    if descriptor >= 0 { return descriptor }
+    if mkdir(directory, 0o755) != 0, errno != EEXIST {
+      throw KafkaPublisherError(code: .deadLetterWriteFailed, message: "cannot create \(directory) (errno \(errno))")
+    }
+    let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    guard opened >= 0 else {
+      throw KafkaPublisherError(code: .deadLetterWriteFailed, message: "cannot open \(path) (errno \(errno))")
+    }
+    descriptor = opened
+    return opened
+  }
+}
+
+/// Milliseconds since the Unix epoch, the clock record timestamps use.
+func wallClockMillis() -> UInt64 {
+  var now = timespec()
+  clock_gettime(CLOCK_REALTIME, &now)
+  return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
+}

@@ -1,0 +1,143 @@
+import CRdKafka
+import DurableQueue
+import Logging
+import Metrics
+
+extension PublisherLoop {
+  /// Hands records to librdkafka: first those waiting for another attempt, then new ones, while
+  /// the in-flight window has room. Returns whether anything happened.
+  func feedProducer() -> Bool {
+    guard let producer else { return false }
+    var progressed = false
+    if window.awaitingProduceCount > 0 {
+      guard ContinuousClock.now >= retryNotBefore else { return false }
+      progressed = produceAwaiting(producer)
+      // New records wait until the retried ones are in, which keeps a key's records in order.
+      if window.awaitingProduceCount > 0 || producerNeedsRecreation { return progressed }
+    }
+    while window.count < maxInFlightRecords, window.byteCount < maxInFlightBytes {
+      let read = queue.read(
+        from: readPosition,
+        maxRecords: min(Self.readBatchRecords, maxInFlightRecords - window.count),
+        maxBytes: min(Self.readBatchBytes, maxInFlightBytes - window.byteCount))
+      readPosition = read.next
+      guard !read.records.isEmpty else { break }
+      progressed = true
+      for record in read.records { produceNew(record, with: producer) }
+      if window.awaitingProduceCount > 0 || producerNeedsRecreation { break }
+    }
+    return progressed
+  }
+
+  private func produceNew(_ record: QueuedRecord, with producer: RDKafkaProducer) {
+    // Once one record could not be enqueued, the rest of the batch queues up behind it.
+    let blocked = window.awaitingProduceCount > 0 || producerNeedsRecreation
+    let sequence = window.append(
+      InFlightWindow.Entry(
+        position: record.position, end: record.end, timestampMillis: record.timestampMillis,
+        byteCount: record.topic.utf8.count + record.key.count + record.value.count,
+        state: blocked ? .awaitingProduce : .producing))
+    if !blocked { produce(record, sequence: sequence, with: producer) }
+  }
+
+  /// Produces again the records whose earlier attempt failed, re-reading them from the queue.
+  private func produceAwaiting(_ producer: RDKafkaProducer) -> Bool {
+    var progressed = false
+    for sequence in window.sequencesAwaitingProduce() {
+      guard let entry = window.entry(sequence) else { continue }
+      // The exact encoded size, so the re-read fetches this record and nothing more.
+      let encodedBytes =
+        entry.end.segment == entry.position.segment
+        ? Int(entry.end.offset - entry.position.offset) : 1
+      let read = queue.read(from: entry.position, maxRecords: 1, maxBytes: max(1, encodedBytes))
+      guard let record = read.records.first, record.position == entry.position else {
+        logger.error(
+          "a record waiting for another delivery attempt can no longer be read; skipping it",
+          metadata: ["position": "\(entry.position)"])
+        window.update(sequence, to: .finished)
+        continue
+      }
+      progressed = true
+      window.update(sequence, to: .producing)
+      produce(record, sequence: sequence, with: producer)
+      if window.entry(sequence)?.state == .awaitingProduce { break }
+    }
+    return progressed
+  }
+
+  private func produce(_ record: QueuedRecord, sequence: UInt64, with producer: RDKafkaProducer) {
+    let result = producer.produce(record, sequence: sequence)
+    guard result != RD_KAFKA_RESP_ERR_NO_ERROR else { return }
+    record.key.withUnsafeBytes { key in
+      record.value.withUnsafeBytes { value in
+        handleFailure(sequence, error: result, topic: record.topic, key: key, value: value)
+      }
+    }
+  }
+
+  /// Decides what a failed attempt (at produce time or in a delivery report) means for a record.
+  func handleFailure(
+    _ sequence: UInt64, error: rd_kafka_resp_err_t, topic: String,
+    key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer
+  ) {
+    guard let entry = window.entry(sequence) else { return }
+    let kind = error.failureKind
+    if kind == .backpressure {
+      window.update(sequence, to: .awaitingProduce)
+      retryNotBefore = .now + .milliseconds(5)
+      return
+    }
+    status.failed += 1
+    metrics.failed(reason: error.name)
+    noteError("\(error.name): \(error.text)")
+    switch kind {
+    case .fatal:
+      window.update(sequence, to: .awaitingProduce)
+      producerNeedsRecreation = true
+    case .permanent:
+      deadLetter(sequence, entry: entry, topic: topic, key: key, value: value, error: error)
+    case .retriable where entry.failedAttempts + 1 >= Self.maximumRetriableAttempts:
+      deadLetter(sequence, entry: entry, topic: topic, key: key, value: value, error: error)
+    case .transient, .retriable, .backpressure:
+      window.update(sequence, to: .awaitingProduce, countingFailure: true)
+      backoffPending = true
+      if let suppressed = errorThrottle.admit() {
+        logger.warning(
+          "kafka delivery failed; the record will be produced again",
+          metadata: [
+            "error": "\(error.name): \(error.text)", "position": "\(entry.position)",
+            "similarSuppressed": "\(suppressed)",
+          ])
+      }
+    }
+  }
+
+  /// Moves a record Kafka will never take into the dead-letter file and lets the queue move on.
+  private func deadLetter(
+    _ sequence: UInt64, entry: InFlightWindow.Entry, topic: String,
+    key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, error: rd_kafka_resp_err_t
+  ) {
+    window.update(sequence, to: .finished)
+    do {
+      try deadLetters.append(
+        topic: topic, key: key, value: value, appendedMillis: entry.timestampMillis,
+        error: "\(error.name): \(error.text)")
+      status.deadLettered += 1
+      metrics.deadLettered.increment()
+      if let suppressed = deadLetterThrottle.admit() {
+        logger.warning(
+          "kafka refused a record permanently; it was written to the dead-letter file",
+          metadata: [
+            "error": "\(error.name): \(error.text)", "topic": "\(topic)",
+            "bytes": "\(value.count)", "file": "\(deadLetters.path)",
+            "similarSuppressed": "\(suppressed)",
+          ])
+      }
+    } catch {
+      logger.error(
+        "a record Kafka refused could not be dead-lettered and is lost",
+        metadata: ["position": "\(entry.position)", "error": "\(error)"])
+      noteError(error.message)
+    }
+  }
+}

@@ -1,0 +1,130 @@
+import DurableQueue
+import Logging
+
+/// Reads typed values out of the environment, remembering which variables it consumed so that
+/// a misspelt `SW_RELAY_*` variable is an error rather than a silently ignored setting.
+struct EnvironmentReader {
+  private let environment: [String: String]
+  private var consumed: Set<String> = []
+
+  init(_ environment: [String: String]) {
+    self.environment = environment
+  }
+
+  mutating func string(_ variable: EnvironmentVariable) -> String {
+    consumed.insert(variable.name)
+    return environment[variable.name] ?? variable.defaultValue
+  }
+
+  mutating func nonEmptyString(_ variable: EnvironmentVariable) throws(ConfigurationError) -> String {
+    let value = string(variable)
+    guard !value.isEmpty else { throw error(variable, value, "a non-empty value") }
+    return value
+  }
+
+  mutating func integer(
+    _ variable: EnvironmentVariable, range: ClosedRange<Int>
+  ) throws(ConfigurationError) -> Int {
+    let value = string(variable)
+    guard let number = Int(value), range.contains(number) else {
+      throw error(variable, value, "an integer from \(range.lowerBound) to \(range.upperBound)")
+    }
+    return number
+  }
+
+  /// Bytes as a plain integer or with a binary suffix: `1048576`, `512KiB`, `64MiB`, `1GiB`.
+  mutating func byteSize(
+    _ variable: EnvironmentVariable, range: ClosedRange<Int>
+  ) throws(ConfigurationError) -> Int {
+    let value = string(variable)
+    let units: [(suffix: String, shift: Int)] = [
+      ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0), ("", 0),
+    ]
+    let expected =
+      "a byte size from \(range.lowerBound) to \(range.upperBound), e.g. 1048576, 512KiB, 64MiB or 1GiB"
+    for (suffix, shift) in units where value.hasSuffix(suffix) {
+      guard let number = Int(value.dropLast(suffix.count)), number >= 0,
+        number <= Int.max >> shift, range.contains(number << shift)
+      else { throw error(variable, value, expected) }
+      return number << shift
+    }
+    throw error(variable, value, expected)
+  }
+
+  mutating func choice<Choice: RawRepresentable & CaseIterable>(
+    _ variable: EnvironmentVariable
+  ) throws(ConfigurationError) -> Choice where Choice.RawValue == String {
+    let value = string(variable)
+    guard let choice = Choice(rawValue: value.lowercased()) else {
+      throw error(
+        variable, value, "one of " + Choice.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+    return choice
+  }
+
+  mutating func address(_ variable: EnvironmentVariable) throws(ConfigurationError) -> HostAndPort {
+    let value = string(variable)
+    let expected = "host:port, [ipv6]:port or :port with a port from 0 to 65535"
+    guard let colon = value.lastIndex(of: ":"),
+      let port = Int(value[value.index(after: colon)...]), (0...65535).contains(port)
+    else { throw error(variable, value, expected) }
+    var host = String(value[..<colon])
+    if host.hasPrefix("[") {
+      guard host.hasSuffix("]"), host.count > 2 else { throw error(variable, value, expected) }
+      host = String(host.dropFirst().dropLast())
+    } else if host.contains(":") {
+      throw error(variable, value, expected)
+    }
+    return HostAndPort(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+  }
+
+  mutating func topicName(_ variable: EnvironmentVariable) throws(ConfigurationError) -> String {
+    let value = string(variable)
+    try Self.validateTopic(value, variable: variable, value: value)
+    return value
+  }
+
+  /// Kafka's rule: 1 to 249 characters of ASCII letters, digits, `.`, `_` and `-`.
+  static func validateTopic(
+    _ topic: String, variable: EnvironmentVariable, value: String
+  ) throws(ConfigurationError) {
+    let allowed = topic.utf8.allSatisfy { byte in
+      (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A)
+        || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2E || byte == 0x5F || byte == 0x2D
+    }
+    guard allowed, (1...249).contains(topic.utf8.count), topic != ".", topic != ".." else {
+      throw ConfigurationError(
+        variable: variable.name, value: value,
+        expected: "a Kafka topic name of 1 to 249 letters, digits, '.', '_' or '-'")
+    }
+  }
+
+  /// `SW_RELAY_KAFKA_PRODUCER_COMPRESSION_TYPE=lz4` becomes `compression.type=lz4`; librdkafka
+  /// itself validates names and values when the publisher starts.
+  mutating func producerProperties() -> [String: String] {
+    var properties: [String: String] = [:]
+    let prefix = EnvironmentVariable.producerPropertyPrefix
+    for (name, value) in environment where name.hasPrefix(prefix) && name.count > prefix.count {
+      consumed.insert(name)
+      let property = name.dropFirst(prefix.count).lowercased().split(separator: "_")
+        .joined(separator: ".")
+      properties[property] = value
+    }
+    return properties
+  }
+
+  func rejectUnknownVariables() throws(ConfigurationError) {
+    let unknown = environment.keys.filter { $0.hasPrefix("SW_RELAY_") && !consumed.contains($0) }
+    if let name = unknown.sorted().first {
+      throw ConfigurationError(
+        variable: name, value: environment[name] ?? "",
+        expected: "a known variable; this one is not read by the relay (see --help)")
+    }
+  }
+
+  private func error(
+    _ variable: EnvironmentVariable, _ value: String, _ expected: String
+  ) -> ConfigurationError {
+    ConfigurationError(variable: variable.name, value: value, expected: expected)
+  }
+}

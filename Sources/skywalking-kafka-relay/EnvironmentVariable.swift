@@ -1,0 +1,63 @@
+/// One variable the relay reads, with the default and meaning that `--help` and
+/// `config/relay.env.example` show.
+struct EnvironmentVariable: Sendable {
+  let name: String
+  let defaultValue: String
+  let meaning: String
+}
+
+extension EnvironmentVariable {
+  static let grpcAddress = Self(
+    name: "SW_RELAY_GRPC_ADDRESS", defaultValue: "0.0.0.0:11800",
+    meaning: "host:port agents connect to (their collector.backend_service)")
+  static let grpcMaxMessageBytes = Self(
+    name: "SW_RELAY_GRPC_MAX_MESSAGE_BYTES", defaultValue: "50MiB",
+    meaning: "largest gRPC message accepted, as the OAP's default")
+  static let adminAddress = Self(
+    name: "SW_RELAY_ADMIN_ADDRESS", defaultValue: "0.0.0.0:1234",
+    meaning: "host:port of /healthz, /readyz, /status and /metrics")
+  static let queueDirectory = Self(
+    name: "SW_RELAY_QUEUE_DIR", defaultValue: "./relay-queue",
+    meaning: "directory of the disk queue (a volume in containers)")
+  static let queueSegmentBytes = Self(
+    name: "SW_RELAY_QUEUE_SEGMENT_BYTES", defaultValue: "64MiB",
+    meaning: "size at which the queue starts a new file")
+  static let queueMaxBytes = Self(
+    name: "SW_RELAY_QUEUE_MAX_BYTES", defaultValue: "1GiB",
+    meaning: "queue capacity; beyond it agents get RESOURCE_EXHAUSTED")
+  static let queueFsync = Self(
+    name: "SW_RELAY_QUEUE_FSYNC", defaultValue: "interval",
+    meaning: "interval: ack after write(), fsync every interval (survives a crash); "
+      + "always: ack after fsync (survives power loss)")
+  static let queueFsyncIntervalMilliseconds = Self(
+    name: "SW_RELAY_QUEUE_FSYNC_INTERVAL_MS", defaultValue: "200",
+    meaning: "fsync period in milliseconds for the interval policy")
+  static let kafkaBootstrapServers = Self(
+    name: "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS", defaultValue: "",
+    meaning: "Kafka brokers (host:port,...); empty starts an embedded, non-durable dev Kafka")
+  static let kafkaNamespace = Self(
+    name: "SW_RELAY_KAFKA_NAMESPACE", defaultValue: "",
+    meaning: "topic prefix <namespace>-, the same as the OAP's kafka-fetcher namespace")
+  static let kafkaSegmentsTopic = Self(
+    name: "SW_RELAY_KAFKA_TOPIC_SEGMENTS", defaultValue: "skywalking-segments",
+    meaning: "topic for trace segments (before the namespace prefix)")
+  static let kafkaProducerPrefix = Self(
+    name: "SW_RELAY_KAFKA_PRODUCER_<PROPERTY>", defaultValue: "",
+    meaning: "any librdkafka producer property, dots as underscores, "
+      + "e.g. SW_RELAY_KAFKA_PRODUCER_COMPRESSION_TYPE=lz4")
+  static let shutdownTimeoutSeconds = Self(
+    name: "SW_RELAY_SHUTDOWN_TIMEOUT_S", defaultValue: "20",
+    meaning: "seconds to flush Kafka on SIGTERM; the rest stays on disk")
+  static let logLevel = Self(
+    name: "SW_RELAY_LOG_LEVEL", defaultValue: "info",
+    meaning: "trace, debug, info, notice, warning, error or critical")
+
+  static let all: [EnvironmentVariable] = [
+    .grpcAddress, .grpcMaxMessageBytes, .adminAddress, .queueDirectory, .queueSegmentBytes,
+    .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
+    .kafkaNamespace, .kafkaSegmentsTopic, .kafkaProducerPrefix, .shutdownTimeoutSeconds,
+    .logLevel,
+  ]
+
+  static let producerPropertyPrefix = "SW_RELAY_KAFKA_PRODUCER_"
+}

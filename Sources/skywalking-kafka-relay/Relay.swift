@@ -1,0 +1,104 @@
+import AdminServer
+import AgentReceiver
+import DurableQueue
+import KafkaPublisher
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// Wires the stages together: agents → gRPC endpoint → disk queue → publisher → Kafka, with the
+/// admin endpoint watching all of them.
+struct Relay {
+  let configuration: RelayConfiguration
+  let logger: Logger
+  /// Called once both endpoints listen, with their addresses (tests bind port 0).
+  var onReady: @Sendable (_ grpc: SocketAddress, _ admin: SocketAddress) -> Void = { _, _ in }
+
+  func run() async throws {
+    logger.info("starting skywalking-kafka-relay", metadata: ["config": "\(configuration.redactedSummary)"])
+    let registry = PrometheusCollectorRegistry()
+    let metrics = PrometheusMetricsFactory(registry: registry)
+
+    let queue = try DurableQueue(
+      configuration: DurableQueueConfiguration(
+        directory: configuration.queueDirectory,
+        segmentBytes: configuration.queueSegmentBytes,
+        maxBytes: configuration.queueMaxBytes,
+        fsyncPolicy: configuration.fsyncPolicy,
+        fsyncInterval: .milliseconds(configuration.fsyncIntervalMilliseconds)),
+      logger: logger, metricsFactory: metrics)
+    defer { queue.close() }
+
+    let (bootstrapServers, embeddedKafka) = try startKafkaIfEmbedded()
+    defer { withExtendedLifetime(embeddedKafka) {} }
+
+    let publisher = try KafkaPublisher(
+      configuration: KafkaPublisherConfiguration(
+        bootstrapServers: bootstrapServers,
+        producerProperties: configuration.producerProperties,
+        shutdownTimeout: .seconds(configuration.shutdownTimeoutSeconds),
+        deadLetterDirectory: configuration.queueDirectory),
+      queue: queue, logger: logger, metricsFactory: metrics)
+
+    let health = RelayHealth(queue: queue, publisher: publisher)
+    let announcer = ReadinessAnnouncer(
+      logger: logger, kafka: bootstrapServers, health: health, onReady: onReady)
+    let grpc = AgentGRPCServer(
+      configuration: AgentReceiverConfiguration(
+        host: configuration.grpcAddress.host,
+        port: configuration.grpcAddress.port,
+        maxMessageBytes: configuration.grpcMaxMessageBytes,
+        segmentsTopic: configuration.segmentsTopic),
+      queue: queue, logger: logger, metricsFactory: metrics,
+      onListening: { announcer.listening(.grpc, at: $0) })
+    let queueAge = Gauge(label: "relay_queue_oldest_unconfirmed_age_seconds", factory: metrics)
+    let admin = AdminServer(
+      host: configuration.adminAddress.host, port: configuration.adminAddress.port,
+      routes: [
+        "/healthz": { AdminResponse(status: 200, text: "ok\n") },
+        "/readyz": { health.readiness },
+        "/status": { health.statusJSON },
+        "/metrics": {
+          let oldest = queue.status.oldestUnconfirmedMillis
+          queueAge.record(oldest.map { Double(wallClockMillis() &- $0) / 1000 } ?? 0)
+          var body: [UInt8] = []
+          registry.emit(into: &body)
+          return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4", body: body)
+        },
+      ],
+      logger: logger, onListening: { announcer.listening(.admin, at: $0) })
+
+    // Started in this order and stopped in reverse: gRPC stops taking calls first, the publisher
+    // flushes last.
+    let group = ServiceGroup(
+      configuration: .init(
+        services: [
+          .init(service: publisher),
+          .init(service: admin),
+          .init(service: announcer),
+          .init(service: grpc),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger))
+    try await group.run()
+    logger.info("skywalking-kafka-relay stopped; undelivered records stay in the queue")
+  }
+
+  private func startKafkaIfEmbedded() throws -> (String, KafkaMockCluster?) {
+    if let servers = configuration.kafkaBootstrapServers { return (servers, nil) }
+    let cluster = try KafkaMockCluster(brokers: 1)
+    try cluster.createTopic(configuration.segmentsTopic, partitions: 3)
+    logger.warning(
+      """
+      SW_RELAY_KAFKA_BOOTSTRAP_SERVERS is not set: using an EMBEDDED, IN-MEMORY development Kafka. \
+      It is NOT durable: everything it holds is lost when the relay stops. Watch segments with \
+      kcat -b \(cluster.bootstrapServers) -C -t \(configuration.segmentsTopic) -f '%k %S bytes\\n'
+      """,
+      metadata: ["bootstrap": "\(cluster.bootstrapServers)"])
+    logger.notice("embedded Kafka bootstrap=\(cluster.bootstrapServers)")
+    return (cluster.bootstrapServers, cluster)
+  }
+}

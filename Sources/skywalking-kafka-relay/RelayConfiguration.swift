@@ -1,0 +1,78 @@
+import DurableQueue
+import Logging
+
+/// Everything the relay is told by its environment, validated before anything starts.
+struct RelayConfiguration: Sendable {
+  var grpcAddress: HostAndPort
+  var grpcMaxMessageBytes: Int
+  var adminAddress: HostAndPort
+  var queueDirectory: String
+  var queueSegmentBytes: Int
+  var queueMaxBytes: Int
+  var fsyncPolicy: FsyncPolicy
+  var fsyncIntervalMilliseconds: Int
+  /// nil starts the embedded development cluster.
+  var kafkaBootstrapServers: String?
+  var kafkaNamespace: String
+  var segmentsTopicName: String
+  /// librdkafka properties from `SW_RELAY_KAFKA_PRODUCER_*`, by librdkafka name.
+  var producerProperties: [String: String]
+  var shutdownTimeoutSeconds: Int
+  var logLevel: Logger.Level
+
+  /// The topic segments are published to, prefixed the way the OAP's fetcher expects.
+  var segmentsTopic: String {
+    kafkaNamespace.isEmpty ? segmentsTopicName : "\(kafkaNamespace)-\(segmentsTopicName)"
+  }
+
+  init(environment: [String: String]) throws(ConfigurationError) {
+    var reader = EnvironmentReader(environment)
+    grpcAddress = try reader.address(.grpcAddress)
+    grpcMaxMessageBytes = try reader.byteSize(.grpcMaxMessageBytes, range: 1...(Int(Int32.max)))
+    adminAddress = try reader.address(.adminAddress)
+    queueDirectory = try reader.nonEmptyString(.queueDirectory)
+    queueSegmentBytes = try reader.byteSize(.queueSegmentBytes, range: (64 << 10)...(1 << 40))
+    queueMaxBytes = try reader.byteSize(.queueMaxBytes, range: (1 << 20)...Int.max)
+    fsyncPolicy = try reader.choice(.queueFsync)
+    fsyncIntervalMilliseconds = try reader.integer(.queueFsyncIntervalMilliseconds, range: 1...60_000)
+    let bootstrap = reader.string(.kafkaBootstrapServers)
+    kafkaBootstrapServers = bootstrap.isEmpty ? nil : bootstrap
+    kafkaNamespace = reader.string(.kafkaNamespace)
+    segmentsTopicName = try reader.topicName(.kafkaSegmentsTopic)
+    shutdownTimeoutSeconds = try reader.integer(.shutdownTimeoutSeconds, range: 0...3600)
+    logLevel = try reader.choice(.logLevel)
+    producerProperties = reader.producerProperties()
+    try reader.rejectUnknownVariables()
+    if !kafkaNamespace.isEmpty {
+      try EnvironmentReader.validateTopic(segmentsTopic, variable: .kafkaNamespace, value: kafkaNamespace)
+    }
+  }
+
+  /// The effective configuration for the startup log, with secrets replaced.
+  var redactedSummary: String {
+    var lines = [
+      "grpc=\(grpcAddress)", "admin=\(adminAddress)", "queue_dir=\(queueDirectory)",
+      "queue_max_bytes=\(queueMaxBytes)", "queue_segment_bytes=\(queueSegmentBytes)",
+      "fsync=\(fsyncPolicy.rawValue)/\(fsyncIntervalMilliseconds)ms",
+      "kafka=\(kafkaBootstrapServers ?? "embedded")", "segments_topic=\(segmentsTopic)",
+      "max_message_bytes=\(grpcMaxMessageBytes)", "shutdown_timeout_s=\(shutdownTimeoutSeconds)",
+    ]
+    for (name, value) in producerProperties.sorted(by: { $0.key < $1.key }) {
+      lines.append("kafka.\(name)=\(Self.isSecret(name) ? "<redacted>" : value)")
+    }
+    return lines.joined(separator: " ")
+  }
+
+  /// librdkafka properties that hold credentials or private keys.
+  static func isSecret(_ property: String) -> Bool {
+    ["password", "secret", "token", "key.pem", "keystore", "sasl.oauthbearer.config", "sasl.jaas"]
+      .contains { property.contains($0) }
+  }
+}
+
+/// A listening address, `host:port`, `[v6]:port` or `:port` (all interfaces).
+struct HostAndPort: Sendable, Equatable, CustomStringConvertible {
+  var host: String
+  var port: Int
+  var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}

@@ -1,0 +1,98 @@
+import AgentReceiver
+import DurableQueue
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Metrics
+import NIOCore
+import SkyWalkingProtocol
+import SwiftProtobuf
+
+/// A real queue in a temporary directory behind a real endpoint on an ephemeral port.
+struct ReceiverHarness {
+  let queue: DurableQueue
+  let port: Int
+  let directory: URL
+
+  static func with<Result: Sendable>(
+    maxMessageBytes: Int = 50 << 20,
+    queueMaxBytes: Int = 64 << 20,
+    _ body: (ReceiverHarness) async throws -> Result
+  ) async throws -> Result {
+    let directory = FileManager.default.temporaryDirectory
+      .appendingPathComponent("receiver-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let queue = try DurableQueue(
+      configuration: DurableQueueConfiguration(
+        directory: directory.path, segmentBytes: 1 << 20, maxBytes: queueMaxBytes),
+      logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
+    defer { queue.close() }
+    let (addresses, continuation) = AsyncStream.makeStream(of: NIOCore.SocketAddress.self)
+    let server = AgentGRPCServer(
+      configuration: AgentReceiverConfiguration(
+        host: "127.0.0.1", port: 0, maxMessageBytes: maxMessageBytes,
+        segmentsTopic: "skywalking-segments"),
+      queue: queue, logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance,
+      onListening: { continuation.yield($0) })
+    let serving = Task { try await server.run() }
+    defer { serving.cancel() }
+    var iterator = addresses.makeAsyncIterator()
+    guard let port = await iterator.next()?.port else { throw HarnessError.notListening }
+    return try await body(ReceiverHarness(queue: queue, port: port, directory: directory))
+  }
+
+  enum HarnessError: Error { case notListening }
+
+  /// Runs `body` with a grpc-swift 2 client connected to the endpoint.
+  func withClient<Result: Sendable>(
+    _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+  ) async throws -> Result {
+    let transport = try HTTP2ClientTransport.Posix(
+      target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+    return try await withGRPCClient(transport: transport) { client in try await body(client) }
+  }
+
+  /// Every record currently in the queue, from the confirmed position.
+  func queuedRecords() -> [QueuedRecord] {
+    var records: [QueuedRecord] = []
+    var position = queue.confirmedPosition
+    while true {
+      let read = queue.read(from: position, maxRecords: 1000, maxBytes: 8 << 20)
+      if read.records.isEmpty { return records }
+      records += read.records
+      position = read.next
+    }
+  }
+}
+
+/// Sends arbitrary bytes as messages, to exercise what a protobuf serializer never produces.
+struct RawBytesSerializer: MessageSerializer {
+  func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+}
+
+struct CommandsDeserializer: MessageDeserializer {
+  func deserialize<Bytes: GRPCContiguousBytes>(_ serialized: Bytes) throws -> Skywalking_V3_Commands
+  {
+    try serialized.withUnsafeBytes { try Skywalking_V3_Commands(serializedBytes: Array($0)) }
+  }
+}
+
+extension GRPCClient {
+  /// A client-streaming call of raw messages to `path`, returning the final status.
+  func sendRaw(_ messages: [[UInt8]], service: String, method: String) async -> Status {
+    do {
+      _ = try await clientStreaming(
+        request: StreamingClientRequest { writer in try await writer.write(contentsOf: messages) },
+        descriptor: MethodDescriptor(fullyQualifiedService: service, method: method),
+        serializer: RawBytesSerializer(), deserializer: CommandsDeserializer(),
+        options: .defaults
+      ) { response in try response.message }
+      return Status(code: .ok, message: "")
+    } catch let error as RPCError {
+      return Status(code: Status.Code(error.code), message: error.message)
+    } catch {
+      return Status(code: .unknown, message: "\(error)")
+    }
+  }
+}

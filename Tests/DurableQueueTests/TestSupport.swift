@@ -1,0 +1,180 @@
+import CoreMetrics
+import DurableQueue
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// A fresh directory under the system temp dir, removed by `remove()`.
+struct TemporaryDirectory {
+  let path: String
+
+  init() throws {
+    path = FileManager.default.temporaryDirectory
+      .appendingPathComponent("durable-queue-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  }
+
+  /// An existing path, e.g. one that cannot be a queue directory.
+  init(existing path: String) {
+    self.path = path
+  }
+
+  func remove() {
+    try? FileManager.default.removeItem(atPath: path)
+  }
+
+  func segmentPath(_ number: UInt64) -> String {
+    let digits = String(number)
+    return path + "/" + String(repeating: "0", count: 20 - digits.count) + digits + ".log"
+  }
+
+  var segmentFiles: [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
+      .filter { $0.hasSuffix(".log") }.sorted()
+  }
+
+  func fileSize(_ path: String) -> Int {
+    ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? -1
+  }
+
+  /// A copy of the directory as a crash right now would leave it, taken while the writer may
+  /// still be working: segments first, `position` last, because a segment is only deleted once
+  /// a position past it is persisted; files vanishing meanwhile are confirmed ones.
+  func snapshot() throws -> TemporaryDirectory {
+    let copy = try TemporaryDirectory()
+    let names = try FileManager.default.contentsOfDirectory(atPath: path)
+    for name in names.filter({ $0.hasSuffix(".log") }) + ["position"] {
+      try? FileManager.default.copyItem(atPath: path + "/" + name, toPath: copy.path + "/" + name)
+    }
+    return copy
+  }
+}
+
+func openQueue(
+  _ directory: TemporaryDirectory, segmentBytes: Int = 64 << 20, maxBytes: Int = 1 << 30,
+  fsyncPolicy: FsyncPolicy = .interval, metrics: TestMetrics = TestMetrics()
+) throws -> DurableQueue {
+  try DurableQueue(
+    configuration: DurableQueueConfiguration(
+      directory: directory.path, segmentBytes: segmentBytes, maxBytes: maxBytes,
+      fsyncPolicy: fsyncPolicy),
+    logger: Logger(label: "durable-queue-tests"), metricsFactory: metrics)
+}
+
+/// One batch of records on `topic`, keyed "k<i>" with values "v<i>" unless given.
+func makeBatch(topic: String = "segments", values: [String], timestampMillis: UInt64 = 1_000)
+  throws -> RecordBatch
+{
+  var batch = RecordBatch(timestampMillis: timestampMillis)
+  for value in values {
+    try batch.append(topic: topic, key: Array("k-\(value)".utf8), value: Array(value.utf8))
+  }
+  return batch
+}
+
+/// Reads from `start` until caught up.
+func readAll(_ queue: DurableQueue, from start: QueuePosition, maxRecords: Int = 1000)
+  -> (values: [String], records: [QueuedRecord], next: QueuePosition)
+{
+  var records: [QueuedRecord] = []
+  var position = start
+  while true {
+    let read = queue.read(from: position, maxRecords: maxRecords, maxBytes: 1 << 20)
+    if read.records.isEmpty {
+      #expect(read.next == position)
+      break
+    }
+    records += read.records
+    position = read.next
+  }
+  return (records.map { String(decoding: $0.value, as: UTF8.self) }, records, position)
+}
+
+/// Polls `condition` until it holds or the deadline passes.
+func waitUntil(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+  let deadline = ContinuousClock.now + timeout
+  while ContinuousClock.now < deadline {
+    if condition() { return true }
+    try? await Task.sleep(for: .milliseconds(5))
+  }
+  return condition()
+}
+
+/// Deterministic PRNG (SplitMix64) so model tests replay exactly.
+struct SplitMix64: RandomNumberGenerator {
+  private var state: UInt64
+
+  init(seed: UInt64) { state = seed }
+
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// Records counter totals by label and dimensions; other instruments are accepted and ignored.
+final class TestMetrics: MetricsFactory {
+  private let counters = Mutex<[String: Int64]>([:])
+
+  func value(_ label: String, _ dimensions: [(String, String)] = []) -> Int64 {
+    counters.withLock { $0[Self.key(label, dimensions)] ?? 0 }
+  }
+
+  fileprivate func add(_ key: String, _ amount: Int64) {
+    counters.withLock { $0[key, default: 0] += amount }
+  }
+
+  private static func key(_ label: String, _ dimensions: [(String, String)]) -> String {
+    label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+  }
+
+  func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+    TestCounter(metrics: self, key: Self.key(label, dimensions))
+  }
+
+  func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool)
+    -> any RecorderHandler
+  {
+    IgnoredInstrument()
+  }
+
+  func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+    IgnoredInstrument()
+  }
+
+  func destroyCounter(_ handler: any CounterHandler) {}
+  func destroyRecorder(_ handler: any RecorderHandler) {}
+  func destroyTimer(_ handler: any TimerHandler) {}
+}
+
+private final class TestCounter: CounterHandler {
+  let metrics: TestMetrics
+  let key: String
+
+  init(metrics: TestMetrics, key: String) {
+    self.metrics = metrics
+    self.key = key
+  }
+
+  func increment(by amount: Int64) { metrics.add(key, amount) }
+  func reset() {}
+}
+
+private final class IgnoredInstrument: RecorderHandler, TimerHandler {
+  func record(_ value: Int64) {}
+  func record(_ value: Double) {}
+  func recordNanoseconds(_ duration: Int64) {}
+}
+
+/// A counter that escaping, concurrently running closures can share.
+final class SharedCounter: Sendable {
+  private let count = Atomic<Int>(0)
+
+  func increment() { count.add(1, ordering: .relaxed) }
+
+  var value: Int { count.load(ordering: .relaxed) }
+}

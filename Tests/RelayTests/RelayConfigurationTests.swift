@@ -1,0 +1,121 @@
+import DurableQueue
+import Foundation
+import Logging
+import Testing
+
+@testable import skywalking_kafka_relay
+
+@Suite struct RelayConfigurationTests {
+  @Test func defaultsMatchTheDocumentedOnes() throws {
+    let configuration = try RelayConfiguration(environment: [:])
+    #expect(configuration.grpcAddress == HostAndPort(host: "0.0.0.0", port: 11800))
+    #expect(configuration.adminAddress == HostAndPort(host: "0.0.0.0", port: 1234))
+    #expect(configuration.grpcMaxMessageBytes == 50 << 20)
+    #expect(configuration.queueSegmentBytes == 64 << 20)
+    #expect(configuration.queueMaxBytes == 1 << 30)
+    #expect(configuration.fsyncPolicy == .interval)
+    #expect(configuration.fsyncIntervalMilliseconds == 200)
+    #expect(configuration.kafkaBootstrapServers == nil)
+    #expect(configuration.segmentsTopic == "skywalking-segments")
+    #expect(configuration.shutdownTimeoutSeconds == 20)
+  }
+
+  @Test func readsEveryVariable() throws {
+    let configuration = try RelayConfiguration(environment: [
+      "SW_RELAY_GRPC_ADDRESS": "[::1]:11801",
+      "SW_RELAY_GRPC_MAX_MESSAGE_BYTES": "4MiB",
+      "SW_RELAY_ADMIN_ADDRESS": ":9000",
+      "SW_RELAY_QUEUE_DIR": "/data/q",
+      "SW_RELAY_QUEUE_SEGMENT_BYTES": "512KiB",
+      "SW_RELAY_QUEUE_MAX_BYTES": "2GiB",
+      "SW_RELAY_QUEUE_FSYNC": "ALWAYS",
+      "SW_RELAY_QUEUE_FSYNC_INTERVAL_MS": "50",
+      "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+      "SW_RELAY_KAFKA_NAMESPACE": "prod",
+      "SW_RELAY_KAFKA_TOPIC_SEGMENTS": "segs",
+      "SW_RELAY_KAFKA_PRODUCER_COMPRESSION_TYPE": "lz4",
+      "SW_RELAY_KAFKA_PRODUCER_SASL_PASSWORD": "hunter2",
+      "SW_RELAY_SHUTDOWN_TIMEOUT_S": "5",
+      "SW_RELAY_LOG_LEVEL": "debug",
+    ])
+    #expect(configuration.grpcAddress == HostAndPort(host: "::1", port: 11801))
+    #expect(configuration.grpcMaxMessageBytes == 4 << 20)
+    #expect(configuration.adminAddress == HostAndPort(host: "0.0.0.0", port: 9000))
+    #expect(configuration.queueDirectory == "/data/q")
+    #expect(configuration.queueSegmentBytes == 512 << 10)
+    #expect(configuration.queueMaxBytes == 2 << 30)
+    #expect(configuration.fsyncPolicy == .always)
+    #expect(configuration.fsyncIntervalMilliseconds == 50)
+    #expect(configuration.kafkaBootstrapServers == "k1:9092,k2:9092")
+    #expect(configuration.segmentsTopic == "prod-segs")
+    #expect(
+      configuration.producerProperties == [
+        "compression.type": "lz4", "sasl.password": "hunter2",
+      ])
+    #expect(configuration.shutdownTimeoutSeconds == 5)
+    #expect(configuration.logLevel == .debug)
+  }
+
+  @Test(arguments: [
+    ("SW_RELAY_GRPC_ADDRESS", "11800"),
+    ("SW_RELAY_GRPC_ADDRESS", "host:99999"),
+    ("SW_RELAY_GRPC_ADDRESS", "::1:80"),
+    ("SW_RELAY_ADMIN_ADDRESS", "localhost:http"),
+    ("SW_RELAY_GRPC_MAX_MESSAGE_BYTES", "50 MiB"),
+    ("SW_RELAY_GRPC_MAX_MESSAGE_BYTES", "-1"),
+    ("SW_RELAY_QUEUE_MAX_BYTES", "1KiB"),
+    ("SW_RELAY_QUEUE_SEGMENT_BYTES", "lots"),
+    ("SW_RELAY_QUEUE_FSYNC", "sometimes"),
+    ("SW_RELAY_QUEUE_FSYNC_INTERVAL_MS", "0"),
+    ("SW_RELAY_QUEUE_DIR", ""),
+    ("SW_RELAY_KAFKA_TOPIC_SEGMENTS", "bad topic"),
+    ("SW_RELAY_KAFKA_NAMESPACE", "no/slashes"),
+    ("SW_RELAY_SHUTDOWN_TIMEOUT_S", "soon"),
+    ("SW_RELAY_LOG_LEVEL", "loud"),
+    ("SW_RELAY_QUEUE_MAXBYTES", "1GiB"),
+  ])
+  func rejectsInvalidValuesNamingTheVariable(variable: String, value: String) {
+    #expect {
+      try RelayConfiguration(environment: [variable: value])
+    } throws: { error in
+      guard let error = error as? ConfigurationError else { return false }
+      return error.variable == variable && error.description.contains(variable)
+        && error.description.contains("expected")
+    }
+  }
+
+  @Test func redactsSecretsInTheStartupSummary() throws {
+    let configuration = try RelayConfiguration(environment: [
+      "SW_RELAY_KAFKA_PRODUCER_SASL_PASSWORD": "hunter2",
+      "SW_RELAY_KAFKA_PRODUCER_SSL_KEY_PASSWORD": "s3cret",
+      "SW_RELAY_KAFKA_PRODUCER_SASL_USERNAME": "relay",
+    ])
+    let summary = configuration.redactedSummary
+    #expect(!summary.contains("hunter2"))
+    #expect(!summary.contains("s3cret"))
+    #expect(summary.contains("kafka.sasl.username=relay"))
+    #expect(summary.contains("kafka.sasl.password=<redacted>"))
+  }
+
+  @Test func helpAndTheExampleFileListEveryVariable() throws {
+    let example = try String(
+      contentsOf: URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("config/relay.env.example"),
+      encoding: .utf8)
+    let help = RelayConfiguration.helpText
+    for variable in EnvironmentVariable.all {
+      #expect(help.contains(variable.name))
+      let documented = variable.name.replacingOccurrences(of: "<PROPERTY>", with: "")
+      #expect(example.contains(documented), "config/relay.env.example misses \(variable.name)")
+    }
+    // Every assignment in the example must be accepted as it stands.
+    var environment: [String: String] = [:]
+    for line in example.split(separator: "\n") where !line.hasPrefix("#") {
+      let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+      if parts.count == 2 { environment[String(parts[0])] = String(parts[1]) }
+    }
+    #expect(environment.count >= 13)
+    _ = try RelayConfiguration(environment: environment)
+  }
+}
