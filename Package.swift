@@ -84,6 +84,18 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
+    // Forwards the calls only the OAP can answer, over one shared grpc-swift 2 connection.
+    .target(
+      name: "OAPForwarder",
+      dependencies: [
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
     // /healthz, /readyz and /metrics over HTTP/1.1.
     .target(
       name: "AdminServer",
@@ -149,6 +161,17 @@ let package = Package(
         "DurableQueue",
         "SkyWalkingProtocol",
         "RelayTestSupport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "OAPForwarderTests",
+      dependencies: [
+        "OAPForwarder",
+        "SkyWalkingProtocol",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

@@ -150,8 +150,10 @@ class Relay:
     queue directory and every other setting, which is what crash tests need.
     """
 
-    def __init__(self, log_path: Path, queue_dir: Path, bootstrap_servers: str,
+    def __init__(self, log_path: Path, queue_dir: Path, bootstrap_servers: Optional[str],
                  extra_env: Optional[dict[str, str]] = None) -> None:
+        """`bootstrap_servers=None` leaves SW_RELAY_KAFKA_BOOTSTRAP_SERVERS unset: the relay then
+        starts its embedded development Kafka."""
         self.log_path = log_path
         self.queue_dir = queue_dir
         self.grpc_port = free_loopback_port()
@@ -166,6 +168,8 @@ class Relay:
             "SW_RELAY_LOG_LEVEL": "info",
             **(extra_env or {}),
         }
+        if bootstrap_servers is None:
+            del self.env["SW_RELAY_KAFKA_BOOTSTRAP_SERVERS"]
         self.process: Optional[subprocess.Popen] = None
         self.starts = 0
 
@@ -235,6 +239,17 @@ class Relay:
 
     def log_tail(self, lines: int = 80) -> str:
         return tail(self.log_path, lines)
+
+    def log_text(self) -> str:
+        """Everything the relay has written so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace")
+
+
+def run_relay_once(env: dict[str, str], *arguments: str, timeout: float = 15) -> subprocess.CompletedProcess:
+    """Runs the relay to completion (for configuration errors, --help, --check-config)."""
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("SW_RELAY_")}
+    return subprocess.run([str(require_binary(RELAY_BINARY)), *arguments], env={**clean, **env},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- Kafka reader

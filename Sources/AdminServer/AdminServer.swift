@@ -49,7 +49,8 @@ public final class AdminServer: Service, Sendable {
         .bind(host: host, port: port).get()
     } catch {
       throw AdminServerError(
-        message: "cannot listen for admin HTTP on \(host):\(port) (SW_RELAY_ADMIN_ADDRESS): \(error)"
+        message:
+          "cannot listen for admin HTTP on \(host):\(port) (SW_RELAY_ADMIN_ADDRESS): \(error)"
       )
     }
     logger.info("admin endpoint listening", metadata: ["address": "\(channel.localAddress!)"])

@@ -37,13 +37,15 @@ struct GRPCResponse {
     headers.add(name: "grpc-status", value: String(status.code.rawValue))
     if !status.message.isEmpty { headers.add(name: "grpc-message", value: status.encodedMessage) }
     for (name, value) in extraHeaders { headers.add(name: name, value: value) }
-    return GRPCResponse(status: status, frames: [.headers(.init(headers: headers, endStream: true))])
+    return GRPCResponse(
+      status: status, frames: [.headers(.init(headers: headers, endStream: true))])
   }
 
   /// A plain HTTP refusal for requests that are not gRPC at all.
   static func http(status: Int, reason: GRPCStatus) -> GRPCResponse {
     let headers: HPACKHeaders = [":status": String(status)]
-    return GRPCResponse(status: reason, frames: [.headers(.init(headers: headers, endStream: true))])
+    return GRPCResponse(
+      status: reason, frames: [.headers(.init(headers: headers, endStream: true))])
   }
 
   private static let okHeaders: HPACKHeaders = [

@@ -86,7 +86,8 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   func channelInactive(context: ChannelHandlerContext) {
     // The client reset the stream or vanished: whatever it sent may still be queued, but it is
     // never acknowledged.
-    if case .answered = state {} else {
+    if case .answered = state {
+    } else {
       state = .answered
       deadline?.cancel()
       shared.metrics.answered(.cancelled)
@@ -117,7 +118,9 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
       return
     }
     state = .receiving(call)
-    if let timeout = headers.first(name: "grpc-timeout").flatMap({ TimeAmount(grpcTimeout: $0[...]) }) {
+    if let timeout = headers.first(name: "grpc-timeout").flatMap({
+      TimeAmount(grpcTimeout: $0[...])
+    }) {
       deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
         deadlineExceeded(context: context)
       }
@@ -264,7 +267,8 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     if !rejections.isEmpty {
       return GRPCStatus(
         code: .invalidArgument,
-        message: "rejected \(rejections.total) of \(receivedCount) segments: \(rejections.summary); "
+        message:
+          "rejected \(rejections.total) of \(receivedCount) segments: \(rejections.summary); "
           + "the \(queuedCount) valid segments were queued")
     }
     return .ok

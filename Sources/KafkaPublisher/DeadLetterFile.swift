@@ -62,18 +62,21 @@ final class DeadLetterFile {
         code: .deadLetterWriteFailed, message: "write to \(path) failed (errno \(writeError))")
     }
     guard fsync(descriptor) == 0 else {
-      throw KafkaPublisherError(code: .deadLetterWriteFailed, message: "fsync of \(path) failed (errno \(errno))")
+      throw KafkaPublisherError(
+        code: .deadLetterWriteFailed, message: "fsync of \(path) failed (errno \(errno))")
     }
   }
 
   private func openedDescriptor() throws(KafkaPublisherError) -> Int32 {
     if descriptor >= 0 { return descriptor }
     if mkdir(directory, 0o755) != 0, errno != EEXIST {
-      throw KafkaPublisherError(code: .deadLetterWriteFailed, message: "cannot create \(directory) (errno \(errno))")
+      throw KafkaPublisherError(
+        code: .deadLetterWriteFailed, message: "cannot create \(directory) (errno \(errno))")
     }
     let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
     guard opened >= 0 else {
-      throw KafkaPublisherError(code: .deadLetterWriteFailed, message: "cannot open \(path) (errno \(errno))")
+      throw KafkaPublisherError(
+        code: .deadLetterWriteFailed, message: "cannot open \(path) (errno \(errno))")
     }
     descriptor = opened
     return opened

@@ -42,8 +42,9 @@ final class PublisherWakeup: @unchecked Sendable {
 
   /// Sleeps until woken or `timeout` passes, then swallows every pending wake-up byte.
   func wait(timeout: Duration) {
-    let milliseconds = Int32(clamping: timeout.components.seconds * 1000
-      + timeout.components.attoseconds / 1_000_000_000_000_000)
+    let milliseconds = Int32(
+      clamping: timeout.components.seconds * 1000
+        + timeout.components.attoseconds / 1_000_000_000_000_000)
     var descriptor = pollfd(fd: readDescriptor, events: Int16(POLLIN), revents: 0)
     _ = poll(&descriptor, 1, max(0, milliseconds))
     var sink = [UInt8](repeating: 0, count: 256)

@@ -9,12 +9,13 @@
 //   topic <name> <partitions>
 // Exits 0 on stdin EOF, SIGTERM or SIGINT.
 
+import KafkaPublisher
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
   import Darwin
 #endif
-import KafkaPublisher
 
 /// Unbuffered, so a test reading the pipe sees each line as soon as it is written.
 func writeLine(_ line: String, to descriptor: Int32) {
@@ -57,7 +58,9 @@ struct Options {
       case "--topic":
         topics.append(value)
       default:
-        fail("unknown option \(flag); usage: relay-mock-kafka [--brokers N] [--partitions N] [--topic NAME ...]")
+        fail(
+          "unknown option \(flag); usage: relay-mock-kafka [--brokers N] [--partitions N] [--topic NAME ...]"
+        )
       }
     }
   }

@@ -16,7 +16,8 @@ struct EnvironmentReader {
     return environment[variable.name] ?? variable.defaultValue
   }
 
-  mutating func nonEmptyString(_ variable: EnvironmentVariable) throws(ConfigurationError) -> String {
+  mutating func nonEmptyString(_ variable: EnvironmentVariable) throws(ConfigurationError) -> String
+  {
     let value = string(variable)
     guard !value.isEmpty else { throw error(variable, value, "a non-empty value") }
     return value

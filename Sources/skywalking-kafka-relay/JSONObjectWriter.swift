@@ -15,7 +15,9 @@ struct JSONObjectWriter {
   mutating func optionalString(_ key: String, _ value: String?) {
     raw(key, value.map(Self.quoted) ?? "null")
   }
-  mutating func optionalInt(_ key: String, _ value: Int?) { raw(key, value.map(String.init) ?? "null") }
+  mutating func optionalInt(_ key: String, _ value: Int?) {
+    raw(key, value.map(String.init) ?? "null")
+  }
 
   func finish() -> String { text + "}" }
 

@@ -18,7 +18,8 @@ struct Relay {
   var onReady: @Sendable (_ grpc: SocketAddress, _ admin: SocketAddress) -> Void = { _, _ in }
 
   func run() async throws {
-    logger.info("starting skywalking-kafka-relay", metadata: ["config": "\(configuration.redactedSummary)"])
+    logger.info(
+      "starting skywalking-kafka-relay", metadata: ["config": "\(configuration.redactedSummary)"])
     let registry = PrometheusCollectorRegistry()
     let metrics = PrometheusMetricsFactory(registry: registry)
 

@@ -34,7 +34,8 @@ struct RelayConfiguration: Sendable {
     queueSegmentBytes = try reader.byteSize(.queueSegmentBytes, range: (64 << 10)...(1 << 40))
     queueMaxBytes = try reader.byteSize(.queueMaxBytes, range: (1 << 20)...Int.max)
     fsyncPolicy = try reader.choice(.queueFsync)
-    fsyncIntervalMilliseconds = try reader.integer(.queueFsyncIntervalMilliseconds, range: 1...60_000)
+    fsyncIntervalMilliseconds = try reader.integer(
+      .queueFsyncIntervalMilliseconds, range: 1...60_000)
     let bootstrap = reader.string(.kafkaBootstrapServers)
     kafkaBootstrapServers = bootstrap.isEmpty ? nil : bootstrap
     kafkaNamespace = reader.string(.kafkaNamespace)
@@ -44,7 +45,8 @@ struct RelayConfiguration: Sendable {
     producerProperties = reader.producerProperties()
     try reader.rejectUnknownVariables()
     if !kafkaNamespace.isEmpty {
-      try EnvironmentReader.validateTopic(segmentsTopic, variable: .kafkaNamespace, value: kafkaNamespace)
+      try EnvironmentReader.validateTopic(
+        segmentsTopic, variable: .kafkaNamespace, value: kafkaNamespace)
     }
   }
 

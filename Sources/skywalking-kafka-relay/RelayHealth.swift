@@ -87,7 +87,8 @@ final class RelayHealth: Sendable {
         publisherStatus.lastDeliveryMillis.map { Int(now.saturatingSubtract($0)) })
       object.optionalString("last_error", publisherStatus.lastError)
     }
-    return AdminResponse(status: 200, contentType: "application/json", body: Array(json.finish().utf8))
+    return AdminResponse(
+      status: 200, contentType: "application/json", body: Array(json.finish().utf8))
   }
 }
 

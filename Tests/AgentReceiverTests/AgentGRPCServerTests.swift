@@ -5,13 +5,19 @@ import SwiftProtobuf
 import Testing
 
 @Suite struct AgentGRPCServerTests {
-  static func segment(_ traceID: String, operation: String = "GET /") -> Skywalking_V3_SegmentObject {
+  static func segment(_ traceID: String, operation: String = "GET /") -> Skywalking_V3_SegmentObject
+  {
     .with {
       $0.traceID = traceID
       $0.traceSegmentID = "segment-\(traceID)"
       $0.service = "svc"
       $0.serviceInstance = "svc-1"
-      $0.spans = [.with { $0.operationName = operation; $0.parentSpanID = -1 }]
+      $0.spans = [
+        .with {
+          $0.operationName = operation
+          $0.parentSpanID = -1
+        }
+      ]
     }
   }
 
@@ -23,7 +29,8 @@ import Testing
       try await harness.withClient { client in
         let service = Skywalking_V3_TraceSegmentReportService.Client(wrapping: client)
         let commands = try await service.collect(
-          request: StreamingClientRequest { writer in try await writer.write(contentsOf: segments) })
+          request: StreamingClientRequest { writer in try await writer.write(contentsOf: segments) }
+        )
         #expect(commands.commands.isEmpty)
       }
       let records = harness.queuedRecords()
@@ -58,7 +65,8 @@ import Testing
       #expect(status.message.contains("rejected 2 of 4 segments"))
       #expect(status.message.contains("1 malformed"))
       #expect(status.message.contains("1 empty_trace_id"))
-      #expect(harness.queuedRecords().map { String(decoding: $0.key, as: UTF8.self) } == ["good", "good"])
+      #expect(
+        harness.queuedRecords().map { String(decoding: $0.key, as: UTF8.self) } == ["good", "good"])
     }
   }
 
@@ -107,12 +115,15 @@ import Testing
 
   @Test func answersResourceExhaustedWhenTheQueueIsFull() async throws {
     try await ReceiverHarness.with(queueMaxBytes: 1 << 20) { harness in
-      let large: [UInt8] = try Self.segment("fill", operation: String(repeating: "y", count: 300_000))
-        .serializedBytes()
+      let large: [UInt8] = try Self.segment(
+        "fill", operation: String(repeating: "y", count: 300_000)
+      )
+      .serializedBytes()
       let statuses = try await harness.withClient { client in
         var statuses: [Status] = []
         for _ in 0..<5 {
-          statuses.append(await client.sendRaw([large], service: Self.segmentService, method: "collect"))
+          statuses.append(
+            await client.sendRaw([large], service: Self.segmentService, method: "collect"))
         }
         return statuses
       }

@@ -13,7 +13,6 @@ struct KafkaPublisherDeliveryTests {
     let queue = try harness.openQueue()
     defer { queue.close() }
     let consumer = try harness.makeConsumer()
-    let running = RunningPublisher(try harness.makePublisher(queue: queue), logger: harness.logger)
 
     var expected: [(key: [UInt8], value: [UInt8])] = []
     for index in 0..<300 {
@@ -24,7 +23,9 @@ struct KafkaPublisherDeliveryTests {
     for chunk in stride(from: 0, to: expected.count, by: 50) {
       try await harness.append(Array(expected[chunk..<(chunk + 50)]), to: queue)
     }
+    // Counted before publishing starts, since delivered files are deleted as they are confirmed.
     #expect((try? harness.segmentFileCount()) ?? 0 > 3)
+    let running = RunningPublisher(try harness.makePublisher(queue: queue), logger: harness.logger)
 
     let received = try await consumer.waitForRecords(count: expected.count)
     #expect(received.count == expected.count)

@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-  import FoundationNetworking
-#endif
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import KafkaPublisher
@@ -13,6 +10,10 @@ import SwiftProtobuf
 import Testing
 
 @testable import skywalking_kafka_relay
+
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
 
 /// The whole relay in-process, between a grpc-swift 2 client and librdkafka's mock cluster.
 @Suite(.serialized) struct RelayPipelineTests {
@@ -53,7 +54,12 @@ import Testing
       $0.traceSegmentID = "trace-\(trace)-segment-\(part)"
       $0.service = "checkout"
       $0.serviceInstance = "checkout-1"
-      $0.spans = [.with { $0.operationName = "op-\(trace)-\(part)"; $0.parentSpanID = -1 }]
+      $0.spans = [
+        .with {
+          $0.operationName = "op-\(trace)-\(part)"
+          $0.parentSpanID = -1
+        }
+      ]
     }
   }
 
@@ -85,7 +91,8 @@ import Testing
     try cluster.createTopic("skywalking-segments", partitions: 6)
     let directory = Self.temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: directory) }
-    let segments = (0..<20).flatMap { trace in (0..<5).map { Self.segment(trace: trace, part: $0) } }
+    let segments = (0..<20).flatMap { trace in (0..<5).map { Self.segment(trace: trace, part: $0) }
+    }
 
     try await Self.withRelay(cluster: cluster, directory: directory) { relay in
       try await Self.send(segments, port: relay.grpcPort)

@@ -25,9 +25,29 @@ import Testing
       span.spanLayer = .http
       span.componentID = 49
       span.isError = index == 1
-      span.tags = [.with { $0.key = "http.method"; $0.value = "GET" }]
-      span.logs = [.with { $0.time = 1; $0.data = [.with { $0.key = "event"; $0.value = "x" }] }]
-      span.refs = [.with { $0.traceID = traceID; $0.parentSpanID = 3 }]
+      span.tags = [
+        .with {
+          $0.key = "http.method"
+          $0.value = "GET"
+        }
+      ]
+      span.logs = [
+        .with {
+          $0.time = 1
+          $0.data = [
+            .with {
+              $0.key = "event"
+              $0.value = "x"
+            }
+          ]
+        }
+      ]
+      span.refs = [
+        .with {
+          $0.traceID = traceID
+          $0.parentSpanID = 3
+        }
+      ]
       segment.spans.append(span)
     }
     return segment
@@ -37,7 +57,8 @@ import Testing
     try message.serializedBytes()
   }
 
-  static func scan(_ bytes: [UInt8]) throws(WireFormatError) -> (traceID: String, segmentID: String) {
+  static func scan(_ bytes: [UInt8]) throws(WireFormatError) -> (traceID: String, segmentID: String)
+  {
     let result: Result<(String, String), WireFormatError> = bytes.withUnsafeBytes { buffer in
       do throws(WireFormatError) {
         let identity = try SegmentScanner.scanSegment(buffer)
@@ -76,13 +97,17 @@ import Testing
 
   @Test func rejectsAWrongWireTypeForTraceID() {
     let bytes: [UInt8] = [0x08, 0x01]  // field 1 as varint
-    #expect { try Self.scan(bytes) } throws: { ($0 as? WireFormatError)?.code == .unexpectedWireType }
+    #expect { try Self.scan(bytes) } throws: {
+      ($0 as? WireFormatError)?.code == .unexpectedWireType
+    }
   }
 
   @Test func rejectsAWrongWireTypeInsideASpan() throws {
     // spans (field 3) holding spanId (field 1) as a length-delimited field.
     let bytes: [UInt8] = [0x0A, 0x01, 0x74, 0x1A, 0x03, 0x0A, 0x01, 0x00]
-    #expect { try Self.scan(bytes) } throws: { ($0 as? WireFormatError)?.code == .unexpectedWireType }
+    #expect { try Self.scan(bytes) } throws: {
+      ($0 as? WireFormatError)?.code == .unexpectedWireType
+    }
   }
 
   @Test func rejectsAbsurdLengths() {
