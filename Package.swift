@@ -111,6 +111,7 @@ let package = Package(
     .executableTarget(
       name: "skywalking-kafka-relay",
       dependencies: [
+        "SkyWalkingWire",
         "AgentReceiver",
         "AdminServer",
         "DurableQueue",

@@ -172,7 +172,7 @@ def test_sigterm_lets_an_in_flight_stream_finish(relay: Relay, segments_reader: 
     call = HeldStream(relay, segments[:3], segments[3:])
     try:
         # The relay has the first half (counted when handed to the queue) and the call is open.
-        wait_for(lambda: metric_value(relay.http_text("/metrics"), "relay_segments_received_total") == 3,
+        wait_for(lambda: metric_value(relay.http_text("/metrics"), "relay_received_total", type="segment") == 3,
                  15, "the relay to receive the first 3 segments of the held call")
         relay.process.send_signal(signal.SIGTERM)
         wait_for(lambda: not accepts_connections(relay.grpc_port), 10,
@@ -334,7 +334,7 @@ def test_queue_full_refuses_then_resumes_by_itself(relay_factory: Callable[..., 
     assert ready_status == 503, f"/readyz with a full queue: {ready_status} {reason!r}"
     assert reason.strip() and "\n" not in reason.strip(), f"one-line reason expected: {reason!r}"
     metrics = relay.http_text("/metrics")
-    assert (metric_value(metrics, "relay_segments_rejected_total", reason="queue_full") or 0) > 0, metrics
+    assert (metric_value(metrics, "relay_rejected_total", type="segment", reason="queue_full") or 0) > 0, metrics
 
     mock_kafka.command("up 1")
     wait_for(lambda: status_json(relay)["queue"]["unconfirmed_records"] == 0, 90,
@@ -368,8 +368,8 @@ def test_metrics_count_traffic(relay: Relay, segments_reader: KafkaTopicReader):
                             lambda text: metric_value(text, "relay_kafka_delivered_total") == 4),
                        30, "relay_kafka_delivered_total to reach 4")
 
-    for name in ["relay_segments_received_total", "relay_segments_queued_total",
-                 "relay_segments_rejected_total", "relay_queue_bytes",
+    for name in ["relay_received_total", "relay_queued_total",
+                 "relay_rejected_total", "relay_queue_bytes",
                  "relay_queue_oldest_unconfirmed_age_seconds", "relay_kafka_delivered_total",
                  "relay_grpc_active_streams"]:
         assert metric_value(metrics, name) is not None, f"{name} missing from /metrics"
@@ -377,16 +377,16 @@ def test_metrics_count_traffic(relay: Relay, segments_reader: KafkaTopicReader):
         assert metric_value(metrics, f"{histogram}_bucket", le="+Inf") is not None, f"{histogram} is no histogram"
         assert metric_value(metrics, f"{histogram}_sum") is not None, f"{histogram}_sum missing"
 
-    assert metric_value(metrics, "relay_segments_queued_total") == 4
-    assert metric_value(metrics, "relay_segments_rejected_total", reason="malformed") == 1
+    assert metric_value(metrics, "relay_queued_total", type="segment") == 4
+    assert metric_value(metrics, "relay_rejected_total", type="segment", reason="malformed") == 1
     assert metric_value(metrics, "relay_kafka_delivery_latency_seconds_count") == 4
     assert metric_value(metrics, "relay_grpc_ack_latency_seconds_count") == 2  # one per answered call
     assert metric_value(metrics, "relay_grpc_active_streams") == 0
     assert metric_value(metrics, "relay_queue_oldest_unconfirmed_age_seconds") == 0  # all delivered
     # Received means every segment that arrived, refused or not: 4 valid + 1 malformed.
-    assert metric_value(metrics, "relay_segments_received_total") == 5, (
-        "relay_segments_received_total should count the malformed segment too "
-        f"(received={metric_value(metrics, 'relay_segments_received_total')}, queued=4, rejected=1)")
+    assert metric_value(metrics, "relay_received_total", type="segment") == 5, (
+        "relay_received_total should count the malformed segment too "
+        f"(received={metric_value(metrics, 'relay_received_total', type='segment')}, queued=4, rejected=1)")
 
 
 def test_status_shows_undelivered_records_while_kafka_is_down(relay: Relay, mock_kafka: MockKafka,

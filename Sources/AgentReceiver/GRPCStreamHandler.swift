@@ -39,6 +39,11 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   private var queueFailure: QueueError?
   private var deadline: Scheduled<Void>?
   private var loopBoundSelf: NIOLoopBound<GRPCStreamHandler>?
+  /// Set once the call is known: where its records go and how they are keyed.
+  private var kind = RecordKind.segment
+  private var topic = ""
+  private var extractor: RecordExtractor?
+  private var forwardedMessages: [[UInt8]] = []
   private var context: ChannelHandlerContext?
 
   init(shared: ReceiverShared) {
@@ -118,6 +123,11 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
       return
     }
     state = .receiving(call)
+    if case .publish(let kind) = call {
+      self.kind = kind
+      topic = shared.configuration.topics[kind.topic] ?? kind.topic.defaultName
+      if kind != .segment && kind != .segmentCollection { extractor = RecordExtractor(kind: kind) }
+    }
     if let timeout = headers.first(name: "grpc-timeout").flatMap({
       TimeAmount(grpcTimeout: $0[...])
     }) {
@@ -155,34 +165,51 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   }
 
   private func accept(message: ByteBuffer, call: AgentCall) {
-    let topic = shared.configuration.segmentsTopic
     message.withUnsafeReadableBytes { bytes in
       switch call {
-      case .segmentStream:
-        appendSegment(bytes, range: 0..<bytes.count, topic: topic)
-      case .segmentCollection:
+      case .publish(.segment):
+        appendSegment(bytes, range: 0..<bytes.count)
+      case .publish(.segmentCollection):
         do throws(WireFormatError) {
           for range in try SegmentScanner.scanCollection(bytes) {
-            appendSegment(bytes, range: range, topic: topic)
+            appendSegment(bytes, range: range)
           }
         } catch {
           receivedCount += 1
           rejections.record(error)
         }
+      case .publish:
+        receivedCount += 1
+        do throws(WireFormatError) {
+          if let record = try extractor?.extract(bytes) { append(record, from: bytes) }
+        } catch {
+          rejections.record(error)
+        }
+      case .forward:
+        receivedCount += 1
+        forwardedMessages.append(Array(bytes))
       }
     }
   }
 
-  private func appendSegment(_ bytes: UnsafeRawBufferPointer, range: Range<Int>, topic: String) {
+  /// The hot path: a segment needs no extractor state, so it goes straight into the batch.
+  private func appendSegment(_ bytes: UnsafeRawBufferPointer, range: Range<Int>) {
     receivedCount += 1
-    do {
+    do throws(WireFormatError) {
       let identity = try SegmentScanner.scanSegment(bytes, range: range)
-      try batch.append(
-        topic: topic,
-        key: UnsafeRawBufferPointer(rebasing: bytes[identity.traceID]),
-        value: UnsafeRawBufferPointer(rebasing: bytes[range]))
-    } catch let error as WireFormatError {
+      append(ExtractedRecord(key: .slice(identity.traceID), value: .slice(range)), from: bytes)
+    } catch {
       rejections.record(error)
+    }
+  }
+
+  private func append(_ record: ExtractedRecord, from message: UnsafeRawBufferPointer) {
+    do {
+      try record.key.withBytes(in: message) { key in
+        try record.value.withBytes(in: message) { value in
+          try batch.append(topic: topic, key: key, value: value)
+        }
+      }
     } catch {
       rejections.record(reason: "unqueueable", example: "\(error)")
     }
@@ -202,8 +229,29 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
         context: context)
       return
     }
+    if case .receiving(.forward(let isQuery, _)) = state {
+      answer(GRPCResponse(status: unforwardedStatus(isQuery: isQuery)), context: context)
+      return
+    }
+    do throws(WireFormatError) {
+      if let record = try extractor?.finish() {
+        append(record, from: UnsafeRawBufferPointer(start: nil, count: 0))
+      }
+    } catch {
+      rejections.record(error)
+    }
     submitBatch(context: context)
     answerIfComplete(context: context)
+  }
+
+  /// With no OAP to forward to, a query is answered "no tasks, no configuration change", and
+  /// data the OAP's Kafka fetcher cannot take is refused with a status agents tolerate.
+  private func unforwardedStatus(isQuery: Bool) -> GRPCStatus {
+    if isQuery { return .ok }
+    return GRPCStatus(
+      code: .unimplemented,
+      message: "this call has no Kafka topic in the OAP's fetcher; set SW_RELAY_OAP_ADDRESS so "
+        + "the relay forwards it to the OAP")
   }
 
   // MARK: - Queue
@@ -214,7 +262,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     batch = RecordBatch()
     pendingAppends += 1
     pendingBytes += submitted.byteCount
-    shared.metrics.received.increment(by: submitted.count)
+    shared.metrics.received(submitted.count, kind: kind)
     let handler = loopBoundSelf!
     let records = submitted.count
     let bytes = submitted.byteCount
@@ -231,10 +279,10 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     switch result {
     case .success:
       queuedCount += records
-      shared.metrics.queued.increment(by: records)
+      shared.metrics.queued(records, kind: kind)
     case .failure(let error):
       queueFailure = queueFailure ?? error
-      shared.metrics.rejected(records, reason: error.code.metricReason)
+      shared.metrics.rejected(records, kind: kind, reason: error.code.metricReason)
     }
     guard let context else { return }
     if isReadHeld && pendingBytes < shared.configuration.maxPendingBytesPerStream {
@@ -248,8 +296,6 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
 
   private func answerIfComplete(context: ChannelHandlerContext) {
     guard clientFinished, pendingAppends == 0, case .receiving = state else { return }
-    let malformed = rejections.counts
-    for (reason, count) in malformed { shared.metrics.rejected(count, reason: reason) }
     if let finishedAt {
       shared.metrics.ackLatency.recordNanoseconds(
         (NIODeadline.now() - finishedAt).nanoseconds)
@@ -261,15 +307,14 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     if let queueFailure {
       return GRPCStatus(
         code: queueFailure.code.grpcCode,
-        message: "\(queueFailure.message); \(queuedCount) of \(receivedCount) segments in this "
-          + "call were queued")
+        message: "\(queueFailure.message); \(queuedCount) of \(receivedCount) \(kind.plural) "
+          + "in this call were queued")
     }
     if !rejections.isEmpty {
       return GRPCStatus(
         code: .invalidArgument,
-        message:
-          "rejected \(rejections.total) of \(receivedCount) segments: \(rejections.summary); "
-          + "the \(queuedCount) valid segments were queued")
+        message: "rejected \(rejections.total) of \(receivedCount) \(kind.plural): "
+          + "\(rejections.summary); the \(queuedCount) valid ones were queued")
     }
     return .ok
   }
@@ -280,7 +325,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
       .trailersOnly(
         GRPCStatus(
           code: .deadlineExceeded,
-          message: "deadline exceeded before the call's segments were durable")),
+          message: "deadline exceeded before the call's \(kind.plural) were durable")),
       context: context)
   }
 
@@ -288,6 +333,11 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     if case .answered = state { return }
     state = .answered
     deadline?.cancel()
+    // Refused messages never reached a batch, so they are counted as received here.
+    shared.metrics.received(rejections.total, kind: kind)
+    for (reason, count) in rejections.counts {
+      shared.metrics.rejected(count, kind: kind, reason: reason)
+    }
     shared.metrics.answered(response.status.code)
     for frame in response.frames {
       context.write(wrapOutboundOut(frame), promise: nil)

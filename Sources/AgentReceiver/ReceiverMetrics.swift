@@ -1,4 +1,5 @@
 import CoreMetrics
+import SkyWalkingWire
 import Synchronization
 
 /// The endpoint's metrics, created once and shared by every stream.
@@ -6,36 +7,42 @@ import Synchronization
 /// Counters are bumped once per batch or per call, never per message, and labelled counters are
 /// cached so the hot path never asks the metrics backend to look a series up.
 final class ReceiverMetrics: Sendable {
-  let received: Counter
-  let queued: Counter
   let activeStreams: Meter
   let ackLatency: Timer
   private let factory: any MetricsFactory
-  private let labelled = Mutex<[String: Counter]>([:])
+  private let labelled = Mutex<[[String]: Counter]>([:])
 
   init(factory: any MetricsFactory) {
     self.factory = factory
-    received = Counter(label: "relay_segments_received_total", factory: factory)
-    queued = Counter(label: "relay_segments_queued_total", factory: factory)
     activeStreams = Meter(label: "relay_grpc_active_streams", factory: factory)
     ackLatency = Timer(label: "relay_grpc_ack_latency_seconds", factory: factory)
   }
 
-  /// Segments refused, by reason (`malformed`, `empty_trace_id`, `queue_full`, …).
-  func rejected(_ count: Int, reason: String) {
-    counter("relay_segments_rejected_total", "reason", reason).increment(by: count)
+  /// Messages that arrived, by type (`segment`, `log`, …).
+  func received(_ count: Int, kind: RecordKind) {
+    counter("relay_received_total", ("type", kind.label)).increment(by: count)
+  }
+
+  /// Records durably queued, by type.
+  func queued(_ count: Int, kind: RecordKind) {
+    counter("relay_queued_total", ("type", kind.label)).increment(by: count)
+  }
+
+  /// Messages refused, by type and reason (`malformed`, `empty_trace_id`, `queue_full`, …).
+  func rejected(_ count: Int, kind: RecordKind, reason: String) {
+    counter("relay_rejected_total", ("type", kind.label), ("reason", reason)).increment(by: count)
   }
 
   /// Calls answered, by gRPC status.
   func answered(_ code: GRPCStatus.Code) {
-    counter("relay_grpc_calls_total", "code", code.label).increment()
+    counter("relay_grpc_calls_total", ("code", code.label)).increment()
   }
 
-  private func counter(_ label: String, _ dimension: String, _ value: String) -> Counter {
-    let key = label + "\u{0}" + value
+  private func counter(_ label: String, _ dimensions: (String, String)...) -> Counter {
+    let key = [label] + dimensions.flatMap { [$0.0, $0.1] }
     return labelled.withLock { cache in
       if let counter = cache[key] { return counter }
-      let counter = Counter(label: label, dimensions: [(dimension, value)], factory: factory)
+      let counter = Counter(label: label, dimensions: dimensions, factory: factory)
       cache[key] = counter
       return counter
     }

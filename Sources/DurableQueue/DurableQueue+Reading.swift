@@ -31,7 +31,7 @@ extension DurableQueue {
       let file: SegmentFile
       do {
         file = try SegmentFile.open(segmentPath(segment.number), flags: O_RDONLY)
-      } catch where error.errno == ENOENT {
+      } catch  where error.errno == ENOENT {
         // Deleted behind a confirmation while we looked; what follows is in the next file.
         position = QueuePosition(segment: segment.number + 1, offset: 0)
         continue
@@ -54,8 +54,7 @@ extension DurableQueue {
     return QueueRead(records: reader.records(), next: position)
   }
 
-  private func segment(atOrAfter number: UInt64) -> (number: UInt64, size: UInt64, isLast: Bool)?
-  {
+  private func segment(atOrAfter number: UInt64) -> (number: UInt64, size: UInt64, isLast: Bool)? {
     state.withLock { state in
       guard let index = state.segments.firstIndex(where: { $0.number >= number }) else {
         return nil
@@ -133,11 +132,13 @@ private struct SegmentReader {
       }
       switch check {
       case .valid(let frame):
-        let start = QueuePosition(segment: position.segment, offset: position.offset + UInt64(offset))
+        let start = QueuePosition(
+          segment: position.segment, offset: position.offset + UInt64(offset))
         let topic = buffer.withUnsafeBytes {
           topics.topic(
             for: UnsafeRawBufferPointer(
-              rebasing: $0[(regionStart + frame.topic.lowerBound)..<(regionStart + frame.topic.upperBound)]))
+              rebasing: $0[
+                (regionStart + frame.topic.lowerBound)..<(regionStart + frame.topic.upperBound)]))
         }
         layouts.append(
           Layout(

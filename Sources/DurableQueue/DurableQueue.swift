@@ -1,7 +1,7 @@
+import CoreMetrics
 import Dispatch
 import Foundation
 import Logging
-import CoreMetrics
 import Metrics
 import Synchronization
 
@@ -38,7 +38,8 @@ public final class DurableQueue: Sendable {
     self.state = Mutex(
       QueueState(
         segments: recovered.segments, confirmed: recovered.confirmed,
-        diskBytes: recovered.segments.reduce(0) { $0 + Int($1.size) }))
+        diskBytes: recovered.segments.reduce(0) { $0 + Int($1.size) },
+        maxBytes: configuration.maxBytes))
     rebuildLedger()
     let status = self.status
     logger.info(
@@ -81,14 +82,14 @@ public final class DurableQueue: Sendable {
       }
       let used = state.diskBytes + state.pendingBytes
       if used + batch.byteCount > maxBytes {
-        state.refusedForCapacity = true
+        state.refusedBatchBytes = batch.byteCount
         return .failure(
           QueueError(
             code: .full,
             message: "queue full: \(used) of \(maxBytes) bytes used (SW_RELAY_QUEUE_MAX_BYTES); "
               + "waiting for Kafka to confirm deliveries"))
       }
-      state.refusedForCapacity = false
+      state.refusedBatchBytes = nil
       state.pending.append(PendingAppend(batch: batch, completion: completion))
       state.pendingBytes += batch.byteCount
       return .success(state.claimIdleWriter())
@@ -190,7 +191,10 @@ struct QueueState: Sendable {
   var confirmed: QueuePosition
   var diskBytes: Int
   var ledger = UnconfirmedLedger()
-  var refusedForCapacity = false
+  let maxBytes: Int
+  /// The size of the last batch refused for capacity: the queue reports itself full until that
+  /// much room is free again, whether an append or a confirmation made the room.
+  var refusedBatchBytes: Int?
   var outOfSpace = false
   var lastWriteError: String?
   /// Corrupt records already counted, so re-reading the same damage does not count it again.
@@ -207,8 +211,13 @@ struct QueueState: Sendable {
     QueueStatus(
       bytes: diskBytes, unconfirmedRecords: ledger.unconfirmedRecords(confirmed: confirmed),
       oldestUnconfirmedMillis: ledger.oldestTimestampMillis,
-      isFull: refusedForCapacity || outOfSpace, lastWriteError: lastWriteError,
+      isFull: isOverCapacity || outOfSpace, lastWriteError: lastWriteError,
       corruptRecordsSkipped: corruptRecordsSkipped)
+  }
+
+  var isOverCapacity: Bool {
+    guard let refusedBatchBytes else { return false }
+    return diskBytes + pendingBytes + refusedBatchBytes > maxBytes
   }
 
   /// Returns whether the caller must signal the writer.

@@ -1,6 +1,6 @@
+import CoreMetrics
 import Dispatch
 import Logging
-import CoreMetrics
 import Metrics
 import Synchronization
 
@@ -59,7 +59,7 @@ struct QueueWriter {
         state.writerIdle = false
         state.writerTimerArmed = false
         swap(&state.pending, &group)
-        return (state.confirmed, state.closed, state.refusedForCapacity || state.outOfSpace)
+        return (state.confirmed, state.closed, state.isOverCapacity || state.outOfSpace)
       }
       if !group.isEmpty {
         writeGroup()
@@ -69,7 +69,8 @@ struct QueueWriter {
       if unsynced && (closed || now - lastSync >= syncIntervalNanoseconds) {
         syncActive()
       }
-      if confirmed != persisted && (closed || now - lastPersist >= Self.positionPersistNanoseconds) {
+      if confirmed != persisted && (closed || now - lastPersist >= Self.positionPersistNanoseconds)
+      {
         persist(confirmed, at: now)
       }
       if confirmed != cleanedThrough {
@@ -85,7 +86,8 @@ struct QueueWriter {
           try roll()
           deleteSegments(before: confirmed)
         } catch {
-          queue.logger.warning("could not roll a confirmed segment", metadata: ["error": "\(error)"])
+          queue.logger.warning(
+            "could not roll a confirmed segment", metadata: ["error": "\(error)"])
         }
       }
       if closed {
@@ -147,7 +149,8 @@ struct QueueWriter {
       // The batch arrays live unmodified in `group` until the write returns, so their storage
       // addresses stay valid for the duration of the system call.
       group[index].batch.bytes.withUnsafeBytes {
-        buffers.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count))
+        buffers.append(
+          iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count))
       }
     }
     do {

@@ -86,11 +86,7 @@ public enum SegmentScanner {
   private static func messagePayload(
     _ field: WireField, name: String
   ) throws(WireFormatError) -> Range<Int> {
-    guard case .lengthDelimited(let range) = field.payload else {
-      throw WireFormatError(
-        .unexpectedWireType, at: field.offset, "\(name) must be length-delimited")
-    }
-    return range
+    try field.lengthDelimited(name)
   }
 
   private static func expectVarint(_ field: WireField, name: String) throws(WireFormatError) {

@@ -6,7 +6,7 @@ public struct WireFormatError: Error, Hashable, Sendable, CustomStringConvertibl
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String, Hashable, Sendable {
       case truncated, varintTooLong, invalidFieldNumber, unsupportedWireType
-      case unexpectedWireType, invalidUTF8, emptyTraceID
+      case unexpectedWireType, invalidUTF8, emptyTraceID, missingField
     }
     private let value: Value
     private init(_ value: Value) { self.value = value }
@@ -25,9 +25,17 @@ public struct WireFormatError: Error, Hashable, Sendable, CustomStringConvertibl
     public static let invalidUTF8 = Code(.invalidUTF8)
     /// The segment has no trace id, so it cannot be keyed or analysed.
     public static let emptyTraceID = Code(.emptyTraceID)
+    /// A field the OAP needs to use the record (an instance, a service, a timestamp) is absent.
+    public static let missingField = Code(.missingField)
 
     /// A short name usable as a metric label, e.g. `malformed` or `empty_trace_id`.
-    public var reason: String { self == .emptyTraceID ? "empty_trace_id" : "malformed" }
+    public var reason: String {
+      switch value {
+      case .emptyTraceID: "empty_trace_id"
+      case .missingField: "missing_field"
+      default: "malformed"
+      }
+    }
     public var description: String { value.rawValue }
   }
 

@@ -1,3 +1,5 @@
+import SkyWalkingWire
+
 /// One variable the relay reads, with the default and meaning that `--help` and
 /// `config/relay.env.example` show.
 struct EnvironmentVariable: Sendable {
@@ -38,9 +40,12 @@ extension EnvironmentVariable {
   static let kafkaNamespace = Self(
     name: "SW_RELAY_KAFKA_NAMESPACE", defaultValue: "",
     meaning: "topic prefix <namespace>-, the same as the OAP's kafka-fetcher namespace")
-  static let kafkaSegmentsTopic = Self(
-    name: "SW_RELAY_KAFKA_TOPIC_SEGMENTS", defaultValue: "skywalking-segments",
-    meaning: "topic for trace segments (before the namespace prefix)")
+  /// `SW_RELAY_KAFKA_TOPIC_SEGMENTS`, `..._MANAGEMENTS`, …: one per topic the OAP fetcher reads.
+  static func kafkaTopic(_ topic: AgentTopic) -> Self {
+    Self(
+      name: "SW_RELAY_KAFKA_TOPIC_\(topic.rawValue.uppercased())", defaultValue: topic.defaultName,
+      meaning: "topic for \(topic.contents) (before the namespace prefix)")
+  }
   static let kafkaProducerPrefix = Self(
     name: "SW_RELAY_KAFKA_PRODUCER_<PROPERTY>", defaultValue: "",
     meaning: "any librdkafka producer property, dots as underscores, "
@@ -55,9 +60,21 @@ extension EnvironmentVariable {
   static let all: [EnvironmentVariable] = [
     .grpcAddress, .grpcMaxMessageBytes, .adminAddress, .queueDirectory, .queueSegmentBytes,
     .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
-    .kafkaNamespace, .kafkaSegmentsTopic, .kafkaProducerPrefix, .shutdownTimeoutSeconds,
-    .logLevel,
-  ]
+    .kafkaNamespace,
+  ] + AgentTopic.allCases.map(kafkaTopic) + [.kafkaProducerPrefix, .shutdownTimeoutSeconds, .logLevel]
 
   static let producerPropertyPrefix = "SW_RELAY_KAFKA_PRODUCER_"
+}
+
+extension AgentTopic {
+  fileprivate var contents: String {
+    switch self {
+    case .segments: "trace segments"
+    case .managements: "instance properties and keep-alives"
+    case .metrics: "JVM metrics"
+    case .meters: "meter data"
+    case .logs: "logs"
+    case .profilings: "profiling thread snapshots"
+    }
+  }
 }

@@ -7,6 +7,7 @@ import Metrics
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import SkyWalkingWire
 import UnixSignals
 
 /// Wires the stages together: agents → gRPC endpoint → disk queue → publisher → Kafka, with the
@@ -52,7 +53,8 @@ struct Relay {
         host: configuration.grpcAddress.host,
         port: configuration.grpcAddress.port,
         maxMessageBytes: configuration.grpcMaxMessageBytes,
-        segmentsTopic: configuration.segmentsTopic),
+        topics: configuration.topics,
+        shutdownGracePeriod: .seconds(configuration.shutdownTimeoutSeconds)),
       queue: queue, logger: logger, metricsFactory: metrics,
       onListening: { announcer.listening(.grpc, at: $0) })
     let queueAge = Gauge(label: "relay_queue_oldest_unconfirmed_age_seconds", factory: metrics)
@@ -72,15 +74,15 @@ struct Relay {
       ],
       logger: logger, onListening: { announcer.listening(.admin, at: $0) })
 
-    // Started in this order and stopped in reverse: gRPC stops taking calls first, the publisher
-    // flushes last.
+    // Started in this order and stopped in reverse: readiness turns false first, then gRPC stops
+    // taking calls and drains, and the publisher flushes last.
     let group = ServiceGroup(
       configuration: .init(
         services: [
           .init(service: publisher),
           .init(service: admin),
-          .init(service: announcer),
           .init(service: grpc),
+          .init(service: announcer),
         ],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
@@ -91,12 +93,13 @@ struct Relay {
   private func startKafkaIfEmbedded() throws -> (String, KafkaMockCluster?) {
     if let servers = configuration.kafkaBootstrapServers { return (servers, nil) }
     let cluster = try KafkaMockCluster(brokers: 1)
-    try cluster.createTopic(configuration.segmentsTopic, partitions: 3)
+    for topic in configuration.topics.values { try cluster.createTopic(topic, partitions: 3) }
+    let segments = configuration.topics[.segments]!
     logger.warning(
       """
       SW_RELAY_KAFKA_BOOTSTRAP_SERVERS is not set: using an EMBEDDED, IN-MEMORY development Kafka. \
       It is NOT durable: everything it holds is lost when the relay stops. Watch segments with \
-      kcat -b \(cluster.bootstrapServers) -C -t \(configuration.segmentsTopic) -f '%k %S bytes\\n'
+      kcat -b \(cluster.bootstrapServers) -C -t \(segments) -f '%k %S bytes\\n'
       """,
       metadata: ["bootstrap": "\(cluster.bootstrapServers)"])
     logger.notice("embedded Kafka bootstrap=\(cluster.bootstrapServers)")

@@ -1,5 +1,6 @@
 import DurableQueue
 import Logging
+import SkyWalkingWire
 
 /// Everything the relay is told by its environment, validated before anything starts.
 struct RelayConfiguration: Sendable {
@@ -14,15 +15,16 @@ struct RelayConfiguration: Sendable {
   /// nil starts the embedded development cluster.
   var kafkaBootstrapServers: String?
   var kafkaNamespace: String
-  var segmentsTopicName: String
+  /// Topic names before the namespace prefix.
+  var topicNames: [AgentTopic: String]
   /// librdkafka properties from `SW_RELAY_KAFKA_PRODUCER_*`, by librdkafka name.
   var producerProperties: [String: String]
   var shutdownTimeoutSeconds: Int
   var logLevel: Logger.Level
 
-  /// The topic segments are published to, prefixed the way the OAP's fetcher expects.
-  var segmentsTopic: String {
-    kafkaNamespace.isEmpty ? segmentsTopicName : "\(kafkaNamespace)-\(segmentsTopicName)"
+  /// The topics records are published to, prefixed the way the OAP's fetcher expects.
+  var topics: [AgentTopic: String] {
+    topicNames.mapValues { kafkaNamespace.isEmpty ? $0 : "\(kafkaNamespace)-\($0)" }
   }
 
   init(environment: [String: String]) throws(ConfigurationError) {
@@ -39,14 +41,18 @@ struct RelayConfiguration: Sendable {
     let bootstrap = reader.string(.kafkaBootstrapServers)
     kafkaBootstrapServers = bootstrap.isEmpty ? nil : bootstrap
     kafkaNamespace = reader.string(.kafkaNamespace)
-    segmentsTopicName = try reader.topicName(.kafkaSegmentsTopic)
+    var topicNames: [AgentTopic: String] = [:]
+    for topic in AgentTopic.allCases {
+      topicNames[topic] = try reader.topicName(.kafkaTopic(topic))
+    }
+    self.topicNames = topicNames
     shutdownTimeoutSeconds = try reader.integer(.shutdownTimeoutSeconds, range: 0...3600)
     logLevel = try reader.choice(.logLevel)
     producerProperties = reader.producerProperties()
     try reader.rejectUnknownVariables()
-    if !kafkaNamespace.isEmpty {
+    if !kafkaNamespace.isEmpty, let longest = topics.values.max(by: { $0.count < $1.count }) {
       try EnvironmentReader.validateTopic(
-        segmentsTopic, variable: .kafkaNamespace, value: kafkaNamespace)
+        longest, variable: .kafkaNamespace, value: kafkaNamespace)
     }
   }
 
@@ -56,7 +62,7 @@ struct RelayConfiguration: Sendable {
       "grpc=\(grpcAddress)", "admin=\(adminAddress)", "queue_dir=\(queueDirectory)",
       "queue_max_bytes=\(queueMaxBytes)", "queue_segment_bytes=\(queueSegmentBytes)",
       "fsync=\(fsyncPolicy.rawValue)/\(fsyncIntervalMilliseconds)ms",
-      "kafka=\(kafkaBootstrapServers ?? "embedded")", "segments_topic=\(segmentsTopic)",
+      "kafka=\(kafkaBootstrapServers ?? "embedded")", "topics=\(topics.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value).joined(separator: ","))",
       "max_message_bytes=\(grpcMaxMessageBytes)", "shutdown_timeout_s=\(shutdownTimeoutSeconds)",
     ]
     for (name, value) in producerProperties.sorted(by: { $0.key < $1.key }) {

@@ -31,8 +31,7 @@ struct ReceiverHarness {
     let (addresses, continuation) = AsyncStream.makeStream(of: NIOCore.SocketAddress.self)
     let server = AgentGRPCServer(
       configuration: AgentReceiverConfiguration(
-        host: "127.0.0.1", port: 0, maxMessageBytes: maxMessageBytes,
-        segmentsTopic: "skywalking-segments"),
+        host: "127.0.0.1", port: 0, maxMessageBytes: maxMessageBytes),
       queue: queue, logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance,
       onListening: { continuation.yield($0) })
     let serving = Task { try await server.run() }

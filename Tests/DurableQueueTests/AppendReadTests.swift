@@ -54,7 +54,9 @@ import Testing
     let records = queue.read(from: queue.confirmedPosition, maxRecords: 10, maxBytes: 1 << 20)
       .records
     #expect(records.count == 3)
-    let identities = records.map { $0.topic.utf8.withContiguousStorageIfAvailable { $0.baseAddress } }
+    let identities = records.map {
+      $0.topic.utf8.withContiguousStorageIfAvailable { $0.baseAddress }
+    }
     #expect(Set(identities.map { $0.map { UInt(bitPattern: $0) } }).count == 1)
   }
 
@@ -137,7 +139,8 @@ import Testing
     let files = directory.segmentFiles
     #expect(files.count >= 6)
     for file in files {
-      #expect(directory.fileSize(directory.path + "/" + file) <= 300 || file == files[files.count - 2])
+      #expect(
+        directory.fileSize(directory.path + "/" + file) <= 300 || file == files[files.count - 2])
     }
     let all = readAll(queue, from: queue.confirmedPosition)
     #expect(all.values == (0..<10).map { "\($0)-\(payload)" } + [oversized, "after"])
@@ -149,9 +152,14 @@ import Testing
         directory.segmentFiles.count == 2
           && !FileManager.default.fileExists(atPath: directory.segmentPath(oversizedSegment - 1))
       })
-    #expect(queue.status.bytes == directory.segmentFiles.reduce(0) {
-      $0 + directory.fileSize(directory.path + "/" + $1)
-    })
+    #expect(
+      queue.status.bytes
+        == directory.segmentFiles.reduce(0) {
+          $0 + directory.fileSize(directory.path + "/" + $1)
+        })
+    // A position past the end of a file continues with the next file.
+    let pastTheEnd = QueuePosition(segment: oversizedSegment, offset: 1_000_000)
+    #expect(readAll(queue, from: pastTheEnd).values == ["after"])
     // A position inside a deleted file starts at the next existing one.
     #expect(readAll(queue, from: all.records[0].position).values == [oversized, "after"])
   }
@@ -223,7 +231,8 @@ import Testing
     queue.close()
     let recovered = try openQueue(crashed)
     defer { recovered.close() }
-    #expect(readAll(recovered, from: recovered.confirmedPosition).values == (0..<20).map { "\($0)" })
+    #expect(
+      readAll(recovered, from: recovered.confirmedPosition).values == (0..<20).map { "\($0)" })
   }
 
   @Test func appendAfterCloseFailsWithClosed() async throws {

@@ -41,9 +41,11 @@ import Testing
     // Nothing half-written: the files hold exactly the acknowledged records.
     let all = readAll(queue, from: queue.confirmedPosition)
     #expect(all.values == acknowledged)
-    #expect(queue.status.bytes == directory.segmentFiles.reduce(0) {
-      $0 + directory.fileSize(directory.path + "/" + $1)
-    })
+    #expect(
+      queue.status.bytes
+        == directory.segmentFiles.reduce(0) {
+          $0 + directory.fileSize(directory.path + "/" + $1)
+        })
     #expect(queue.status.corruptRecordsSkipped == 0)
 
     // Delivering everything frees the files; appends then succeed by themselves.

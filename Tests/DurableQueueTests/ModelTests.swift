@@ -30,7 +30,8 @@ import Testing
         let count = Int.random(in: 1...3, using: &random)
         let values = (0..<count).map { _ -> String in
           serial += 1
-          return "\(serial)-" + String(repeating: "v", count: Int.random(in: 0...150, using: &random))
+          return "\(serial)-"
+            + String(repeating: "v", count: Int.random(in: 0...150, using: &random))
         }
         // Timestamps two seconds apart keep batches apart in the ledger, so counts are exact.
         try await queue.append(makeBatch(values: values, timestampMillis: UInt64(serial) * 2000))
@@ -48,7 +49,8 @@ import Testing
           from: readPosition, maxRecords: Int.random(in: 1...6, using: &random),
           maxBytes: Int.random(in: 1...600, using: &random))
         let expected = records[cursor...].prefix(read.records.count)
-        #expect(read.records.map { String(decoding: $0.value, as: UTF8.self) } == expected.map(\.value))
+        #expect(
+          read.records.map { String(decoding: $0.value, as: UTF8.self) } == expected.map(\.value))
         #expect(read.records.map(\.end) == expected.map(\.end))
         #expect(read.records.isEmpty == (cursor == records.count))
         cursor += read.records.count

@@ -108,7 +108,8 @@ import Testing
 
     let recovered = try openQueue(directory, metrics: metrics)
     defer { recovered.close() }
-    #expect(readAll(recovered, from: recovered.confirmedPosition).values == ["a0", "b1", "d3", "e4"])
+    #expect(
+      readAll(recovered, from: recovered.confirmedPosition).values == ["a0", "b1", "d3", "e4"])
     #expect(recovered.status.corruptRecordsSkipped == 1)
     #expect(metrics.value("relay_queue_corrupt_records_total") == 1)
     // Reading the damage again neither changes the result nor counts it twice.
@@ -116,7 +117,8 @@ import Testing
     #expect(recovered.status.corruptRecordsSkipped == 1)
     #expect(recovered.status.unconfirmedRecords == 4)
     // The file keeps its size: mid-file damage is skipped, never truncated away.
-    #expect(directory.fileSize(directory.segmentPath(1)) == values.map { recordSize($0) }.reduce(0, +))
+    #expect(
+      directory.fileSize(directory.segmentPath(1)) == values.map { recordSize($0) }.reduce(0, +))
   }
 
   @Test func damagedLengthInAnOlderSegmentSkipsToTheNextValidRecord() async throws {
@@ -215,7 +217,8 @@ import Testing
   }
 
   private func readFirstValue(directory: TemporaryDirectory, segment: UInt64) -> String {
-    let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: directory.segmentPath(segment)))) ?? Data())
+    let bytes = [UInt8](
+      (try? Data(contentsOf: URL(fileURLWithPath: directory.segmentPath(segment)))) ?? Data())
     let bodyLength = Int(bytes[0]) | Int(bytes[1]) << 8
     let topicLength = Int(bytes[9])
     let keyLength = Int(bytes[10]) | Int(bytes[11]) << 8

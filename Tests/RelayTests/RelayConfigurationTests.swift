@@ -1,6 +1,7 @@
 import DurableQueue
 import Foundation
 import Logging
+import SkyWalkingWire
 import Testing
 
 @testable import skywalking_kafka_relay
@@ -16,7 +17,7 @@ import Testing
     #expect(configuration.fsyncPolicy == .interval)
     #expect(configuration.fsyncIntervalMilliseconds == 200)
     #expect(configuration.kafkaBootstrapServers == nil)
-    #expect(configuration.segmentsTopic == "skywalking-segments")
+    #expect(configuration.topics[.segments] == "skywalking-segments")
     #expect(configuration.shutdownTimeoutSeconds == 20)
   }
 
@@ -47,7 +48,7 @@ import Testing
     #expect(configuration.fsyncPolicy == .always)
     #expect(configuration.fsyncIntervalMilliseconds == 50)
     #expect(configuration.kafkaBootstrapServers == "k1:9092,k2:9092")
-    #expect(configuration.segmentsTopic == "prod-segs")
+    #expect(configuration.topics[.segments] == "prod-segs")
     #expect(
       configuration.producerProperties == [
         "compression.type": "lz4", "sasl.password": "hunter2",

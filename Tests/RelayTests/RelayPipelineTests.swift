@@ -119,7 +119,7 @@ import Testing
 
       let (metricsStatus, metrics) = try await Self.httpGet(relay.adminPort, "/metrics")
       #expect(metricsStatus == 200)
-      #expect(metrics.contains("relay_segments_queued_total 100"))
+      #expect(metrics.contains(#"relay_queued_total{type="segment"} 100"#))
     }
   }
 

@@ -163,11 +163,20 @@ import Testing
   }
 
   @Test func agentCallTableServesV3AndCompatPaths() {
-    #expect(AgentCall(path: "/skywalking.v3.TraceSegmentReportService/collect") == .segmentStream)
-    #expect(AgentCall(path: "/TraceSegmentReportService/collect") == .segmentStream)
+    #expect(AgentCall(path: "/skywalking.v3.TraceSegmentReportService/collect") == .publish(.segment))
+    #expect(AgentCall(path: "/TraceSegmentReportService/collect") == .publish(.segment))
     #expect(
       AgentCall(path: "/skywalking.v3.TraceSegmentReportService/collectInSync")
-        == .segmentCollection)
+        == .publish(.segmentCollection))
+    #expect(AgentCall(path: "/ManagementService/keepAlive") == .publish(.keepAlive))
+    #expect(AgentCall(path: "/skywalking.v3.LogReportService/collect") == .publish(.log))
+    #expect(AgentCall(path: "/LogReportService/collect") == nil)
+    #expect(
+      AgentCall(path: "/skywalking.v3.ProfileTask/getProfileTaskCommands")
+        == .forward(isQuery: true, isClientStreaming: false))
+    #expect(
+      AgentCall(path: "/skywalking.v3.EventService/collect")
+        == .forward(isQuery: false, isClientStreaming: true))
     #expect(AgentCall(path: "/skywalking.v3.TraceSegmentReportService/nope") == nil)
   }
 }
