@@ -116,6 +116,7 @@ let package = Package(
         "AdminServer",
         "DurableQueue",
         "KafkaPublisher",
+        "OAPForwarder",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
@@ -173,6 +174,9 @@ let package = Package(
       dependencies: [
         "OAPForwarder",
         "SkyWalkingProtocol",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

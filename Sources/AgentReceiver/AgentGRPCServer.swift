@@ -18,19 +18,22 @@ public final class AgentGRPCServer: Service, Sendable {
   private let group: any EventLoopGroup
   private let onListening: @Sendable (SocketAddress) -> Void
 
-  /// - Parameter onListening: called once the socket is bound, with its address (port 0 gives
-  ///   an ephemeral port), so the caller can report readiness.
+  /// - Parameters:
+  ///   - forwarder: where calls only the OAP can answer go; nil answers them locally.
+  ///   - onListening: called once the socket is bound, with its address (port 0 gives an
+  ///     ephemeral port), so the caller can report readiness.
   public init(
     configuration: AgentReceiverConfiguration,
     queue: DurableQueue,
     logger: Logger,
     metricsFactory: any MetricsFactory,
+    forwarder: (any AgentCallForwarder)? = nil,
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) {
     self.shared = ReceiverShared(
       configuration: configuration, queue: queue,
-      metrics: ReceiverMetrics(factory: metricsFactory), logger: logger)
+      metrics: ReceiverMetrics(factory: metricsFactory), logger: logger, forwarder: forwarder)
     self.group = group
     self.onListening = onListening
   }

@@ -12,15 +12,23 @@ struct GRPCResponse {
   let status: GRPCStatus
   let frames: [HTTP2Frame.FramePayload]
 
-  init(status: GRPCStatus) {
+  /// - Parameter message: the serialized response (an OAP's `Commands`), empty by default.
+  init(status: GRPCStatus, message: [UInt8] = []) {
     guard status.code == .ok else {
       self = .trailersOnly(status)
       return
     }
     self.status = status
+    var framed = Self.emptyCommandsMessage
+    if !message.isEmpty {
+      framed = ByteBuffer()
+      framed.writeInteger(UInt8(0))
+      framed.writeInteger(UInt32(message.count))
+      framed.writeBytes(message)
+    }
     frames = [
       .headers(.init(headers: Self.okHeaders)),
-      .data(.init(data: .byteBuffer(Self.emptyCommandsMessage))),
+      .data(.init(data: .byteBuffer(framed))),
       .headers(.init(headers: Self.okTrailers, endStream: true)),
     ]
   }

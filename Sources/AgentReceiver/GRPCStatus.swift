@@ -4,29 +4,21 @@
 /// UNAVAILABLE, PERMISSION_DENIED, UNAUTHENTICATED, RESOURCE_EXHAUSTED or UNKNOWN, so each code
 /// here is chosen for what it makes the agent do, not only for what it says.
 struct GRPCStatus: Sendable, Equatable {
-  enum Code: Int, Sendable {
-    case ok = 0
-    case cancelled = 1
-    case invalidArgument = 3
-    case deadlineExceeded = 4
-    case resourceExhausted = 8
-    case unimplemented = 12
-    case `internal` = 13
-    case unavailable = 14
+  /// All standard codes, since an OAP's answer to a forwarded call is passed through as is.
+  enum Code: Int, Sendable, CaseIterable {
+    case ok, cancelled, unknown, invalidArgument, deadlineExceeded, notFound, alreadyExists
+    case permissionDenied, resourceExhausted, failedPrecondition, aborted, outOfRange
+    case unimplemented, `internal`, unavailable, dataLoss, unauthenticated
 
     /// The lower-case label used in metrics, e.g. `resource_exhausted`.
-    var label: String {
-      switch self {
-      case .ok: "ok"
-      case .cancelled: "cancelled"
-      case .invalidArgument: "invalid_argument"
-      case .deadlineExceeded: "deadline_exceeded"
-      case .resourceExhausted: "resource_exhausted"
-      case .unimplemented: "unimplemented"
-      case .internal: "internal"
-      case .unavailable: "unavailable"
-      }
-    }
+    var label: String { Self.labels[rawValue] }
+
+    private static let labels = [
+      "ok", "cancelled", "unknown", "invalid_argument", "deadline_exceeded", "not_found",
+      "already_exists", "permission_denied", "resource_exhausted", "failed_precondition",
+      "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss",
+      "unauthenticated",
+    ]
   }
 
   var code: Code

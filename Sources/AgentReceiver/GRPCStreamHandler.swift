@@ -44,6 +44,9 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   private var topic = ""
   private var extractor: RecordExtractor?
   private var forwardedMessages: [[UInt8]] = []
+  private var forwardedBytes = 0
+  private var forwardPath = ""
+  private var forwardMetadata: [(name: String, value: String)] = []
   private var context: ChannelHandlerContext?
 
   init(shared: ReceiverShared) {
@@ -123,6 +126,10 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
       return
     }
     state = .receiving(call)
+    if case .forward = call {
+      forwardPath = path
+      forwardMetadata = headers.compactMap { $0.name.hasPrefix(":") ? nil : ($0.name, $0.value) }
+    }
     if case .publish(let kind) = call {
       self.kind = kind
       topic = shared.configuration.topics[kind.topic] ?? kind.topic.defaultName
@@ -187,7 +194,10 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
         }
       case .forward:
         receivedCount += 1
-        forwardedMessages.append(Array(bytes))
+        forwardedBytes += bytes.count
+        if forwardedBytes <= shared.configuration.maxMessageBytes {
+          forwardedMessages.append(Array(bytes))
+        }
       }
     }
   }
@@ -229,8 +239,8 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
         context: context)
       return
     }
-    if case .receiving(.forward(let isQuery, _)) = state {
-      answer(GRPCResponse(status: unforwardedStatus(isQuery: isQuery)), context: context)
+    if case .receiving(.forward(let isQuery, let isClientStreaming)) = state {
+      forward(isQuery: isQuery, isClientStreaming: isClientStreaming, context: context)
       return
     }
     do throws(WireFormatError) {
@@ -244,9 +254,53 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     answerIfComplete(context: context)
   }
 
+  // MARK: - Forwarding
+
+  private func forward(isQuery: Bool, isClientStreaming: Bool, context: ChannelHandlerContext) {
+    guard forwardedBytes <= shared.configuration.maxMessageBytes else {
+      answer(
+        .trailersOnly(
+          GRPCStatus(
+            code: .resourceExhausted,
+            message: "call of \(forwardedBytes) bytes exceeds the limit of "
+              + "\(shared.configuration.maxMessageBytes) bytes (SW_RELAY_GRPC_MAX_MESSAGE_BYTES)")),
+        context: context)
+      return
+    }
+    guard let forwarder = shared.forwarder else {
+      answer(GRPCResponse(status: Self.withoutOAP(isQuery: isQuery)), context: context)
+      return
+    }
+    let handler = loopBoundSelf!
+    let (path, messages, metadata) = (forwardPath, forwardedMessages, forwardMetadata)
+    forwardedMessages = []
+    Task {
+      let outcome = await forwarder.forward(
+        path: path, messages: messages, metadata: metadata, isClientStreaming: isClientStreaming)
+      handler.eventLoop.execute { handler.value.forwardFinished(outcome, isQuery: isQuery) }
+    }
+  }
+
+  private func forwardFinished(_ outcome: ForwardOutcome, isQuery: Bool) {
+    guard let context, case .receiving = state else { return }
+    switch outcome {
+    case .answered(let code, let message, let response):
+      let status = GRPCStatus(code: GRPCStatus.Code(rawValue: code) ?? .unknown, message: message)
+      answer(GRPCResponse(status: status, message: response), context: context)
+    case .unreachable(let reason):
+      // Never a status that makes agents stop tracing: queries get "nothing new", data calls
+      // ABORTED, which agents log and move on from.
+      let status =
+        isQuery
+        ? GRPCStatus.ok
+        : GRPCStatus(code: .aborted, message: "not delivered: \(reason)")
+      answer(GRPCResponse(status: status), context: context)
+    }
+  }
+
   /// With no OAP to forward to, a query is answered "no tasks, no configuration change", and
   /// data the OAP's Kafka fetcher cannot take is refused with a status agents tolerate.
-  private func unforwardedStatus(isQuery: Bool) -> GRPCStatus {
+  private static func withoutOAP(isQuery: Bool) -> GRPCStatus {
     if isQuery { return .ok }
     return GRPCStatus(
       code: .unimplemented,

@@ -11,14 +11,16 @@ final class ReceiverShared: Sendable {
   let queue: DurableQueue
   let metrics: ReceiverMetrics
   let logger: Logger
+  let forwarder: (any AgentCallForwarder)?
 
   init(
     configuration: AgentReceiverConfiguration, queue: DurableQueue, metrics: ReceiverMetrics,
-    logger: Logger
+    logger: Logger, forwarder: (any AgentCallForwarder)?
   ) {
     self.configuration = configuration
     self.queue = queue
     self.metrics = metrics
     self.logger = logger
+    self.forwarder = forwarder
   }
 }

@@ -2,6 +2,7 @@ import CoreMetrics
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -45,11 +46,11 @@ public final class OAPForwarder: Service, Sendable {
     do {
       if host.contains(":") {
         return try HTTP2ClientTransport.Posix(
-          target: .ipv6(host: host, port: port), transportSecurity: .plaintext, config: config)
+          target: .ipv6(address: host, port: port), transportSecurity: .plaintext, config: config)
       }
       if host.split(separator: ".").count == 4 && host.allSatisfy({ $0 == "." || $0.isNumber }) {
         return try HTTP2ClientTransport.Posix(
-          target: .ipv4(host: host, port: port), transportSecurity: .plaintext, config: config)
+          target: .ipv4(address: host, port: port), transportSecurity: .plaintext, config: config)
       }
       return try HTTP2ClientTransport.Posix(
         target: .dns(host: host, port: port), transportSecurity: .plaintext, config: config)
@@ -74,7 +75,7 @@ public final class OAPForwarder: Service, Sendable {
   /// Forwards one call and reports how it ended; never throws, so the receiver only has to turn
   /// the result into a response for the agent.
   public func forward(_ call: ForwardedCall) async -> ForwardedResponse {
-    let type: RPCType = call.isClientStreaming ? .clientStreaming : .unary
+    let type: MethodDescriptor.RPCType = call.isClientStreaming ? .clientStreaming : .unary
     guard let method = MethodDescriptor(forwardedPath: call.path, type: type) else {
       return reject(call, code: .unimplemented, message: "cannot forward malformed path")
     }
@@ -140,8 +141,7 @@ public final class OAPForwarder: Service, Sendable {
     return response
   }
 
-  private func warn(_ call: ForwardedCall, _ response: ForwardedResponse, outcome: ForwardOutcome)
-  {
+  private func warn(_ call: ForwardedCall, _ response: ForwardedResponse, outcome: ForwardOutcome) {
     let now = ContinuousClock.now
     guard let suppressed = failureWarnings.withLock({ $0.admit(at: now) }) else { return }
     logger.warning(

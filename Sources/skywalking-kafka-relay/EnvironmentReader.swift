@@ -79,6 +79,17 @@ struct EnvironmentReader {
     return HostAndPort(host: host.isEmpty ? "0.0.0.0" : host, port: port)
   }
 
+  /// An address, or nil when the variable is unset or empty.
+  mutating func optionalAddress(
+    _ variable: EnvironmentVariable
+  ) throws(ConfigurationError) -> HostAndPort? {
+    guard let value = environment[variable.name], !value.isEmpty else {
+      consumed.insert(variable.name)
+      return nil
+    }
+    return try address(variable)
+  }
+
   mutating func topicName(_ variable: EnvironmentVariable) throws(ConfigurationError) -> String {
     let value = string(variable)
     try Self.validateTopic(value, variable: variable, value: value)

@@ -50,6 +50,10 @@ extension EnvironmentVariable {
     name: "SW_RELAY_KAFKA_PRODUCER_<PROPERTY>", defaultValue: "",
     meaning: "any librdkafka producer property, dots as underscores, "
       + "e.g. SW_RELAY_KAFKA_PRODUCER_COMPRESSION_TYPE=lz4")
+  static let oapAddress = Self(
+    name: "SW_RELAY_OAP_ADDRESS", defaultValue: "",
+    meaning: "OAP gRPC host:port for the calls only it can answer (profiling tasks, dynamic "
+      + "configuration, events, CLR metrics); unset answers them locally")
   static let shutdownTimeoutSeconds = Self(
     name: "SW_RELAY_SHUTDOWN_TIMEOUT_S", defaultValue: "20",
     meaning: "seconds to flush Kafka on SIGTERM; the rest stays on disk")
@@ -57,11 +61,14 @@ extension EnvironmentVariable {
     name: "SW_RELAY_LOG_LEVEL", defaultValue: "info",
     meaning: "trace, debug, info, notice, warning, error or critical")
 
-  static let all: [EnvironmentVariable] = [
-    .grpcAddress, .grpcMaxMessageBytes, .adminAddress, .queueDirectory, .queueSegmentBytes,
-    .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
-    .kafkaNamespace,
-  ] + AgentTopic.allCases.map(kafkaTopic) + [.kafkaProducerPrefix, .shutdownTimeoutSeconds, .logLevel]
+  static let all: [EnvironmentVariable] =
+    [
+      .grpcAddress, .grpcMaxMessageBytes, .adminAddress, .queueDirectory, .queueSegmentBytes,
+      .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
+      .kafkaNamespace,
+    ] + AgentTopic.allCases.map(kafkaTopic) + [
+      .kafkaProducerPrefix, .oapAddress, .shutdownTimeoutSeconds, .logLevel,
+    ]
 
   static let producerPropertyPrefix = "SW_RELAY_KAFKA_PRODUCER_"
 }

@@ -5,6 +5,7 @@ import KafkaPublisher
 import Logging
 import Metrics
 import NIOCore
+import OAPForwarder
 import Prometheus
 import ServiceLifecycle
 import SkyWalkingWire
@@ -45,6 +46,13 @@ struct Relay {
         deadLetterDirectory: configuration.queueDirectory),
       queue: queue, logger: logger, metricsFactory: metrics)
 
+    let forwarder = configuration.oapAddress.map { address in
+      OAPForwarder(
+        configuration: OAPForwarderConfiguration(
+          host: address.host, port: address.port,
+          maxMessageBytes: configuration.grpcMaxMessageBytes),
+        logger: logger, metricsFactory: metrics)
+    }
     let health = RelayHealth(queue: queue, publisher: publisher)
     let announcer = ReadinessAnnouncer(
       logger: logger, kafka: bootstrapServers, health: health, onReady: onReady)
@@ -55,7 +63,7 @@ struct Relay {
         maxMessageBytes: configuration.grpcMaxMessageBytes,
         topics: configuration.topics,
         shutdownGracePeriod: .seconds(configuration.shutdownTimeoutSeconds)),
-      queue: queue, logger: logger, metricsFactory: metrics,
+      queue: queue, logger: logger, metricsFactory: metrics, forwarder: forwarder,
       onListening: { announcer.listening(.grpc, at: $0) })
     let queueAge = Gauge(label: "relay_queue_oldest_unconfirmed_age_seconds", factory: metrics)
     let admin = AdminServer(
@@ -78,12 +86,9 @@ struct Relay {
     // taking calls and drains, and the publisher flushes last.
     let group = ServiceGroup(
       configuration: .init(
-        services: [
-          .init(service: publisher),
-          .init(service: admin),
-          .init(service: grpc),
-          .init(service: announcer),
-        ],
+        services: [.init(service: publisher), .init(service: admin)]
+          + (forwarder.map { [.init(service: $0)] } ?? [])
+          + [.init(service: grpc), .init(service: announcer)],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()

@@ -19,6 +19,8 @@ struct RelayConfiguration: Sendable {
   var topicNames: [AgentTopic: String]
   /// librdkafka properties from `SW_RELAY_KAFKA_PRODUCER_*`, by librdkafka name.
   var producerProperties: [String: String]
+  /// nil answers OAP-only calls locally.
+  var oapAddress: HostAndPort?
   var shutdownTimeoutSeconds: Int
   var logLevel: Logger.Level
 
@@ -46,6 +48,7 @@ struct RelayConfiguration: Sendable {
       topicNames[topic] = try reader.topicName(.kafkaTopic(topic))
     }
     self.topicNames = topicNames
+    oapAddress = try reader.optionalAddress(.oapAddress)
     shutdownTimeoutSeconds = try reader.integer(.shutdownTimeoutSeconds, range: 0...3600)
     logLevel = try reader.choice(.logLevel)
     producerProperties = reader.producerProperties()
@@ -62,8 +65,10 @@ struct RelayConfiguration: Sendable {
       "grpc=\(grpcAddress)", "admin=\(adminAddress)", "queue_dir=\(queueDirectory)",
       "queue_max_bytes=\(queueMaxBytes)", "queue_segment_bytes=\(queueSegmentBytes)",
       "fsync=\(fsyncPolicy.rawValue)/\(fsyncIntervalMilliseconds)ms",
-      "kafka=\(kafkaBootstrapServers ?? "embedded")", "topics=\(topics.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value).joined(separator: ","))",
-      "max_message_bytes=\(grpcMaxMessageBytes)", "shutdown_timeout_s=\(shutdownTimeoutSeconds)",
+      "kafka=\(kafkaBootstrapServers ?? "embedded")",
+      "topics=\(topics.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value).joined(separator: ","))",
+      "max_message_bytes=\(grpcMaxMessageBytes)", "oap=\(oapAddress.map { "\($0)" } ?? "none")",
+      "shutdown_timeout_s=\(shutdownTimeoutSeconds)",
     ]
     for (name, value) in producerProperties.sorted(by: { $0.key < $1.key }) {
       lines.append("kafka.\(name)=\(Self.isSecret(name) ? "<redacted>" : value)")

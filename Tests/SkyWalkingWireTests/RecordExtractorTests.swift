@@ -21,7 +21,9 @@ import Testing
         if let record = try extractor.extract(buffer) { records.append(resolve(record, buffer)) }
       }
     }
-    let final = try extractor.finish().map { resolve($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+    let final = try extractor.finish().map {
+      resolve($0, UnsafeRawBufferPointer(start: nil, count: 0))
+    }
     return (records, final)
   }
 
@@ -35,7 +37,12 @@ import Testing
     let properties = Skywalking_V3_InstanceProperties.with {
       $0.service = "cart"
       $0.serviceInstance = "cart-1"
-      $0.properties = [.with { $0.key = "os"; $0.value = "linux" }]
+      $0.properties = [
+        .with {
+          $0.key = "os"
+          $0.value = "linux"
+        }
+      ]
     }
     let ping = Skywalking_V3_InstancePingPkg.with {
       $0.service = "cart"
@@ -66,10 +73,21 @@ import Testing
       $0.service = "cart"
       $0.serviceInstance = "cart-3"
       $0.timestamp = 1_700_000_000_000
-      $0.singleValue = .with { $0.name = "requests"; $0.value = 3 }
+      $0.singleValue = .with {
+        $0.name = "requests"
+        $0.value = 3
+      }
     }
     let second = Skywalking_V3_MeterData.with {
-      $0.histogram = .with { $0.name = "latency"; $0.values = [.with { $0.bucket = 10; $0.count = 2 }] }
+      $0.histogram = .with {
+        $0.name = "latency"
+        $0.values = [
+          .with {
+            $0.bucket = 10
+            $0.count = 2
+          }
+        ]
+      }
     }
     let (records, final) = try Self.extract(.meterStream, [first, second])
     #expect(records.isEmpty)
@@ -83,7 +101,10 @@ import Testing
     let incomplete = Skywalking_V3_MeterData.with {
       $0.service = "cart"
       $0.serviceInstance = "cart-3"
-      $0.singleValue = .with { $0.name = "requests"; $0.value = 3 }
+      $0.singleValue = .with {
+        $0.name = "requests"
+        $0.value = 3
+      }
     }
     #expect { try Self.extract(.meterStream, [incomplete]) } throws: {
       ($0 as? WireFormatError)?.code == .missingField
@@ -101,7 +122,10 @@ import Testing
       $0.body = .with { $0.text = .with { $0.text = "started" } }
     }
     let traced = Skywalking_V3_LogData.with {
-      $0.traceContext = .with { $0.traceID = "trace-9"; $0.spanID = 1 }
+      $0.traceContext = .with {
+        $0.traceID = "trace-9"
+        $0.spanID = 1
+      }
       $0.body = .with { $0.text = .with { $0.text = "handled" } }
     }
     let records = try Self.extract(.log, [first, traced]).records

@@ -163,7 +163,8 @@ import Testing
   }
 
   @Test func agentCallTableServesV3AndCompatPaths() {
-    #expect(AgentCall(path: "/skywalking.v3.TraceSegmentReportService/collect") == .publish(.segment))
+    #expect(
+      AgentCall(path: "/skywalking.v3.TraceSegmentReportService/collect") == .publish(.segment))
     #expect(AgentCall(path: "/TraceSegmentReportService/collect") == .publish(.segment))
     #expect(
       AgentCall(path: "/skywalking.v3.TraceSegmentReportService/collectInSync")
