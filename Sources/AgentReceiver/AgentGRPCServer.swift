@@ -5,6 +5,7 @@ import NIOCore
 import NIOExtras
 import NIOHTTP2
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -16,6 +17,8 @@ import Synchronization
 public final class AgentGRPCServer: Service, Sendable {
   private let shared: ReceiverShared
   private let group: any EventLoopGroup
+  private let metricsFactory: any MetricsFactory
+  private let tlsContext: NIOSSLContext?
   private let onListening: @Sendable (SocketAddress) -> Void
 
   /// - Parameters:
@@ -30,11 +33,15 @@ public final class AgentGRPCServer: Service, Sendable {
     forwarder: (any AgentCallForwarder)? = nil,
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
-  ) {
+  ) throws(AgentReceiverError) {
+    self.tlsContext = try configuration.tls.map { tls throws(AgentReceiverError) in
+      try Self.makeTLSContext(tls)
+    }
     self.shared = ReceiverShared(
       configuration: configuration, queue: queue,
       metrics: ReceiverMetrics(factory: metricsFactory), logger: logger, forwarder: forwarder)
     self.group = group
+    self.metricsFactory = metricsFactory
     self.onListening = onListening
   }
 
@@ -90,25 +97,32 @@ public final class AgentGRPCServer: Service, Sendable {
 
   private func makeBootstrap(quiescing: ServerQuiescingHelper) -> ServerBootstrap {
     let shared = self.shared
+    let tls = tlsContext
+    let limiter = ConnectionLimiter(
+      maxConnections: shared.configuration.maxConnections, metricsFactory: metricsFactory)
     return ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 1024)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .serverChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(
-            quiescing.makeServerChannelHandler(channel: channel))
+          try channel.pipeline.syncOperations.addHandlers(
+            limiter, quiescing.makeServerChannelHandler(channel: channel))
         }
       }
       .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
       .childChannelOption(.maxMessagesPerRead, value: 16)
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
-          try Self.configureConnection(channel, shared: shared)
+          try Self.configureConnection(channel, shared: shared, tls: tls)
         }
       }
   }
 
-  private static func configureConnection(_ channel: any Channel, shared: ReceiverShared) throws {
+  private static func configureConnection(
+    _ channel: any Channel, shared: ReceiverShared, tls: NIOSSLContext?
+  ) throws {
+    let sync = channel.pipeline.syncOperations
+    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
     var connection = NIOHTTP2Handler.ConnectionConfiguration()
     connection.initialSettings = [
       HTTP2Setting(parameter: .maxConcurrentStreams, value: 256),
@@ -118,53 +132,54 @@ public final class AgentGRPCServer: Service, Sendable {
     connection.targetWindowSize = 4 * streamWindowBytes
     var stream = NIOHTTP2Handler.StreamConfiguration()
     stream.targetWindowSize = streamWindowBytes
-    let sync = channel.pipeline.syncOperations
+    let connectionGuard = ConnectionGuard(
+      configuration: shared.configuration, logger: shared.logger)
+    let guardOnLoop = NIOLoopBound(connectionGuard, eventLoop: channel.eventLoop)
     _ = try sync.configureHTTP2Pipeline(
       mode: .server, connectionConfiguration: connection, streamConfiguration: stream
     ) { streamChannel in
       streamChannel.eventLoop.makeCompletedFuture {
-        try streamChannel.pipeline.syncOperations.addHandler(GRPCStreamHandler(shared: shared))
+        try streamChannel.pipeline.syncOperations.addHandler(
+          GRPCStreamHandler(shared: shared, connection: guardOnLoop.value))
       }
     }
-    try sync.addHandler(ConnectionErrorHandler(logger: shared.logger))
+    try sync.addHandler(connectionGuard)
+  }
+
+  /// Loads the certificate chain, key and optional client CA once, so a bad file stops the relay
+  /// at startup with the variable to fix instead of failing every handshake.
+  private static func makeTLSContext(
+    _ tls: AgentReceiverTLS
+  ) throws(AgentReceiverError) -> NIOSSLContext {
+    func load<T>(
+      _ what: String, _ path: String, _ variable: String, _ body: () throws -> T
+    ) throws(AgentReceiverError) -> T {
+      do { return try body() } catch {
+        throw AgentReceiverError(
+          code: .tlsUnusable, message: "cannot use \(what) \(path) (\(variable)): \(error)")
+      }
+    }
+    let chain = try load("certificate chain", tls.certificateChainPath, "SW_RELAY_GRPC_TLS_CERT") {
+      try NIOSSLCertificate.fromPEMFile(tls.certificateChainPath)
+    }
+    let key = try load("private key", tls.privateKeyPath, "SW_RELAY_GRPC_TLS_KEY") {
+      try NIOSSLPrivateKey(file: tls.privateKeyPath, format: .pem)
+    }
+    var configuration = TLSConfiguration.makeServerConfiguration(
+      certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    configuration.applicationProtocols = ["h2"]
+    if let caPath = tls.clientCAPath {
+      let roots = try load("client CA", caPath, "SW_RELAY_GRPC_TLS_CLIENT_CA") {
+        try NIOSSLCertificate.fromPEMFile(caPath)
+      }
+      configuration.trustRoots = .certificates(roots)
+      configuration.certificateVerification = .noHostnameVerification
+    }
+    return try load("the key with the certificate", tls.privateKeyPath, "SW_RELAY_GRPC_TLS_KEY") {
+      try NIOSSLContext(configuration: configuration)
+    }
   }
 
   /// Large enough that an agent's batch streams without waiting for window updates.
   private static let streamWindowBytes = 4 << 20
-}
-
-/// Closes a connection that is not speaking HTTP/2 (an HTTP/1 probe, garbage, a TLS hello)
-/// instead of letting the error travel to the end of the pipeline.
-private final class ConnectionErrorHandler: ChannelInboundHandler {
-  typealias InboundIn = NIOAny
-  private let logger: Logger
-
-  init(logger: Logger) { self.logger = logger }
-
-  func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    logger.debug(
-      "closing gRPC connection after a protocol error",
-      metadata: [
-        "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)",
-      ])
-    context.close(promise: nil)
-  }
-}
-
-/// Failures of the agent-facing endpoint itself.
-public struct AgentReceiverError: Error, CustomStringConvertible {
-  public struct Code: Hashable, Sendable {
-    private let name: String
-    public static let bindFailed = Code(name: "bindFailed")
-  }
-  public let code: Code
-  public let message: String
-
-  static func bindFailed(host: String, port: Int, underlying: any Error) -> Self {
-    AgentReceiverError(
-      code: .bindFailed,
-      message: "cannot listen for gRPC on \(host):\(port) (SW_RELAY_GRPC_ADDRESS): \(underlying)")
-  }
-
-  public var description: String { message }
 }

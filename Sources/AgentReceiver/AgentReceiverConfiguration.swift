@@ -13,6 +13,22 @@ public struct AgentReceiverConfiguration: Sendable {
   public var maxPendingBytesPerStream: Int
   /// How long in-flight streams may take to finish once shutdown starts.
   public var shutdownGracePeriod: Duration
+  /// Connections beyond this are closed as soon as they are accepted, so a flood of clients
+  /// cannot exhaust file descriptors or memory.
+  public var maxConnections: Int
+  /// A connection with no open stream for this long is sent GOAWAY and closed.
+  public var connectionIdleTimeout: Duration
+  /// A stream that receives nothing for this long is answered CANCELLED and reset.
+  public var streamIdleTimeout: Duration
+  /// A silent connection is pinged this often and closed when a ping is not answered within
+  /// `keepaliveTimeout`; nil disables pings.
+  public var keepaliveInterval: Duration?
+  public var keepaliveTimeout: Duration
+  /// When set, calls whose `authentication` header differs are refused PERMISSION_DENIED, as
+  /// the OAP refuses them.
+  public var authenticationToken: String?
+  /// TLS (and optionally client-certificate verification) on the gRPC port.
+  public var tls: AgentReceiverTLS?
 
   public init(
     host: String = "0.0.0.0",
@@ -20,7 +36,14 @@ public struct AgentReceiverConfiguration: Sendable {
     maxMessageBytes: Int = 50 << 20,
     topics: [AgentTopic: String] = AgentTopic.defaultNames,
     maxPendingBytesPerStream: Int = 4 << 20,
-    shutdownGracePeriod: Duration = .seconds(10)
+    shutdownGracePeriod: Duration = .seconds(10),
+    maxConnections: Int = 10_000,
+    connectionIdleTimeout: Duration = .seconds(300),
+    streamIdleTimeout: Duration = .seconds(60),
+    keepaliveInterval: Duration? = .seconds(60),
+    keepaliveTimeout: Duration = .seconds(20),
+    authenticationToken: String? = nil,
+    tls: AgentReceiverTLS? = nil
   ) {
     self.host = host
     self.port = port
@@ -28,6 +51,27 @@ public struct AgentReceiverConfiguration: Sendable {
     self.topics = topics
     self.maxPendingBytesPerStream = maxPendingBytesPerStream
     self.shutdownGracePeriod = shutdownGracePeriod
+    self.maxConnections = maxConnections
+    self.connectionIdleTimeout = connectionIdleTimeout
+    self.streamIdleTimeout = streamIdleTimeout
+    self.keepaliveInterval = keepaliveInterval
+    self.keepaliveTimeout = keepaliveTimeout
+    self.authenticationToken = authenticationToken
+    self.tls = tls
+  }
+}
+
+/// PEM files for TLS on the gRPC port.
+public struct AgentReceiverTLS: Sendable, Equatable {
+  public var certificateChainPath: String
+  public var privateKeyPath: String
+  /// When set, clients must present a certificate signed by one of these CAs (mTLS).
+  public var clientCAPath: String?
+
+  public init(certificateChainPath: String, privateKeyPath: String, clientCAPath: String? = nil) {
+    self.certificateChainPath = certificateChainPath
+    self.privateKeyPath = privateKeyPath
+    self.clientCAPath = clientCAPath
   }
 }
 

@@ -25,6 +25,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   }
 
   private let shared: ReceiverShared
+  private let connection: ConnectionGuard
   private var state = State.awaitingHeaders
   private var deframer: GRPCMessageDeframer
   private var batch = RecordBatch()
@@ -49,8 +50,12 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   private var forwardMetadata: [(name: String, value: String)] = []
   private var context: ChannelHandlerContext?
 
-  init(shared: ReceiverShared) {
+  private var lastReadAt = NIODeadline.now()
+  private var idleCheck: Scheduled<Void>?
+
+  init(shared: ReceiverShared, connection: ConnectionGuard) {
     self.shared = shared
+    self.connection = connection
     self.deframer = GRPCMessageDeframer(maxMessageBytes: shared.configuration.maxMessageBytes)
   }
 
@@ -58,16 +63,21 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     self.context = context
     loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
     shared.metrics.activeStreams.increment()
+    connection.streamOpened()
+    scheduleIdleCheck(in: TimeAmount(shared.configuration.streamIdleTimeout), context: context)
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
     deadline?.cancel()
+    idleCheck?.cancel()
     loopBoundSelf = nil
     self.context = nil
     shared.metrics.activeStreams.decrement()
+    connection.streamClosed()
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    lastReadAt = .now()
     switch unwrapInboundIn(data) {
     case .headers(let headers):
       if case .awaitingHeaders = state {
@@ -116,6 +126,17 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   private func start(headers: HPACKHeaders, context: ChannelHandlerContext) {
     if let refusal = GRPCRequestHead.refusal(of: headers) {
       answer(refusal, context: context)
+      return
+    }
+    if let token = shared.authenticationToken,
+      !token.matches(headers.first(name: "authentication") ?? "")
+    {
+      answer(
+        .trailersOnly(
+          GRPCStatus(
+            code: .permissionDenied,
+            message: "the authentication header does not match the relay's token")),
+        context: context)
       return
     }
     let path = headers.first(name: ":path") ?? ""
@@ -252,6 +273,28 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     }
     submitBatch(context: context)
     answerIfComplete(context: context)
+  }
+
+  /// Answers a stream whose client went silent before finishing it, so half-sent streams cannot
+  /// pile up; checks the last read time instead of re-arming a timer on every read.
+  private func scheduleIdleCheck(in delay: TimeAmount, context: ChannelHandlerContext) {
+    idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+      if clientFinished { return }
+      if case .answered = state { return }
+      let timeout = TimeAmount(shared.configuration.streamIdleTimeout)
+      let silent = NIODeadline.now() - lastReadAt
+      guard silent >= timeout else {
+        scheduleIdleCheck(in: timeout - silent, context: context)
+        return
+      }
+      answer(
+        .trailersOnly(
+          GRPCStatus(
+            code: .cancelled,
+            message: "stream received nothing for \(timeout.nanoseconds / 1_000_000_000) s "
+              + "(SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S) and was closed unacknowledged")),
+        context: context)
+    }
   }
 
   // MARK: - Forwarding

@@ -12,6 +12,7 @@ final class ReceiverShared: Sendable {
   let metrics: ReceiverMetrics
   let logger: Logger
   let forwarder: (any AgentCallForwarder)?
+  let authenticationToken: AuthenticationToken?
 
   init(
     configuration: AgentReceiverConfiguration, queue: DurableQueue, metrics: ReceiverMetrics,
@@ -22,5 +23,6 @@ final class ReceiverShared: Sendable {
     self.metrics = metrics
     self.logger = logger
     self.forwarder = forwarder
+    self.authenticationToken = configuration.authenticationToken.map(AuthenticationToken.init)
   }
 }

@@ -1,3 +1,4 @@
+import AgentReceiver
 import DurableQueue
 import Logging
 
@@ -88,6 +89,30 @@ struct EnvironmentReader {
       return nil
     }
     return try address(variable)
+  }
+
+  /// Certificate and key together, or neither; a client CA only with them.
+  mutating func tls() throws(ConfigurationError) -> AgentReceiverTLS? {
+    let certificate = string(.grpcTLSCertificate)
+    let key = string(.grpcTLSKey)
+    let clientCA = string(.grpcTLSClientCA)
+    if certificate.isEmpty && key.isEmpty {
+      guard clientCA.isEmpty else {
+        throw error(
+          .grpcTLSClientCA, clientCA, "SW_RELAY_GRPC_TLS_CERT and SW_RELAY_GRPC_TLS_KEY set too")
+      }
+      return nil
+    }
+    guard !certificate.isEmpty else {
+      throw error(
+        .grpcTLSCertificate, certificate, "a PEM file path when SW_RELAY_GRPC_TLS_KEY is set")
+    }
+    guard !key.isEmpty else {
+      throw error(.grpcTLSKey, key, "a PEM file path when SW_RELAY_GRPC_TLS_CERT is set")
+    }
+    return AgentReceiverTLS(
+      certificateChainPath: certificate, privateKeyPath: key,
+      clientCAPath: clientCA.isEmpty ? nil : clientCA)
   }
 
   mutating func topicName(_ variable: EnvironmentVariable) throws(ConfigurationError) -> String {

@@ -15,6 +15,32 @@ extension EnvironmentVariable {
   static let grpcMaxMessageBytes = Self(
     name: "SW_RELAY_GRPC_MAX_MESSAGE_BYTES", defaultValue: "50MiB",
     meaning: "largest gRPC message accepted, as the OAP's default")
+  static let grpcMaxConnections = Self(
+    name: "SW_RELAY_GRPC_MAX_CONNECTIONS", defaultValue: "10000",
+    meaning: "agent connections served at once; more are closed right after accept")
+  static let grpcIdleTimeoutSeconds = Self(
+    name: "SW_RELAY_GRPC_IDLE_TIMEOUT_S", defaultValue: "300",
+    meaning: "seconds a connection may stay without any call before GOAWAY")
+  static let grpcStreamIdleTimeoutSeconds = Self(
+    name: "SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S", defaultValue: "60",
+    meaning: "seconds a call may receive nothing before it is closed unacknowledged")
+  static let grpcKeepaliveSeconds = Self(
+    name: "SW_RELAY_GRPC_KEEPALIVE_S", defaultValue: "60",
+    meaning: "ping a silent connection after this many seconds, close it if the ping is "
+      + "unanswered for 20 s; 0 disables")
+  static let authToken = Self(
+    name: "SW_RELAY_AUTH_TOKEN", defaultValue: "",
+    meaning: "when set, calls whose authentication header differs get PERMISSION_DENIED "
+      + "(the agents' agent.authentication, as the OAP checks it)")
+  static let grpcTLSCertificate = Self(
+    name: "SW_RELAY_GRPC_TLS_CERT", defaultValue: "",
+    meaning: "PEM certificate chain: serve gRPC over TLS (with SW_RELAY_GRPC_TLS_KEY)")
+  static let grpcTLSKey = Self(
+    name: "SW_RELAY_GRPC_TLS_KEY", defaultValue: "",
+    meaning: "PEM private key of SW_RELAY_GRPC_TLS_CERT")
+  static let grpcTLSClientCA = Self(
+    name: "SW_RELAY_GRPC_TLS_CLIENT_CA", defaultValue: "",
+    meaning: "PEM CA bundle: require agents to present a certificate it signed (mTLS)")
   static let adminAddress = Self(
     name: "SW_RELAY_ADMIN_ADDRESS", defaultValue: "0.0.0.0:1234",
     meaning: "host:port of /healthz, /readyz, /status and /metrics")
@@ -63,7 +89,9 @@ extension EnvironmentVariable {
 
   static let all: [EnvironmentVariable] =
     [
-      .grpcAddress, .grpcMaxMessageBytes, .adminAddress, .queueDirectory, .queueSegmentBytes,
+      .grpcAddress, .grpcMaxMessageBytes, .grpcMaxConnections, .grpcIdleTimeoutSeconds,
+      .grpcStreamIdleTimeoutSeconds, .grpcKeepaliveSeconds, .authToken, .grpcTLSCertificate,
+      .grpcTLSKey, .grpcTLSClientCA, .adminAddress, .queueDirectory, .queueSegmentBytes,
       .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
       .kafkaNamespace,
     ] + AgentTopic.allCases.map(kafkaTopic) + [

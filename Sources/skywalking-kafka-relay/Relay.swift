@@ -56,13 +56,20 @@ struct Relay {
     let health = RelayHealth(queue: queue, publisher: publisher)
     let announcer = ReadinessAnnouncer(
       logger: logger, kafka: bootstrapServers, health: health, onReady: onReady)
-    let grpc = AgentGRPCServer(
+    let grpc = try AgentGRPCServer(
       configuration: AgentReceiverConfiguration(
         host: configuration.grpcAddress.host,
         port: configuration.grpcAddress.port,
         maxMessageBytes: configuration.grpcMaxMessageBytes,
         topics: configuration.topics,
-        shutdownGracePeriod: .seconds(configuration.shutdownTimeoutSeconds)),
+        shutdownGracePeriod: .seconds(configuration.shutdownTimeoutSeconds),
+        maxConnections: configuration.grpcMaxConnections,
+        connectionIdleTimeout: .seconds(configuration.grpcIdleTimeoutSeconds),
+        streamIdleTimeout: .seconds(configuration.grpcStreamIdleTimeoutSeconds),
+        keepaliveInterval: configuration.grpcKeepaliveSeconds == 0
+          ? nil : .seconds(configuration.grpcKeepaliveSeconds),
+        authenticationToken: configuration.authenticationToken,
+        tls: configuration.tls),
       queue: queue, logger: logger, metricsFactory: metrics, forwarder: forwarder,
       onListening: { announcer.listening(.grpc, at: $0) })
     let queueAge = Gauge(label: "relay_queue_oldest_unconfirmed_age_seconds", factory: metrics)

@@ -1,3 +1,4 @@
+import AgentReceiver
 import DurableQueue
 import Logging
 import SkyWalkingWire
@@ -6,6 +7,13 @@ import SkyWalkingWire
 struct RelayConfiguration: Sendable {
   var grpcAddress: HostAndPort
   var grpcMaxMessageBytes: Int
+  var grpcMaxConnections: Int
+  var grpcIdleTimeoutSeconds: Int
+  var grpcStreamIdleTimeoutSeconds: Int
+  /// 0 disables keepalive pings.
+  var grpcKeepaliveSeconds: Int
+  var authenticationToken: String?
+  var tls: AgentReceiverTLS?
   var adminAddress: HostAndPort
   var queueDirectory: String
   var queueSegmentBytes: Int
@@ -33,6 +41,14 @@ struct RelayConfiguration: Sendable {
     var reader = EnvironmentReader(environment)
     grpcAddress = try reader.address(.grpcAddress)
     grpcMaxMessageBytes = try reader.byteSize(.grpcMaxMessageBytes, range: 1...(Int(Int32.max)))
+    grpcMaxConnections = try reader.integer(.grpcMaxConnections, range: 1...1_000_000)
+    grpcIdleTimeoutSeconds = try reader.integer(.grpcIdleTimeoutSeconds, range: 1...86_400)
+    grpcStreamIdleTimeoutSeconds = try reader.integer(
+      .grpcStreamIdleTimeoutSeconds, range: 1...86_400)
+    grpcKeepaliveSeconds = try reader.integer(.grpcKeepaliveSeconds, range: 0...86_400)
+    let token = reader.string(.authToken)
+    authenticationToken = token.isEmpty ? nil : token
+    tls = try reader.tls()
     adminAddress = try reader.address(.adminAddress)
     queueDirectory = try reader.nonEmptyString(.queueDirectory)
     queueSegmentBytes = try reader.byteSize(.queueSegmentBytes, range: (64 << 10)...(1 << 40))
@@ -67,7 +83,10 @@ struct RelayConfiguration: Sendable {
       "fsync=\(fsyncPolicy.rawValue)/\(fsyncIntervalMilliseconds)ms",
       "kafka=\(kafkaBootstrapServers ?? "embedded")",
       "topics=\(topics.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value).joined(separator: ","))",
-      "max_message_bytes=\(grpcMaxMessageBytes)", "oap=\(oapAddress.map { "\($0)" } ?? "none")",
+      "max_message_bytes=\(grpcMaxMessageBytes)", "max_connections=\(grpcMaxConnections)",
+      "auth_token=\(authenticationToken == nil ? "none" : "<redacted>")",
+      "tls=\(tls == nil ? "off" : tls?.clientCAPath == nil ? "on" : "mutual")",
+      "oap=\(oapAddress.map { "\($0)" } ?? "none")",
       "shutdown_timeout_s=\(shutdownTimeoutSeconds)",
     ]
     for (name, value) in producerProperties.sorted(by: { $0.key < $1.key }) {

@@ -18,6 +18,7 @@ struct ReceiverHarness {
   static func with<Result: Sendable>(
     maxMessageBytes: Int = 50 << 20,
     queueMaxBytes: Int = 64 << 20,
+    configure: (inout AgentReceiverConfiguration) -> Void = { _ in },
     _ body: (ReceiverHarness) async throws -> Result
   ) async throws -> Result {
     let directory = FileManager.default.temporaryDirectory
@@ -29,9 +30,11 @@ struct ReceiverHarness {
       logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
     defer { queue.close() }
     let (addresses, continuation) = AsyncStream.makeStream(of: NIOCore.SocketAddress.self)
-    let server = AgentGRPCServer(
-      configuration: AgentReceiverConfiguration(
-        host: "127.0.0.1", port: 0, maxMessageBytes: maxMessageBytes),
+    var configuration = AgentReceiverConfiguration(
+      host: "127.0.0.1", port: 0, maxMessageBytes: maxMessageBytes)
+    configure(&configuration)
+    let server = try AgentGRPCServer(
+      configuration: configuration,
       queue: queue, logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance,
       onListening: { continuation.yield($0) })
     let serving = Task { try await server.run() }
@@ -79,10 +82,14 @@ struct CommandsDeserializer: MessageDeserializer {
 
 extension GRPCClient {
   /// A client-streaming call of raw messages to `path`, returning the final status.
-  func sendRaw(_ messages: [[UInt8]], service: String, method: String) async -> Status {
+  func sendRaw(
+    _ messages: [[UInt8]], service: String, method: String, metadata: Metadata = [:]
+  ) async -> Status {
     do {
       _ = try await clientStreaming(
-        request: StreamingClientRequest { writer in try await writer.write(contentsOf: messages) },
+        request: StreamingClientRequest(metadata: metadata) { writer in
+          try await writer.write(contentsOf: messages)
+        },
         descriptor: MethodDescriptor(fullyQualifiedService: service, method: method),
         serializer: RawBytesSerializer(), deserializer: CommandsDeserializer(),
         options: .defaults

@@ -1,0 +1,21 @@
+/// The token agents must present in their `authentication` header, as the OAP checks it.
+struct AuthenticationToken: Sendable {
+  private let expected: [UInt8]
+
+  init(_ token: String) {
+    expected = Array(token.utf8)
+  }
+
+  /// Compares every byte without an early exit, so response timing does not reveal how much of
+  /// a guessed token was right.
+  func matches(_ given: String) -> Bool {
+    let given = Array(given.utf8)
+    var difference: UInt8 = given.count == expected.count ? 0 : 1
+    for index in 0..<max(given.count, expected.count) {
+      let left = index < given.count ? given[index] : 0
+      let right = index < expected.count ? expected[index] : 0
+      difference |= left ^ right
+    }
+    return difference == 0
+  }
+}

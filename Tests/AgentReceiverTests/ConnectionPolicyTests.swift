@@ -1,0 +1,137 @@
+import Foundation
+import GRPCCore
+import NIOCore
+import NIOPosix
+import SkyWalkingProtocol
+import SwiftProtobuf
+import Testing
+
+@testable import AgentReceiver
+
+/// Authentication, limits and timeouts that protect the endpoint from unwelcome clients.
+@Suite struct ConnectionPolicyTests {
+  static let segmentService = "skywalking.v3.TraceSegmentReportService"
+
+  static func segmentBytes(_ traceID: String) throws -> [UInt8] {
+    try AgentGRPCServerTests.segment(traceID).serializedBytes()
+  }
+
+  @Test func refusesCallsWithoutTheConfiguredTokenLikeTheOAP() async throws {
+    try await ReceiverHarness.with(configure: { $0.authenticationToken = "s3cret" }) { harness in
+      let segment = try Self.segmentBytes("authorised")
+      let (missing, wrong, right) = try await harness.withClient { client in
+        (
+          await client.sendRaw([segment], service: Self.segmentService, method: "collect"),
+          await client.sendRaw(
+            [segment], service: Self.segmentService, method: "collect",
+            metadata: ["authentication": "s3cre"]),
+          await client.sendRaw(
+            [segment], service: Self.segmentService, method: "collect",
+            metadata: ["authentication": "s3cret"])
+        )
+      }
+      #expect(missing.code == .permissionDenied)
+      #expect(wrong.code == .permissionDenied)
+      #expect(!wrong.message.contains("s3cret"))
+      #expect(right.code == .ok)
+      #expect(harness.queuedRecords().count == 1)
+    }
+  }
+
+  @Test func answersSilentStreamsCancelledWithoutAcknowledgingThem() async throws {
+    try await ReceiverHarness.with(configure: { $0.streamIdleTimeout = .milliseconds(300) }) {
+      harness in
+      let segment = try Self.segmentBytes("half-sent")
+      let status = try await harness.withClient { client in
+        do {
+          _ = try await client.clientStreaming(
+            request: StreamingClientRequest(of: [UInt8].self) { writer in
+              try await writer.write(segment)
+              // Never finish: the relay must give up on the stream by itself.
+              try await Task.sleep(for: .seconds(30))
+            },
+            descriptor: MethodDescriptor(
+              fullyQualifiedService: Self.segmentService, method: "collect"),
+            serializer: RawBytesSerializer(), deserializer: CommandsDeserializer(),
+            options: .defaults
+          ) { response in try response.message }
+          return Status(code: .ok, message: "")
+        } catch let error as RPCError {
+          return Status(code: Status.Code(error.code), message: error.message)
+        }
+      }
+      #expect(status.code == .cancelled)
+      #expect(status.message.contains("SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S"))
+    }
+  }
+
+  @Test func closesConnectionsBeyondTheLimitAndKeepsServingTheOthers() async throws {
+    try await ReceiverHarness.with(configure: { $0.maxConnections = 2 }) { harness in
+      let group = MultiThreadedEventLoopGroup.singleton
+      let held = try await (0..<2).asyncMap { _ in
+        try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: harness.port).get()
+      }
+      let extra = try await ClientBootstrap(group: group)
+        .connect(host: "127.0.0.1", port: harness.port).get()
+      // The relay closes the connection over the limit without waiting for the client.
+      try await extra.closeFuture.get()
+      for channel in held { try await channel.close() }
+      let segment = try Self.segmentBytes("after-limit")
+      try await waitForOK {
+        try await harness.withClient { client in
+          await client.sendRaw([segment], service: Self.segmentService, method: "collect")
+        }
+      }
+    }
+  }
+
+  @Test func answersOAPOnlyCallsLocallyWhenNoOAPIsConfigured() async throws {
+    try await ReceiverHarness.with { harness in
+      let query =
+        try Skywalking_V3_ProfileTaskCommandQuery.with { $0.service = "svc" }
+        .serializedBytes() as [UInt8]
+      let event = try Skywalking_V3_Event.with { $0.name = "Start" }.serializedBytes() as [UInt8]
+      let (queryStatus, eventStatus) = try await harness.withClient { client in
+        (
+          await client.sendRaw(
+            [query], service: "skywalking.v3.ProfileTask", method: "getProfileTaskCommands"),
+          await client.sendRaw([event], service: "skywalking.v3.EventService", method: "collect")
+        )
+      }
+      #expect(queryStatus.code == .ok)
+      #expect(eventStatus.code == .unimplemented)
+      #expect(eventStatus.message.contains("SW_RELAY_OAP_ADDRESS"))
+    }
+  }
+
+  @Test func comparesTokensCompletely() {
+    let token = AuthenticationToken("abc")
+    #expect(token.matches("abc"))
+    #expect(!token.matches("abd"))
+    #expect(!token.matches("ab"))
+    #expect(!token.matches("abc\u{0}"))
+    #expect(!token.matches(""))
+  }
+}
+
+/// Retries `call` until it answers OK: a freed connection slot is released asynchronously.
+func waitForOK(_ call: () async throws -> Status) async throws {
+  let deadline = ContinuousClock.now + .seconds(10)
+  while true {
+    let status = try await call()
+    if status.code == .ok { return }
+    guard ContinuousClock.now < deadline else {
+      Issue.record("never answered OK; last status \(status)")
+      return
+    }
+    try await Task.sleep(for: .milliseconds(20))
+  }
+}
+
+extension Sequence {
+  func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+    var results: [T] = []
+    for element in self { results.append(try await transform(element)) }
+    return results
+  }
+}
