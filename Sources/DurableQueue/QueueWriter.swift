@@ -22,6 +22,9 @@ struct ActiveSegment {
 /// timeout only while a sync or a position write is due), never spins.
 struct QueueWriter {
   private static let positionPersistNanoseconds: UInt64 = 100_000_000
+  /// How often a queue that hit a full disk looks for free space while nothing is appended, so
+  /// it reports itself writable again without waiting for an agent to try.
+  private static let spaceProbeNanoseconds: UInt64 = 1_000_000_000
 
   private let queue: DurableQueue
   private let policy: FsyncPolicy
@@ -55,12 +58,16 @@ struct QueueWriter {
 
   mutating func run() {
     while true {
-      let (confirmed, closed, spaceWanted) = queue.state.withLock { state in
+      let (confirmed, closed, spaceWanted, outOfSpace) = queue.state.withLock { state in
         state.writerIdle = false
         state.writerTimerArmed = false
         swap(&state.pending, &group)
-        return (state.confirmed, state.closed, state.isOverCapacity || state.outOfSpace)
+        return (
+          state.confirmed, state.closed, state.isOverCapacity || state.outOfSpace,
+          state.outOfSpace
+        )
       }
+      if outOfSpace && group.isEmpty { probeFreeSpace() }
       if !group.isEmpty {
         writeGroup()
         group.removeAll(keepingCapacity: true)
@@ -95,13 +102,29 @@ struct QueueWriter {
         queue.writerExited.signal()
         return
       }
-      sleep(confirmed: confirmed)
+      sleep(confirmed: confirmed, probingSpace: outOfSpace)
     }
   }
 
-  private mutating func sleep(confirmed: QueuePosition) {
+  /// Clears the out-of-space state once the filesystem has room for a segment file again.
+  private func probeFreeSpace() {
+    var stats = statvfs()
+    guard statvfs(queue.configuration.directory, &stats) == 0 else { return }
+    let available = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
+    guard available >= UInt64(min(segmentBytes, 1 << 20)) else { return }
+    queue.state.withLock { state in
+      state.outOfSpace = false
+      state.lastWriteError = nil
+    }
+    queue.logger.notice(
+      "disk space is available again; the queue accepts appends",
+      metadata: ["available_bytes": "\(available)"])
+  }
+
+  private mutating func sleep(confirmed: QueuePosition, probingSpace: Bool) {
     var deadline: UInt64?
     if unsynced { deadline = lastSync + syncIntervalNanoseconds }
+    if probingSpace { deadline = min(deadline ?? .max, Self.now() + Self.spaceProbeNanoseconds) }
     if confirmed != persisted {
       deadline = min(deadline ?? .max, lastPersist + Self.positionPersistNanoseconds)
     }

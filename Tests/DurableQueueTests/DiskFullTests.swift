@@ -48,8 +48,17 @@ import Testing
         })
     #expect(queue.status.corruptRecordsSkipped == 0)
 
-    // Delivering everything frees the files; appends then succeed by themselves.
+    // Delivering everything frees the files: the queue notices the free space by itself, with
+    // no append to prove it, so readiness recovers even when agents have backed off.
     queue.confirm(through: all.next)
+    let spaceDeadline = ContinuousClock.now + .seconds(10)
+    while queue.status.isFull && ContinuousClock.now < spaceDeadline {
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    #expect(!queue.status.isFull)
+    #expect(queue.status.lastWriteError == nil)
+
+    // Appends then succeed.
     var resumed = false
     let deadline = ContinuousClock.now + .seconds(5)
     while !resumed && ContinuousClock.now < deadline {
