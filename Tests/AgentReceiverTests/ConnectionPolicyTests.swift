@@ -17,7 +17,10 @@ import Testing
   }
 
   @Test func refusesCallsWithoutTheConfiguredTokenLikeTheOAP() async throws {
-    try await ReceiverHarness.with(configure: { $0.authenticationToken = "s3cret" }) { harness in
+    let requireToken: (inout AgentReceiverConfiguration) -> Void = {
+      $0.authenticationToken = "s3cret"
+    }
+    try await ReceiverHarness.with(configure: requireToken) { harness in
       let segment = try Self.segmentBytes("authorised")
       let (missing, wrong, right) = try await harness.withClient { client in
         (
@@ -39,8 +42,10 @@ import Testing
   }
 
   @Test func answersSilentStreamsCancelledWithoutAcknowledgingThem() async throws {
-    try await ReceiverHarness.with(configure: { $0.streamIdleTimeout = .milliseconds(300) }) {
-      harness in
+    let shortIdle: (inout AgentReceiverConfiguration) -> Void = {
+      $0.streamIdleTimeout = .milliseconds(300)
+    }
+    try await ReceiverHarness.with(configure: shortIdle) { harness in
       let segment = try Self.segmentBytes("half-sent")
       let status = try await harness.withClient { client in
         do {
@@ -66,7 +71,8 @@ import Testing
   }
 
   @Test func closesConnectionsBeyondTheLimitAndKeepsServingTheOthers() async throws {
-    try await ReceiverHarness.with(configure: { $0.maxConnections = 2 }) { harness in
+    let twoConnections: (inout AgentReceiverConfiguration) -> Void = { $0.maxConnections = 2 }
+    try await ReceiverHarness.with(configure: twoConnections) { harness in
       let group = MultiThreadedEventLoopGroup.singleton
       let held = try await (0..<2).asyncMap { _ in
         try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: harness.port).get()
