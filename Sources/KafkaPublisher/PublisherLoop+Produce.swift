@@ -21,6 +21,7 @@ extension PublisherLoop {
         maxRecords: min(Self.readBatchRecords, maxInFlightRecords - window.count),
         maxBytes: min(Self.readBatchBytes, maxInFlightBytes - window.byteCount))
       readPosition = read.next
+      caughtUpWithQueue = read.records.isEmpty
       guard !read.records.isEmpty else { break }
       progressed = true
       for record in read.records { produceNew(record, with: producer) }

@@ -48,6 +48,8 @@ final class PublisherLoop: @unchecked Sendable {
   var retryDelay = PublisherLoop.initialRetryDelay
   /// Set when a record failed transiently during this pass; the backoff grows once per pass.
   var backoffPending = false
+  /// The last queue read found nothing new: everything appended so far is in the window.
+  var caughtUpWithQueue = false
   var status = PublisherStatus()
   var errorThrottle = LogThrottle(interval: .seconds(10))
   var deadLetterThrottle = LogThrottle(interval: .seconds(10))
@@ -94,14 +96,17 @@ final class PublisherLoop: @unchecked Sendable {
     while true {
       let control = self.control.withLock { $0 }
       if producerNeedsRecreation, ContinuousClock.now >= retryNotBefore { recreateProducer() }
+      // Shutdown keeps reading until the deadline: the gRPC endpoint has already stopped, so
+      // whatever its last calls appended is flushed too instead of waiting for the next start.
+      let now = ContinuousClock.now
       var progressed = false
-      if !control.stopRequested { progressed = feedProducer() }
+      if !control.stopRequested || now < control.stopDeadline { progressed = feedProducer() }
       if serveEvents() { progressed = true }
       applyPendingBackoff()
       confirmFinishedPrefix()
       publishStatus()
       if control.stopRequested,
-        window.producingCount == 0 || ContinuousClock.now >= control.stopDeadline
+        (window.isEmpty && caughtUpWithQueue) || ContinuousClock.now >= control.stopDeadline
       {
         break
       }
