@@ -101,8 +101,12 @@ def test_segment_without_trace_id_is_rejected(relay: Relay):
 
 def test_unknown_method_is_unimplemented(relay: Relay):
     status, details, _ = stream(relay, "/skywalking.v3.Nope/x", [b""])
+    stream(relay, "/skywalking.v3.Nope/x", [b""])
 
     assert status == grpc.StatusCode.UNIMPLEMENTED, f"{status}: {details}"
+    assert "/skywalking.v3.Nope/x" in details
+    metrics = relay.http_text("/metrics")
+    assert 'relay_grpc_unknown_calls_total{path="/skywalking.v3.Nope/x"} 2' in metrics, metrics
 
 
 def test_collect_in_sync_publishes_every_segment(relay: Relay, segments_reader: KafkaTopicReader):

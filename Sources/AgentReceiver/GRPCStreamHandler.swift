@@ -141,6 +141,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     }
     let path = headers.first(name: ":path") ?? ""
     guard let call = AgentCall(path: path[...]) else {
+      shared.metrics.unknownPath(path)
       answer(
         .trailersOnly(GRPCStatus(code: .unimplemented, message: "Method not found: \(path)")),
         context: context)

@@ -11,6 +11,7 @@ final class ReceiverMetrics: Sendable {
   let ackLatency: Timer
   private let factory: any MetricsFactory
   private let labelled = Mutex<[[String]: Counter]>([:])
+  private let unknownPaths = Mutex<Set<String>>([])
 
   init(factory: any MetricsFactory) {
     self.factory = factory
@@ -32,6 +33,20 @@ final class ReceiverMetrics: Sendable {
   func rejected(_ count: Int, kind: RecordKind, reason: String) {
     counter("relay_rejected_total", ("type", kind.label), ("reason", reason)).increment(by: count)
   }
+
+  /// Calls to paths the relay does not serve, by path, so an agent calling something new shows
+  /// up; capped so random paths from a scanner cannot grow the series without bound.
+  func unknownPath(_ path: String) {
+    let label = unknownPaths.withLock { paths in
+      if paths.contains(path) { return path }
+      guard paths.count < Self.maxUnknownPaths else { return "other" }
+      paths.insert(path)
+      return path
+    }
+    counter("relay_grpc_unknown_calls_total", ("path", label)).increment()
+  }
+
+  private static let maxUnknownPaths = 50
 
   /// Calls answered, by gRPC status.
   func answered(_ code: GRPCStatus.Code) {
