@@ -78,20 +78,29 @@ public final class AgentGRPCServer: Service, Sendable {
       return
     }
     let grace = shared.configuration.shutdownGracePeriod
-    let finished = await withTaskGroup(of: Bool.self) { tasks in
-      tasks.addTask { (try? await drained.futureResult.get()) != nil }
-      tasks.addTask {
-        try? await Task.sleep(for: grace)
-        return false
-      }
-      let first = await tasks.next()!
-      tasks.cancelAll()
-      return first
-    }
-    if !finished {
+    let drainedInTime = await Self.firstOf(
+      drained.futureResult, orTimeout: TimeAmount(grace) + .seconds(1), on: group.next())
+    if !drainedInTime {
       shared.logger.warning(
-        "gRPC calls still open after the shutdown grace period; closing them unacknowledged",
+        "gRPC connections still open after the shutdown grace period; closing them",
         metadata: ["grace": "\(grace)"])
+    }
+  }
+
+  /// Whether `future` completed before `timeout`; never waits longer than that, whatever the
+  /// future does.
+  private static func firstOf(
+    _ future: EventLoopFuture<Void>, orTimeout timeout: TimeAmount, on eventLoop: any EventLoop
+  ) async -> Bool {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+      let once = Mutex<CheckedContinuation<Bool, Never>?>(continuation)
+      let timer = eventLoop.scheduleTask(in: timeout) {
+        once.withLock { $0.take() }?.resume(returning: false)
+      }
+      future.whenComplete { _ in
+        timer.cancel()
+        once.withLock { $0.take() }?.resume(returning: true)
+      }
     }
   }
 
@@ -132,18 +141,28 @@ public final class AgentGRPCServer: Service, Sendable {
     connection.targetWindowSize = 4 * streamWindowBytes
     var stream = NIOHTTP2Handler.StreamConfiguration()
     stream.targetWindowSize = streamWindowBytes
-    let connectionGuard = ConnectionGuard(
-      configuration: shared.configuration, logger: shared.logger)
-    let guardOnLoop = NIOLoopBound(connectionGuard, eventLoop: channel.eventLoop)
+    // Idle connections, keepalive pings and graceful GOAWAY on shutdown (bounded by the grace
+    // period, after which the connection is closed) are swift-nio-http2's connection manager.
+    let manager = NIOHTTP2ServerConnectionManagementHandler(
+      eventLoop: channel.eventLoop,
+      configuration: .init(
+        maxIdleTime: TimeAmount(shared.configuration.connectionIdleTimeout),
+        maxAge: nil,
+        maxGraceTime: TimeAmount(shared.configuration.shutdownGracePeriod),
+        keepalive: shared.configuration.keepaliveInterval.map {
+          .init(
+            pingInterval: TimeAmount($0),
+            ackTimeout: TimeAmount(shared.configuration.keepaliveTimeout))
+        }))
     _ = try sync.configureHTTP2Pipeline(
-      mode: .server, connectionConfiguration: connection, streamConfiguration: stream
+      mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
+      streamDelegate: manager.http2StreamDelegate
     ) { streamChannel in
       streamChannel.eventLoop.makeCompletedFuture {
-        try streamChannel.pipeline.syncOperations.addHandler(
-          GRPCStreamHandler(shared: shared, connection: guardOnLoop.value))
+        try streamChannel.pipeline.syncOperations.addHandler(GRPCStreamHandler(shared: shared))
       }
     }
-    try sync.addHandler(connectionGuard)
+    try sync.addHandlers(manager, ConnectionErrorHandler(logger: shared.logger))
   }
 
   /// Loads the certificate chain, key and optional client CA once, so a bad file stops the relay

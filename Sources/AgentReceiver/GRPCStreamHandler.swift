@@ -25,7 +25,6 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   }
 
   private let shared: ReceiverShared
-  private let connection: ConnectionGuard
   private var state = State.awaitingHeaders
   private var deframer: GRPCMessageDeframer
   private var batch = RecordBatch()
@@ -53,9 +52,8 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   private var lastReadAt = NIODeadline.now()
   private var idleCheck: Scheduled<Void>?
 
-  init(shared: ReceiverShared, connection: ConnectionGuard) {
+  init(shared: ReceiverShared) {
     self.shared = shared
-    self.connection = connection
     self.deframer = GRPCMessageDeframer(maxMessageBytes: shared.configuration.maxMessageBytes)
   }
 
@@ -63,7 +61,6 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     self.context = context
     loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
     shared.metrics.activeStreams.increment()
-    connection.streamOpened()
     scheduleIdleCheck(in: TimeAmount(shared.configuration.streamIdleTimeout), context: context)
   }
 
@@ -73,7 +70,6 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     loopBoundSelf = nil
     self.context = nil
     shared.metrics.activeStreams.decrement()
-    connection.streamClosed()
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {

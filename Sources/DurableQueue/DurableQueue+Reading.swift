@@ -43,7 +43,7 @@ extension DurableQueue {
       do {
         if let damage = try reader.read(file, from: &position, end: segment.size) {
           let resume = try Self.nextValidRecord(in: file, after: damage.offset, end: segment.size)
-          noteCorruption(at: damage, resumingAt: resume)
+          noteCorruption(at: damage, resumingAt: resume, fileEnd: segment.size)
           position = QueuePosition(segment: segment.number, offset: resume ?? segment.size)
         }
       } catch {
@@ -64,19 +64,25 @@ extension DurableQueue {
     }
   }
 
-  private func noteCorruption(at damage: QueuePosition, resumingAt resume: UInt64?) {
+  /// Counts a damaged region once: as one skipped record, and by its size, since a zeroed or
+  /// scrambled region may have held many records.
+  private func noteCorruption(at damage: QueuePosition, resumingAt resume: UInt64?, fileEnd: UInt64)
+  {
+    let skipped = Int((resume ?? fileEnd) - damage.offset)
     let isNew = state.withLock { state in
       guard state.corruptPositions.insert(damage).inserted else { return false }
       state.corruptRecordsSkipped += 1
+      state.corruptBytesSkipped += skipped
       return true
     }
     guard isNew else { return }
     metrics.corruptRecords.increment()
+    metrics.corruptBytes.increment(by: skipped)
     logger.warning(
       "corrupt queue record skipped",
       metadata: [
         "file": "\(SegmentFile.segmentName(damage.segment))", "offset": "\(damage.offset)",
-        "resumedAt": "\(resume.map { "\($0)" } ?? "next file")",
+        "resumedAt": "\(resume.map { "\($0)" } ?? "next file")", "skippedBytes": "\(skipped)",
       ])
   }
 }
@@ -110,6 +116,8 @@ private struct SegmentReader {
 
   /// Reads records of `file` from `position` up to `end` (or the limits), advancing `position`
   /// past them. Returns the position of a corrupt record when it meets one.
+  static let maxChunkBytes = 1 << 20
+
   mutating func read(_ file: SegmentFile, from position: inout QueuePosition, end: UInt64)
     throws(SystemCallError) -> QueuePosition?
   {
@@ -120,9 +128,11 @@ private struct SegmentReader {
     }
     let regionStart = buffer.count
     var regionEnd = end
-    var regionLength = try fill(
-      file, at: position.offset, count: Int(min(UInt64(budget), end - position.offset)))
-    if regionLength < Int(end - position.offset) && regionLength < budget {
+    // Read no more than a chunk at a time: a large backlog would otherwise make every call read
+    // `maxBytes` to return `maxRecords`.
+    let requested = Int(min(UInt64(budget), end - position.offset, UInt64(Self.maxChunkBytes)))
+    var regionLength = try fill(file, at: position.offset, count: requested)
+    if regionLength < requested {
       regionEnd = position.offset + UInt64(regionLength)  // the file is shorter than published
     }
     var offset = 0

@@ -11,6 +11,7 @@ import Synchronization
 extension DurableQueue {
   struct RecoveredLog {
     var lock: SegmentFile
+    var tornTailBytes = 0
     var segments: [SegmentInfo]
     var confirmed: QueuePosition
     /// What the `position` file holds, nil when it must be (re)written.
@@ -94,6 +95,7 @@ extension DurableQueue {
     }
 
     let active: SegmentFile
+    var tornTailBytes = 0
     if let last = numbers.last, last >= confirmed.segment {
       active = try SegmentFile.open(
         directory + "/" + SegmentFile.segmentName(last), flags: O_RDWR)
@@ -107,6 +109,7 @@ extension DurableQueue {
             "file": "\(SegmentFile.segmentName(last))", "offset": "\(validEnd)",
             "droppedBytes": "\(size - validEnd)",
           ])
+        tornTailBytes = Int(size - validEnd)
         try active.truncate(to: validEnd)
         try active.sync()
       }
@@ -140,7 +143,8 @@ extension DurableQueue {
     }
     if persisted != confirmed { persisted = nil }
     return RecoveredLog(
-      lock: lock, segments: segments, confirmed: confirmed, persisted: persisted, active: active)
+      lock: lock, tornTailBytes: tornTailBytes, segments: segments, confirmed: confirmed,
+      persisted: persisted, active: active)
   }
 
   /// The end of the last complete, valid record of `file`, scanning from `start`. Corruption

@@ -40,6 +40,8 @@ public final class DurableQueue: Sendable {
         segments: recovered.segments, confirmed: recovered.confirmed,
         diskBytes: recovered.segments.reduce(0) { $0 + Int($1.size) },
         maxBytes: configuration.maxBytes))
+    state.withLock { $0.tornTailBytesTruncated = recovered.tornTailBytes }
+    metrics.tornTailBytes.increment(by: recovered.tornTailBytes)
     rebuildLedger()
     let status = self.status
     logger.info(
@@ -200,6 +202,9 @@ struct QueueState: Sendable {
   /// Corrupt records already counted, so re-reading the same damage does not count it again.
   var corruptPositions: Set<QueuePosition> = []
   var corruptRecordsSkipped = 0
+  var corruptBytesSkipped = 0
+  /// Bytes of a partial last record cut off at startup (a write interrupted by a crash).
+  var tornTailBytesTruncated = 0
   var appendHandler: (@Sendable () -> Void)?
 
   var writtenEnd: QueuePosition {
@@ -212,7 +217,8 @@ struct QueueState: Sendable {
       bytes: diskBytes, unconfirmedRecords: ledger.unconfirmedRecords(confirmed: confirmed),
       oldestUnconfirmedMillis: ledger.oldestTimestampMillis,
       isFull: isOverCapacity || outOfSpace, lastWriteError: lastWriteError,
-      corruptRecordsSkipped: corruptRecordsSkipped)
+      corruptRecordsSkipped: corruptRecordsSkipped, corruptBytesSkipped: corruptBytesSkipped,
+      tornTailBytesTruncated: tornTailBytesTruncated)
   }
 
   var isOverCapacity: Bool {

@@ -14,6 +14,8 @@ struct QueueMetrics: Sendable {
   /// Appends refused up front because the queue reached `maxBytes`.
   let capacityRejections: Counter
   let corruptRecords: Counter
+  let corruptBytes: Counter
+  let tornTailBytes: Counter
   let fsyncDuration: Timer
 
   init(factory: any MetricsFactory) {
@@ -31,6 +33,8 @@ struct QueueMetrics: Sendable {
     capacityRejections = Counter(
       label: "relay_queue_full_rejections_total", factory: factory)
     corruptRecords = Counter(label: "relay_queue_corrupt_records_total", factory: factory)
+    corruptBytes = Counter(label: "relay_queue_corrupt_bytes_total", factory: factory)
+    tornTailBytes = Counter(label: "relay_queue_torn_tail_bytes_total", factory: factory)
     fsyncDuration = Timer(label: "relay_queue_fsync_seconds", factory: factory)
   }
 

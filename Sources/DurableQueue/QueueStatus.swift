@@ -33,11 +33,18 @@ public struct QueueStatus: Sendable {
   public var isFull: Bool
   /// The most recent write failure, cleared by the next successful write.
   public var lastWriteError: String?
+  /// Damaged regions skipped since the queue opened, each counted once.
   public var corruptRecordsSkipped: Int
+  /// Bytes in those regions: one region may have held many records.
+  public var corruptBytesSkipped: Int
+  /// Bytes of a partial last record cut off when the queue opened: a write a crash interrupted
+  /// before it was acknowledged, or damage at the very end of the log.
+  public var tornTailBytesTruncated: Int
 
   public init(
     bytes: Int, unconfirmedRecords: Int, oldestUnconfirmedMillis: UInt64?, isFull: Bool,
-    lastWriteError: String?, corruptRecordsSkipped: Int
+    lastWriteError: String?, corruptRecordsSkipped: Int, corruptBytesSkipped: Int = 0,
+    tornTailBytesTruncated: Int = 0
   ) {
     self.bytes = bytes
     self.unconfirmedRecords = unconfirmedRecords
@@ -45,5 +52,7 @@ public struct QueueStatus: Sendable {
     self.isFull = isFull
     self.lastWriteError = lastWriteError
     self.corruptRecordsSkipped = corruptRecordsSkipped
+    self.corruptBytesSkipped = corruptBytesSkipped
+    self.tornTailBytesTruncated = tornTailBytesTruncated
   }
 }

@@ -107,25 +107,27 @@ struct SegmentFile: Sendable {
   }
 
   /// Appends up to `count` bytes read at `offset` to `buffer`; returns how many it got (fewer
-  /// only at the end of the file).
+  /// only at the end of the file). Reads into uninitialized memory: zero-filling megabytes only
+  /// to overwrite them cost more than the read itself.
   func read(appendingTo buffer: inout [UInt8], count: Int, at offset: UInt64)
     throws(SystemCallError) -> Int
   {
-    let start = buffer.count
-    buffer.append(contentsOf: repeatElement(0, count: count))
-    let result = buffer.withUnsafeMutableBytes { bytes in
-      Result { () throws(SystemCallError) in
-        try read(into: UnsafeMutableRawBufferPointer(rebasing: bytes[start...]), at: offset)
+    var failure: SystemCallError?
+    let chunk = [UInt8](unsafeUninitializedCapacity: count) { bytes, initialized in
+      do throws(SystemCallError) {
+        initialized = try read(into: UnsafeMutableRawBufferPointer(bytes), at: offset)
+      } catch {
+        failure = error
+        initialized = 0
       }
     }
-    switch result {
-    case .success(let got):
-      buffer.removeLast(count - got)
-      return got
-    case .failure(let error):
-      buffer.removeLast(count)
-      throw error
+    if let failure { throw failure }
+    if buffer.isEmpty {
+      buffer = chunk
+    } else {
+      buffer.append(contentsOf: chunk)
     }
+    return chunk.count
   }
 
   /// Writes all of `bytes` at `offset`.

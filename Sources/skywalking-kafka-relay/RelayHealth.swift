@@ -73,6 +73,8 @@ final class RelayHealth: Sendable {
         "oldest_unconfirmed_age_ms",
         queueStatus.oldestUnconfirmedMillis.map { Int(now.saturatingSubtract($0)) })
       object.int("corrupt_records_skipped", queueStatus.corruptRecordsSkipped)
+      object.int("corrupt_bytes_skipped", queueStatus.corruptBytesSkipped)
+      object.int("torn_tail_bytes_truncated", queueStatus.tornTailBytesTruncated)
       object.optionalString("last_write_error", queueStatus.lastWriteError)
     }
     json.object("kafka") { object in
