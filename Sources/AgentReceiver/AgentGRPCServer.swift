@@ -162,7 +162,10 @@ public final class AgentGRPCServer: Service, Sendable {
         try streamChannel.pipeline.syncOperations.addHandler(GRPCStreamHandler(shared: shared))
       }
     }
-    try sync.addHandlers(manager, ConnectionErrorHandler(logger: shared.logger))
+    let closer = ConnectionCloser(
+      logger: shared.logger,
+      goAwayDeadline: TimeAmount(shared.configuration.shutdownGracePeriod) + .seconds(1))
+    try sync.addHandlers(closer, manager)
   }
 
   /// Loads the certificate chain, key and optional client CA once, so a bad file stops the relay

@@ -16,7 +16,7 @@ final class RelayHealth: Sendable {
   private let startedMillis = wallClockMillis()
 
   /// Delivery counts as stalled when records wait and nothing was delivered for this long.
-  static let stallThresholdMillis: UInt64 = 30_000
+  static let stallThresholdMillis: UInt64 = 10_000
 
   init(queue: DurableQueue, publisher: KafkaPublisher) {
     self.queue = queue

@@ -1,0 +1,48 @@
+import Logging
+import NIOCore
+import NIOHTTP2
+
+/// Ends connections that will not end by themselves.
+///
+/// Closes a connection that is not speaking HTTP/2 (an HTTP/1 probe, garbage, a TLS hello on a
+/// plaintext port) instead of letting the error travel to the end of the pipeline. And once the
+/// connection manager has sent GOAWAY (idle connection, shutdown), closes the connection after
+/// `goAwayDeadline` even if the peer never acknowledges the accompanying PING, which the manager
+/// otherwise waits for indefinitely. It sits between the HTTP/2 handler and the manager, where
+/// it sees the manager's outbound frames.
+final class ConnectionCloser: ChannelDuplexHandler {
+  typealias InboundIn = HTTP2Frame
+  typealias InboundOut = HTTP2Frame
+  typealias OutboundIn = HTTP2Frame
+  typealias OutboundOut = HTTP2Frame
+
+  private let logger: Logger
+  private let goAwayDeadline: TimeAmount
+  private var forcedClose: Scheduled<Void>?
+
+  init(logger: Logger, goAwayDeadline: TimeAmount) {
+    self.logger = logger
+    self.goAwayDeadline = goAwayDeadline
+  }
+
+  func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    if forcedClose == nil, case .goAway = unwrapOutboundIn(data).payload {
+      forcedClose = context.eventLoop.assumeIsolated().scheduleTask(in: goAwayDeadline) {
+        context.close(promise: nil)
+      }
+    }
+    context.write(data, promise: promise)
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    forcedClose?.cancel()
+    context.fireChannelInactive()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    logger.debug(
+      "closing gRPC connection after a protocol error",
+      metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
+    context.close(promise: nil)
+  }
+}

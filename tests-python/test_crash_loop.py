@@ -1,0 +1,47 @@
+"""The crash loop (tests-python/crash_loop.py) in a short CI form: kill -9 at random moments
+under concurrent agent load, restart on the same queue directory, then every acknowledged
+segment id must be on Kafka. Duplicates are allowed (at-least-once) and reported.
+
+The seed is fixed so a failure can be replayed; RELAY_CRASH_LOOP_SEED overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from crash_loop import CrashLoopConfig, run
+
+SEED = int(os.environ.get("RELAY_CRASH_LOOP_SEED", "20261121"))
+
+
+def _report(summary: dict) -> None:
+    print("crash loop summary: " + json.dumps({key: value for key, value in summary.items() if key != "config"}))
+
+
+def _assert_sound(summary: dict, cycles: int) -> None:
+    assert summary["cycles"] == cycles
+    assert summary["segments_acked"] > 0, summary
+    assert summary["lost"] == 0, (f"{summary['lost']} acknowledged segments lost, e.g. "
+                                  f"{summary['lost_examples']}; logs in {summary['work_dir']}")
+    # Kills must have landed across segment rolls, not inside one file.
+    assert summary["segment_files_rolled"] >= cycles, summary
+    assert summary["max_rss_mib"] < 150, summary
+
+
+def test_kill_9_loop_loses_no_acknowledged_segment(tmp_path: Path):
+    summary = run(CrashLoopConfig(cycles=5, seconds_per_cycle=1.0, seed=SEED, work_dir=str(tmp_path)))
+    _report(summary)
+    _assert_sound(summary, 5)
+    assert summary["final_drain_s"] is not None, "the backlog never drained after the last restart"
+
+
+def test_kill_9_loop_with_kafka_outages_loses_no_acknowledged_segment(tmp_path: Path):
+    # Every second cycle runs (and is killed, and restarts) with the only broker down.
+    summary = run(CrashLoopConfig(cycles=4, seconds_per_cycle=0.8, seed=SEED + 1, outage_every=2,
+                                  work_dir=str(tmp_path)))
+    _report(summary)
+    _assert_sound(summary, 4)
+    assert summary["kafka_outage_cycles"] == 2, summary
+    assert summary["final_drain_s"] is not None, "the backlog never drained after Kafka came back"
