@@ -25,6 +25,7 @@ import pytest
 
 from conftest import (HarnessError, KafkaTopicReader, MockKafka, Relay, encode_segment, free_loopback_port,
                       run_relay_once, wait_for)
+from reliability_support import http_body, status_document
 from test_grpc_interop import COLLECT, assert_ok, new_trace_id, stream, wait_for_traces
 
 SHUTDOWN_TIMEOUT_S = 5  # what conftest.Relay sets SW_RELAY_SHUTDOWN_TIMEOUT_S to
@@ -89,18 +90,6 @@ def metric_value(text: str, name: str, **labels: str) -> Optional[float]:
               if sample_name == name and labels.items() <= sample_labels.items()]
     return sum(values) if values else None
 
-
-def status_json(relay: Relay) -> dict:
-    return json.loads(relay.http_text("/status"))
-
-
-def http_body(relay: Relay, path: str) -> tuple[Optional[int], str]:
-    """Status and body, also for error statuses such as /readyz's 503."""
-    try:
-        with urllib.request.urlopen(relay.admin_url + path, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 class HeldStream:
@@ -309,6 +298,21 @@ def test_unusable_queue_directory_fails_naming_the_path(tmp_path: Path):
 # --------------------------------------------------------------------------- 6. queue full
 
 
+def send_until_refused(relay: Relay, prefix: str, calls: int
+                       ) -> tuple[set[str], Optional[tuple[grpc.StatusCode, str]]]:
+    """Sends one 20 KiB segment per call until a call is refused or `calls` were made; returns
+    the acknowledged trace ids and the refusal (status, details), if any."""
+    acknowledged: set[str] = set()
+    for number in range(calls):
+        trace_id = f"{prefix}-{uuid.uuid4().hex}-{number}"
+        status, details, _ = stream(relay, COLLECT, [encode_segment(trace_id, "s", padding=20 << 10)])
+        if status != grpc.StatusCode.OK:
+            return acknowledged, (status, details)
+        acknowledged.add(trace_id)
+    return acknowledged, None
+
+
+
 def test_queue_full_refuses_then_resumes_by_itself(relay_factory: Callable[..., Relay], mock_kafka: MockKafka,
                                                     segments_reader: KafkaTopicReader):
     relay = relay_factory(extra_env={"SW_RELAY_QUEUE_MAX_BYTES": "1MiB",
@@ -318,15 +322,7 @@ def test_queue_full_refuses_then_resumes_by_itself(relay_factory: Callable[..., 
     wait_for_traces(segments_reader, {warmup})
     mock_kafka.command("down 1")
 
-    acknowledged: set[str] = set()
-    refusal: Optional[tuple[grpc.StatusCode, str]] = None
-    for number in range(200):  # 1 MiB / 20 KiB ≈ 51 calls fill the queue
-        trace_id = f"full-{uuid.uuid4().hex}-{number}"
-        status, details, _ = stream(relay, COLLECT, [encode_segment(trace_id, "s", padding=20 << 10)])
-        if status != grpc.StatusCode.OK:
-            refusal = (status, details)
-            break
-        acknowledged.add(trace_id)
+    acknowledged, refusal = send_until_refused(relay, "full", calls=200)  # ~51 fill 1 MiB
     assert refusal is not None, "200 calls of 20 KiB were accepted into a 1 MiB queue"
     status, details = refusal
     assert status == grpc.StatusCode.RESOURCE_EXHAUSTED, f"{status}: {details}"
@@ -340,7 +336,7 @@ def test_queue_full_refuses_then_resumes_by_itself(relay_factory: Callable[..., 
     assert (metric_value(metrics, "relay_rejected_total", type="segment", reason="queue_full") or 0) > 0, metrics
 
     mock_kafka.command("up 1")
-    wait_for(lambda: status_json(relay)["queue"]["unconfirmed_records"] == 0, 90,
+    wait_for(lambda: status_document(relay)["queue"]["unconfirmed_records"] == 0, 90,
              "the backlog to drain after the broker came back", interval=0.2)
     # Nothing else is sent: readiness must come back from the drain alone, because an orchestrator
     # routes no agent to an unready relay.
@@ -394,7 +390,7 @@ def test_metrics_count_traffic(relay: Relay, segments_reader: KafkaTopicReader):
 
 def test_status_shows_undelivered_records_while_kafka_is_down(relay: Relay, mock_kafka: MockKafka,
                                                              segments_reader: KafkaTopicReader):
-    healthy = status_json(relay)
+    healthy = status_document(relay)
     assert set(healthy) >= {"grpc", "queue", "kafka"}, healthy
     assert healthy["grpc"]["serving"] is True
     assert healthy["queue"]["full"] is False
@@ -407,7 +403,7 @@ def test_status_shows_undelivered_records_while_kafka_is_down(relay: Relay, mock
     def waiting(document: dict) -> bool:
         return document["kafka"]["in_flight"] > 0 or document["queue"]["unconfirmed_records"] > 0
 
-    document = wait_for(when(lambda: status_json(relay), waiting), 10,
+    document = wait_for(when(lambda: status_document(relay), waiting), 10,
                         "/status to show records waiting for Kafka")
     assert document["queue"]["unconfirmed_records"] == 3, document
     assert document["queue"]["oldest_unconfirmed_age_ms"] is not None, document
@@ -418,5 +414,5 @@ def test_status_shows_undelivered_records_while_kafka_is_down(relay: Relay, mock
 
     mock_kafka.command("up 1")
     wait_for_traces(segments_reader, trace_ids, timeout=60)
-    wait_for(lambda: status_json(relay)["queue"]["unconfirmed_records"] == 0, 30,
+    wait_for(lambda: status_document(relay)["queue"]["unconfirmed_records"] == 0, 30,
              "/status to show nothing waiting once Kafka is back")
