@@ -42,10 +42,13 @@ let package = Package(
       ],
       swiftSettings: [.swiftLanguageMode(.v6)]
     ),
+    // The CPU's CRC-32C instruction, which Swift cannot reach without C.
+    .target(name: "CCRC32C"),
     // The durable, group-committed, CRC-framed record log. Knows nothing of gRPC or Kafka.
     .target(
       name: "DurableQueue",
       dependencies: [
+        "CCRC32C",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
       ],

@@ -1,8 +1,19 @@
+import CCRC32C
+
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum Kafka, ext4 and iSCSI use.
-/// Slicing-by-8 processes eight bytes per step with eight 256-entry tables, which keeps the
-/// checksum far cheaper than the write it protects. Public so tools (and tests) can verify
-/// queue files and `position` independently.
+/// Every record is checksummed when it is framed and again when it is read back, so it runs on
+/// the CPU's CRC instruction where there is one (SSE4.2, about 8× faster than tables) and on
+/// slicing-by-8 tables elsewhere. Public so tools (and tests) can verify queue files and
+/// `position` independently.
 public enum CRC32C {
+  /// Decided once per process.
+  static let usesHardware = relay_crc32c_hardware_available() != 0
+
+  public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    guard usesHardware, let base = bytes.baseAddress else { return tableChecksum(bytes) }
+    return relay_crc32c_hardware(base, bytes.count)
+  }
+
   private static let polynomial: UInt32 = 0x82F6_3B78
 
   /// Eight consecutive 256-entry tables: table k maps a byte to its CRC contribution k bytes on.
@@ -24,7 +35,8 @@ public enum CRC32C {
     return table
   }()
 
-  public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+  /// The portable version, also what the hardware result is tested against.
+  static func tableChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     table.withUnsafeBufferPointer { table in
       var crc: UInt32 = 0xFFFF_FFFF
       var index = 0

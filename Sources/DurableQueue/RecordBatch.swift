@@ -60,7 +60,10 @@ public struct RecordBatch: Sendable {
         message: "record of \(bodyLength) bytes exceeds \(RecordFormat.maximumBodyBytes)")
     }
     let start = bytes.count
-    bytes.reserveCapacity(start + RecordFormat.frameHeaderSize + bodyLength)
+    // Grow geometrically: reserving the exact size per record would reallocate and copy the
+    // whole batch for every record appended.
+    let needed = start + RecordFormat.frameHeaderSize + bodyLength
+    if bytes.capacity < needed { bytes.reserveCapacity(max(needed, 2 * bytes.capacity)) }
     appendLittleEndian(UInt32(bodyLength))
     appendLittleEndian(UInt32(0))  // CRC, patched below once the body is in place
     bytes.append(RecordFormat.formatByte)

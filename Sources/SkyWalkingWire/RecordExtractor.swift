@@ -178,9 +178,9 @@ private struct MeterIdentity: Sendable {
 }
 
 extension WireField {
-  func lengthDelimited(_ name: String) throws(WireFormatError) -> Range<Int> {
+  func lengthDelimited(_ name: @autoclosure () -> String) throws(WireFormatError) -> Range<Int> {
     guard case .lengthDelimited(let range) = payload else {
-      throw WireFormatError(.unexpectedWireType, at: offset, "\(name) must be length-delimited")
+      throw WireFormatError(.unexpectedWireType, at: offset, "\(name()) must be length-delimited")
     }
     return range
   }
