@@ -46,8 +46,14 @@ enum PositionFile {
     }
   }
 
-  /// Write a temporary file, sync it, rename it over `position`, sync the directory.
-  static func write(_ position: QueuePosition, directory: String) throws(SystemCallError) {
+  /// Writes a temporary file and renames it over `position`, so a crash leaves the old or the
+  /// new position, never half of one. Syncing is optional: the position only spares a restart
+  /// from replaying what was delivered, so a stale (or, after a power loss, unreadable) one means
+  /// duplicates, never loss, while three syncs per write stalled the writer thread that
+  /// acknowledges agents. It is synced when the queue closes.
+  static func write(
+    _ position: QueuePosition, directory: String, durable: Bool
+  ) throws(SystemCallError) {
     var bytes = magic
     withUnsafeBytes(of: position.segment.littleEndian) { bytes.append(contentsOf: $0) }
     withUnsafeBytes(of: position.offset.littleEndian) { bytes.append(contentsOf: $0) }
@@ -58,11 +64,11 @@ enum PositionFile {
     do {
       defer { file.close() }
       try file.write(bytes, at: 0)
-      try file.sync()
+      if durable { try file.sync() }
     }
     guard rename(temporaryPath, directory + "/" + fileName) == 0 else {
       throw SystemCallError(errno: errno, operation: "renaming", path: temporaryPath)
     }
-    try SegmentFile.syncDirectory(directory)
+    if durable { try SegmentFile.syncDirectory(directory) }
   }
 }

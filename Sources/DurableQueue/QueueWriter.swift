@@ -78,7 +78,7 @@ struct QueueWriter {
       }
       if confirmed != persisted && (closed || now - lastPersist >= Self.positionPersistNanoseconds)
       {
-        persist(confirmed, at: now)
+        persist(confirmed, at: now, durable: closed)
       }
       if confirmed != cleanedThrough {
         deleteSegments(before: confirmed)
@@ -283,10 +283,10 @@ struct QueueWriter {
     queue.state.withLock { $0.segments.append(SegmentInfo(number: number, size: 0)) }
   }
 
-  private mutating func persist(_ confirmed: QueuePosition, at now: UInt64) {
+  private mutating func persist(_ confirmed: QueuePosition, at now: UInt64, durable: Bool) {
     lastPersist = now
     do {
-      try PositionFile.write(confirmed, directory: queue.configuration.directory)
+      try PositionFile.write(confirmed, directory: queue.configuration.directory, durable: durable)
       persisted = confirmed
       persistError = nil
     } catch {
