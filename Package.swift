@@ -44,13 +44,16 @@ let package = Package(
     ),
     // The CPU's CRC-32C instruction, which Swift cannot reach without C.
     .target(name: "CCRC32C"),
+    // OS threads for loops that block in system calls, without Foundation.
+    .target(name: "DedicatedThread", swiftSettings: strictSettings),
     // The durable, group-committed, CRC-framed record log. Knows nothing of gRPC or Kafka.
     .target(
       name: "DurableQueue",
       dependencies: [
         "CCRC32C",
+        "DedicatedThread",
         .product(name: "Logging", package: "swift-log"),
-        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
       ],
       swiftSettings: strictSettings
     ),
@@ -64,9 +67,10 @@ let package = Package(
       name: "KafkaPublisher",
       dependencies: [
         "CRdKafka",
+        "DedicatedThread",
         "DurableQueue",
         .product(name: "Logging", package: "swift-log"),
-        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strictSettings
@@ -84,7 +88,7 @@ let package = Package(
         .product(name: "NIOExtras", package: "swift-nio-extras"),
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "Logging", package: "swift-log"),
-        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strictSettings
@@ -96,7 +100,7 @@ let package = Package(
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "Logging", package: "swift-log"),
-        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strictSettings
@@ -123,7 +127,7 @@ let package = Package(
         "KafkaPublisher",
         "OAPForwarder",
         .product(name: "Logging", package: "swift-log"),
-        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -180,7 +184,7 @@ let package = Package(
         "OAPForwarder",
         "SkyWalkingProtocol",
         .product(name: "Logging", package: "swift-log"),
-        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

@@ -1,8 +1,7 @@
 import CoreMetrics
+import DedicatedThread
 import Dispatch
-import Foundation
 import Logging
-import Metrics
 import Synchronization
 
 /// A durable, group-committed, CRC-framed record log (format: see `RecordFormat`).
@@ -54,12 +53,11 @@ public final class DurableQueue: Sendable {
       ])
     metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
     let active = recovered.active
-    let thread = Thread { [self] in
-      var writer = QueueWriter(queue: self, active: active, persisted: recovered.persisted)
+    let persisted = recovered.persisted
+    DedicatedThread.start(name: "queue-writer") { [self] in
+      var writer = QueueWriter(queue: self, active: active, persisted: persisted)
       writer.run()
     }
-    thread.name = "queue-writer"
-    thread.start()
   }
 
   /// Queues `batch` for the next group commit. Never blocks. Refusals decided up front

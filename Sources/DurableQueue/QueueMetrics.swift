@@ -1,5 +1,4 @@
 import CoreMetrics
-import Metrics
 
 /// The queue's instruments, created once from the injected factory.
 struct QueueMetrics: Sendable {

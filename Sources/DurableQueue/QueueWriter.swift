@@ -1,7 +1,6 @@
 import CoreMetrics
 import Dispatch
 import Logging
-import Metrics
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,7 +1,7 @@
+import CoreMetrics
+import DedicatedThread
 import DurableQueue
-import Foundation
 import Logging
-import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -43,12 +43,10 @@ public final class KafkaPublisher: Service, Sendable {
     await withTaskCancellationHandler {
       await withGracefulShutdownHandler {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-          let thread = Thread {
+          DedicatedThread.start(name: "kafka-publisher") {
             loop.run()
             continuation.resume()
           }
-          thread.name = "kafka-publisher"
-          thread.start()
         }
       } onGracefulShutdown: {
         loop.requestStop(deadline: .now + shutdownTimeout)

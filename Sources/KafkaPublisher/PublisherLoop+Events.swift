@@ -1,6 +1,6 @@
 import CRdKafka
+import CoreMetrics
 import Logging
-import Metrics
 
 extension PublisherLoop {
   /// Serves librdkafka's main queue until it is empty (so its io-event fd fires again) or a

@@ -1,7 +1,7 @@
 import CRdKafka
+import CoreMetrics
 import DurableQueue
 import Logging
-import Metrics
 
 extension PublisherLoop {
   /// Hands records to librdkafka: first those waiting for another attempt, then new ones, while

@@ -1,6 +1,6 @@
+import CoreMetrics
 import DurableQueue
 import Logging
-import Metrics
 import Synchronization
 
 /// The publisher thread: reads the disk queue, produces into librdkafka, serves delivery reports

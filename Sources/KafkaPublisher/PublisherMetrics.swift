@@ -1,4 +1,4 @@
-import Metrics
+import CoreMetrics
 
 /// The publisher's metrics, created once against the injected factory.
 ///

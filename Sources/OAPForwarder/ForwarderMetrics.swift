@@ -1,5 +1,4 @@
 import CoreMetrics
-import Metrics
 
 /// How a forwarded call ended, as counted by `relay_oap_forwarded_total{outcome}`.
 enum ForwardOutcome: String, Sendable, CaseIterable {

@@ -2,7 +2,6 @@ import CoreMetrics
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -90,7 +89,8 @@ public final class OAPForwarder: Service, Sendable {
     let outcome = ForwardOutcome(response)
     metrics.count(outcome)
     if response.reachedOAP {
-      metrics.oapLatency.record(duration: .now - started)
+      let (seconds, attoseconds) = (ContinuousClock.now - started).components
+      metrics.oapLatency.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     } else {
       response.message = "relay could not reach the OAP at \(oapAddress): \(response.message)"
     }

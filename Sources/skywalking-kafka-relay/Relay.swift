@@ -1,9 +1,9 @@
 import AdminServer
 import AgentReceiver
+import CoreMetrics
 import DurableQueue
 import KafkaPublisher
 import Logging
-import Metrics
 import NIOCore
 import OAPForwarder
 import Prometheus

@@ -1,0 +1,51 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Starts an OS thread for a loop that spends its life blocked in system calls (the queue
+/// writer in `writev`/`fdatasync`, the publisher in `poll`), where a task would tie up one of
+/// the concurrency pool's few threads.
+///
+/// A plain pthread rather than Foundation's `Thread`, so the queue and the publisher need no
+/// Foundation at all.
+public enum DedicatedThread {
+  /// Runs `body` on a new detached thread named `name` (at most 15 characters on Linux).
+  public static func start(name: String, _ body: @escaping @Sendable () -> Void) {
+    let context = Unmanaged.passRetained(ThreadBody(name: name, run: body)).toOpaque()
+    var thread = pthread_t()
+    let result = pthread_create(&thread, nil, dedicatedThreadEntry, context)
+    precondition(result == 0, "cannot start the \(name) thread (pthread_create: \(result))")
+    pthread_detach(thread)
+  }
+}
+
+private final class ThreadBody {
+  let name: String
+  let run: @Sendable () -> Void
+
+  init(name: String, run: @escaping @Sendable () -> Void) {
+    self.name = name
+    self.run = run
+  }
+
+  /// Best effort, so profilers and `top -H` show which loop is which; Glibc's module does not
+  /// export `pthread_setname_np`, so this writes the thread's `comm` instead.
+  func nameCurrentThread() {
+    #if os(Linux)
+      let descriptor = open("/proc/thread-self/comm", O_WRONLY)
+      guard descriptor >= 0 else { return }
+      let bytes = Array(name.utf8.prefix(15))
+      _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+      close(descriptor)
+    #endif
+  }
+}
+
+private func dedicatedThreadEntry(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+  let body = Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue()
+  body.nameCurrentThread()
+  body.run()
+  return nil
+}
