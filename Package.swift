@@ -14,6 +14,10 @@ let package = Package(
   products: [
     .executable(name: "skywalking-kafka-relay", targets: ["skywalking-kafka-relay"]),
     .executable(name: "relay-mock-kafka", targets: ["relay-mock-kafka"]),
+    .executable(name: "relay-loadgen", targets: ["relay-loadgen"]),
+    // For the micro-benchmarks in Benchmarks/, a separate package.
+    .library(name: "SkyWalkingWire", targets: ["SkyWalkingWire"]),
+    .library(name: "DurableQueue", targets: ["DurableQueue"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -28,6 +32,8 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
     .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
   ],
   targets: [
     // The skywalking.v3 wire format: a copy-free scanner and the table of agent calls.
@@ -138,6 +144,22 @@ let package = Package(
     .executableTarget(
       name: "relay-mock-kafka",
       dependencies: ["KafkaPublisher"],
+      swiftSettings: strictSettings
+    ),
+    // Behaves like many agents at once and measures the relay against the machine's ceilings.
+    .executableTarget(
+      name: "relay-loadgen",
+      dependencies: [
+        "CRdKafka",
+        "SkyWalkingProtocol",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        .product(name: "NIOHPACK", package: "swift-nio-http2"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       swiftSettings: strictSettings
     ),
     .target(

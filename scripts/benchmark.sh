@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Measures the relay against the machine's own ceilings in one run (docs/PERFORMANCE.md).
+#
+#   scripts/benchmark.sh              # about 4 minutes on 2 cores, after the release build
+#   BENCH_SECONDS=5 scripts/benchmark.sh      # shorter load phases
+#   BENCH_BACKLOG_MIB=1024 scripts/benchmark.sh  # backlog-drain phase size (0 skips it)
+#
+# Everything runs on loopback: librdkafka's mock cluster (relay-mock-kafka, its own process),
+# the release relay (fsync interval, queue in a temporary directory) and relay-loadgen. The
+# relay's CPU is user+sys from /proc/<pid>/stat around each load phase; its memory is VmRSS
+# (and VmHWM) from /proc/<pid>/status. Results: a table on stdout, and every JSON line the
+# load generator printed in $BENCH_OUT (default .build-bench/benchmark/results.jsonl).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SCRATCH=${BENCH_SCRATCH:-.build-bench}
+SECONDS_PER_PHASE=${BENCH_SECONDS:-10}
+BACKLOG_MIB=${BENCH_BACKLOG_MIB:-1024}
+CONNECTIONS=${BENCH_CONNECTIONS:-8}
+STREAMS=${BENCH_STREAMS_PER_CONNECTION:-2}
+SEGMENTS_PER_STREAM=${BENCH_SEGMENTS_PER_STREAM:-50}
+IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
+OUT_DIR=${BENCH_OUT_DIR:-$SCRATCH/benchmark}
+BUDGET_SECONDS=${BENCH_BUDGET_SECONDS:-540}
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'benchmark.sh: %s\n' "$*" >&2; exit 1; }
+
+for tool in jq curl; do
+  command -v "$tool" >/dev/null || die "$tool is needed (apt-get install $tool)"
+done
+[[ -r /proc/self/stat ]] || die "needs Linux /proc to measure CPU and memory"
+
+log "building release binaries (scratch path $SCRATCH)"
+for product in skywalking-kafka-relay relay-mock-kafka relay-loadgen; do
+  swift build -c release --scratch-path "$SCRATCH" --product "$product" >&2
+done
+BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
+LOADGEN="$BIN/relay-loadgen"
+
+mkdir -p "$OUT_DIR"
+RESULTS="$OUT_DIR/results.jsonl"
+: >"$RESULTS"
+WORK=$(mktemp -d /tmp/relay-benchmark.XXXXXX)
+STARTED_PIDS=()
+cleanup() {
+  local pid
+  for pid in "${STARTED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  exec 3>&- 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+# The whole run is bounded: a watchdog ends it if anything hangs.
+(
+  trap 'kill "$timer" 2>/dev/null; exit 0' TERM
+  sleep "$BUDGET_SECONDS" &
+  timer=$!
+  wait "$timer"
+  echo "benchmark.sh: over the ${BUDGET_SECONDS}s budget, stopping" >&2
+  kill -TERM $$
+) &
+WATCHDOG=$!
+STARTED_PIDS+=("$WATCHDOG")
+
+CLK_TCK=$(getconf CLK_TCK)
+# user+sys ticks of a process (fields 14 and 15 of /proc/<pid>/stat, after the command name).
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+wait_for_line() {  # file, pattern, seconds
+  local deadline=$((SECONDS + $3))
+  until grep -q "$2" "$1" 2>/dev/null; do
+    ((SECONDS < deadline)) || { cat "$1" >&2; die "timed out waiting for '$2' in $1"; }
+    sleep 0.1
+  done
+}
+loadgen() {  # runs relay-loadgen, keeps its JSON line, prints it
+  local json
+  json=$("$LOADGEN" "$@" 2>>"$WORK/loadgen.log" | tail -n 1)
+  [[ $json == \{* ]] || { tail -n 20 "$WORK/loadgen.log" >&2; die "relay-loadgen $1 failed"; }
+  echo "$json" >>"$RESULTS"
+  echo "$json"
+}
+
+log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- Kafka: the mock cluster in its own process; stdin held open on fd 3 for commands. ---
+mkfifo "$WORK/mock.in"
+exec 3<>"$WORK/mock.in"
+"$BIN/relay-mock-kafka" --brokers 1 --partitions 3 --topic skywalking-segments \
+  <"$WORK/mock.in" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+MOCK_PID=$!
+STARTED_PIDS+=("$MOCK_PID")
+wait_for_line "$WORK/mock.out" '^BOOTSTRAP=' 20
+BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$WORK/mock.out" | head -n 1)
+log "mock Kafka at $BOOTSTRAP (pid $MOCK_PID)"
+mock_command() {
+  local before
+  before=$(grep -c '' "$WORK/mock.out")
+  echo "$1" >&3
+  local deadline=$((SECONDS + 10))
+  until (($(grep -c '' "$WORK/mock.out") > before)); do
+    ((SECONDS < deadline)) || die "mock cluster did not answer '$1'"
+    sleep 0.05
+  done
+}
+
+SHAPE=(--connections "$CONNECTIONS" --streams-per-connection "$STREAMS"
+  --segments-per-stream "$SEGMENTS_PER_STREAM")
+
+# --- Ceilings, measured in this run so ratios hold on a noisy machine. ---
+log "ceiling (a): librdkafka producing straight to the mock cluster"
+PRODUCE=$(loadgen produce-ceiling --kafka "$BOOTSTRAP" --duration "$SECONDS_PER_PHASE")
+log "ceiling (b): sequential append + fdatasync in the queue's filesystem"
+mkdir -p "$WORK/disk"
+DISK_INTERVAL=$(loadgen disk-ceiling --directory "$WORK/disk" --fsync interval \
+  --segments-per-batch "$SEGMENTS_PER_STREAM" --duration "$SECONDS_PER_PHASE")
+DISK_ALWAYS=$(loadgen disk-ceiling --directory "$WORK/disk" --fsync always \
+  --segments-per-batch "$SEGMENTS_PER_STREAM" --duration 3)
+PRODUCE_1K=$(loadgen produce-ceiling --kafka "$BOOTSTRAP" --segment-size 1024 \
+  --duration "$SECONDS_PER_PHASE")
+DISK_INTERVAL_1K=$(loadgen disk-ceiling --directory "$WORK/disk" --fsync interval \
+  --segment-size 1024 --segments-per-batch "$SEGMENTS_PER_STREAM" --duration "$SECONDS_PER_PHASE")
+log "ceiling (c): the same gRPC streams into a handler that discards them"
+"$LOADGEN" sink --max-seconds 600 >"$WORK/sink.out" 2>"$WORK/sink.err" &
+SINK_PID=$!
+STARTED_PIDS+=("$SINK_PID")
+wait_for_line "$WORK/sink.out" '^SINK=' 20
+SINK=$(sed -n 's/^SINK=//p' "$WORK/sink.out")
+SINK_CPU0=$(cpu_ticks "$SINK_PID")
+SINKRUN=$(loadgen load --target "$SINK" "${SHAPE[@]}" --duration "$SECONDS_PER_PHASE")
+SINK_CPU1=$(cpu_ticks "$SINK_PID")
+SINKRUN_1K=$(loadgen load --target "$SINK" "${SHAPE[@]}" --segment-size 1024 \
+  --duration "$SECONDS_PER_PHASE")
+kill "$SINK_PID"; wait "$SINK_PID" 2>/dev/null || true
+
+# --- The relay. ---
+mkdir -p "$WORK/queue"
+(
+  export SW_RELAY_GRPC_ADDRESS=127.0.0.1:0 SW_RELAY_ADMIN_ADDRESS=127.0.0.1:0
+  export SW_RELAY_QUEUE_DIR="$WORK/queue" SW_RELAY_QUEUE_FSYNC=interval
+  export SW_RELAY_QUEUE_MAX_BYTES=$(((BACKLOG_MIB + 1024) << 20))
+  export SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" SW_RELAY_LOG_LEVEL=info
+  exec "$BIN/skywalking-kafka-relay"
+) >"$WORK/relay.log" 2>&1 &
+RELAY_PID=$!
+STARTED_PIDS+=("$RELAY_PID")
+wait_for_line "$WORK/relay.log" 'relay ready' 30
+READY=$(grep -m1 'relay ready' "$WORK/relay.log")
+GRPC=$(sed -E 's/.*grpc=([^ ]+).*/\1/' <<<"$READY")
+ADMIN=$(sed -E 's/.*admin=([^ ]+).*/\1/' <<<"$READY")
+log "relay pid $RELAY_PID, grpc=$GRPC admin=$ADMIN"
+sleep 2
+RSS_IDLE=$(status_kib "$RELAY_PID" VmRSS)
+
+# Samples VmRSS every 200 ms into a file until stopped; prints the peak.
+rss_sampler_start() {
+  ( while kill -0 "$RELAY_PID" 2>/dev/null; do status_kib "$RELAY_PID" VmRSS; sleep 0.2; done ) \
+    >"$WORK/rss.samples" &
+  SAMPLER=$!
+}
+rss_sampler_stop() { kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null || true
+  sort -n "$WORK/rss.samples" | tail -n 1; }
+
+relay_phase() {  # name, loadgen args...: runs a load against the relay, records CPU and RSS
+  local name=$1; shift
+  local cpu0 cpu1 json segments peak
+  cpu0=$(cpu_ticks "$RELAY_PID")
+  rss_sampler_start
+  json=$(loadgen load --target "$GRPC" --kafka "$BOOTSTRAP" "$@")
+  peak=$(rss_sampler_stop)
+  cpu1=$(cpu_ticks "$RELAY_PID")
+  segments=$(jq '.segments' <<<"$json")
+  jq -c --arg phase "$name" --argjson ticks $((cpu1 - cpu0)) --argjson hz "$CLK_TCK" \
+    --argjson peak "$peak" \
+    '{phase: $phase, segments, segmentsPerSecond, mebibytesPerSecond, averageSegmentBytes,
+      cpuSeconds: ($ticks / $hz), cpuMicrosPerSegment: (if .segments > 0
+        then $ticks / $hz * 1e6 / .segments else null end),
+      ackP50: .ack.p50Ms, ackP99: .ack.p99Ms, ackP999: .ack.p999Ms,
+      deliveryP50: .delivery.p50Ms, deliveryP99: .delivery.p99Ms, delivered, failedStreams,
+      rssPeakKiB: $peak}' <<<"$json" >>"$WORK/phases.jsonl"
+}
+
+log "relay: warm-up"
+"$LOADGEN" load --target "$GRPC" "${SHAPE[@]}" --duration 2 >/dev/null 2>>"$WORK/loadgen.log"
+log "relay: maximum rate, mixed segments (0.5–20 KiB)"
+relay_phase max-mixed "${SHAPE[@]}" --duration "$SECONDS_PER_PHASE"
+MAX_RATE=$(jq -s 'map(select(.phase == "max-mixed"))[0].segmentsPerSecond' "$WORK/phases.jsonl")
+log "relay: maximum rate, 1 KiB segments"
+relay_phase max-1KiB "${SHAPE[@]}" --segment-size 1024 --duration "$SECONDS_PER_PHASE"
+HALF=$(jq -n --argjson r "$MAX_RATE" '($r / 2 | floor)')
+log "relay: half the maximum rate ($HALF segments/s), Java-agent shape (1 stream per connection)"
+relay_phase half-mixed --connections "$CONNECTIONS" --streams-per-connection 1 \
+  --segments-per-stream "$SEGMENTS_PER_STREAM" --rate "$HALF" --duration "$SECONDS_PER_PHASE"
+RSS_LOAD_HWM=$(status_kib "$RELAY_PID" VmHWM)
+
+log "relay: $IDLE_CONNECTIONS idle agent connections"
+sleep 1
+RSS_BEFORE_IDLE=$(status_kib "$RELAY_PID" VmRSS)
+"$LOADGEN" idle --target "$GRPC" --connections "$IDLE_CONNECTIONS" --hold-seconds 30 \
+  >"$WORK/idle.out" 2>>"$WORK/loadgen.log" &
+IDLE_PID=$!
+STARTED_PIDS+=("$IDLE_PID")
+wait_for_line "$WORK/idle.out" '^IDLE_READY=' 60
+sleep 3
+RSS_IDLE_CONNS=$(status_kib "$RELAY_PID" VmRSS)
+IDLE_LINE=$(head -n 1 "$WORK/idle.out")
+kill "$IDLE_PID" 2>/dev/null; wait "$IDLE_PID" 2>/dev/null || true
+
+# --- Backlog drain: Kafka down while BACKLOG_MIB is ingested, then up again while agents keep
+# sending at a quarter of the maximum rate; the drain rate is records confirmed per second. ---
+DRAIN_LINE="skipped"
+if ((BACKLOG_MIB > 0)); then
+  AVAIL_MIB=$(df -Pm "$WORK" | awk 'NR == 2 { print $4 }')
+  if ((AVAIL_MIB < BACKLOG_MIB * 3)); then
+    DRAIN_LINE="skipped: only ${AVAIL_MIB} MiB free"
+  else
+    log "relay: backlog of $BACKLOG_MIB MiB with Kafka down"
+    AVG=$(jq -s 'map(select(.phase == "max-mixed"))[0].averageSegmentBytes' "$WORK/phases.jsonl")
+    COUNT=$(((BACKLOG_MIB << 20) / AVG))
+    mock_command "down 1"
+    INGEST=$(loadgen load --target "$GRPC" "${SHAPE[@]}" --count "$COUNT" --duration 300)
+    INGEST_RATE=$(jq '.segmentsPerSecond' <<<"$INGEST")
+    status() { curl -fsS "http://$ADMIN/status"; }
+    BACKLOG=$(status | jq '.queue.unconfirmed_records')
+    log "backlog: $BACKLOG records; Kafka up, agents keep sending at a quarter of the maximum"
+    QUARTER=$(jq -n --argjson r "$MAX_RATE" '($r / 4 | floor)')
+    RSS_BACKLOG0=$(status_kib "$RELAY_PID" VmRSS)
+    mock_command "up 1"
+    DRAIN_START=$(date +%s.%N)
+    "$LOADGEN" load --target "$GRPC" --connections "$CONNECTIONS" --rate "$QUARTER" \
+      --duration 240 >"$WORK/drain-load.out" 2>>"$WORK/loadgen.log" &
+    DRAIN_LOAD_PID=$!
+    STARTED_PIDS+=("$DRAIN_LOAD_PID")
+    RSS_DRAIN_PEAK=0
+    # Drained when what is left is no more than what the concurrent agents keep adding.
+    while :; do
+      LEFT=$(status | jq '.queue.unconfirmed_records')
+      RSS_NOW=$(status_kib "$RELAY_PID" VmRSS)
+      ((RSS_NOW > RSS_DRAIN_PEAK)) && RSS_DRAIN_PEAK=$RSS_NOW
+      ((LEFT <= QUARTER / 2 + 1000)) && break
+      [[ $(jq -n --argjson s "$DRAIN_START" --arg n "$(date +%s.%N)" '($n | tonumber) - $s > 200') == true ]] \
+        && { log "backlog not drained within 200 s ($LEFT left)"; break; }
+      sleep 0.2
+    done
+    DRAIN_SECONDS=$(jq -n --argjson s "$DRAIN_START" --arg n "$(date +%s.%N)" '($n | tonumber) - $s')
+    kill "$DRAIN_LOAD_PID" 2>/dev/null || true
+    wait "$DRAIN_LOAD_PID" 2>/dev/null || true
+    # Records confirmed per second: the backlog plus what the agents added meanwhile.
+    DRAIN_RATE=$(jq -n --argjson b "$BACKLOG" --argjson q "$QUARTER" --argjson t "$DRAIN_SECONDS" \
+      '(($b + $q * $t) / $t) | floor')
+    DRAIN_LINE=$(printf '%s records (%s MiB) confirmed in %.1f s while agents kept sending %s/s: %s records/s = %.1f× the concurrent ingest rate (ingest with Kafka down: %.0f/s); RSS %s KiB before → peak %s KiB during the drain' \
+      "$BACKLOG" "$BACKLOG_MIB" "$DRAIN_SECONDS" "$QUARTER" "$DRAIN_RATE" \
+      "$(jq -n --argjson d "$DRAIN_RATE" --argjson q "$QUARTER" '$d / $q')" "$INGEST_RATE" \
+      "$RSS_BACKLOG0" "$RSS_DRAIN_PEAK")
+  fi
+fi
+RSS_HWM=$(status_kib "$RELAY_PID" VmHWM)
+
+# --- Results. ---
+ceiling() { jq '.segmentsPerSecond' <<<"$1"; }
+P_RATE=$(ceiling "$PRODUCE"); DI_RATE=$(ceiling "$DISK_INTERVAL"); DA_RATE=$(ceiling "$DISK_ALWAYS")
+S_RATE=$(ceiling "$SINKRUN")
+LOWEST=$(jq -n --argjson a "$P_RATE" --argjson b "$DI_RATE" --argjson c "$S_RATE" '[$a, $b, $c] | min')
+P1K=$(ceiling "$PRODUCE_1K"); DI1K=$(ceiling "$DISK_INTERVAL_1K"); S1K=$(ceiling "$SINKRUN_1K")
+LOWEST_1K=$(jq -n --argjson a "$P1K" --argjson b "$DI1K" --argjson c "$S1K" '[$a, $b, $c] | min')
+SINK_US=$(jq -n --argjson t $((SINK_CPU1 - SINK_CPU0)) --argjson hz "$CLK_TCK" \
+  --argjson n "$(jq '.segments' <<<"$SINKRUN")" '$t / $hz * 1e6 / $n')
+{
+  echo
+  echo "skywalking-kafka-relay benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "shape: $CONNECTIONS connections × $STREAMS streams × $SEGMENTS_PER_STREAM segments, ${SECONDS_PER_PHASE}s phases"
+  echo
+  echo "Ceilings (segments/s, mixed 0.5–20 KiB segments):"
+  printf '  (a) librdkafka produce, relay settings   %10.0f  (%.1f MiB/s)\n' "$P_RATE" "$(jq '.mebibytesPerSecond' <<<"$PRODUCE")"
+  printf '  (b) disk append, fdatasync every 200 ms  %10.0f  (%.1f MiB/s)\n' "$DI_RATE" "$(jq '.mebibytesPerSecond' <<<"$DISK_INTERVAL")"
+  printf '      disk append, fdatasync per batch     %10.0f  (%.1f MiB/s)\n' "$DA_RATE" "$(jq '.mebibytesPerSecond' <<<"$DISK_ALWAYS")"
+  printf '  (c) gRPC sink (discard)                  %10.0f  (sink CPU %.2f µs/segment)\n' "$S_RATE" "$SINK_US"
+  printf '  lowest ceiling                           %10.0f\n' "$LOWEST"
+  printf 'Ceilings with 1 KiB segments: produce %.0f, disk (interval) %.0f, sink %.0f; lowest %.0f\n' \
+    "$P1K" "$DI1K" "$S1K" "$LOWEST_1K"
+  echo
+  printf '%-11s %10s %7s %8s %8s %8s %9s %9s %9s\n' phase seg/s "÷ceil" "µs/seg" "ack p50" "ack p99" "ack p99.9" "deliv p99" "RSS peak"
+  jq -r --argjson low "$LOWEST" --argjson low1k "$LOWEST_1K" '[.phase, (.segmentsPerSecond | floor),
+      (.segmentsPerSecond / (if .averageSegmentBytes == 1024 then $low1k else $low end) * 100 | floor / 100),
+      (.cpuMicrosPerSegment * 100 | floor / 100), .ackP50, .ackP99, .ackP999, .deliveryP99,
+      ((.rssPeakKiB / 1024 * 10 | floor / 10 | tostring) + "M")] | @tsv' "$WORK/phases.jsonl" |
+    awk -F'\t' '{ printf "%-11s %10s %7s %8s %8s %8s %9s %9s %9s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
+  echo "(latencies in ms; ÷ceil against the lowest ceiling of the same segment sizes;"
+  echo " µs/seg = relay user+sys CPU ÷ accepted segments, Kafka delivery included)"
+  echo
+  printf 'RSS: idle %.1f MiB; peak under load (VmHWM) %.1f MiB; before idle conns %.1f MiB; with %s (%s) %.1f MiB (+%.1f MiB)\n' \
+    "$(jq -n "$RSS_IDLE / 1024")" "$(jq -n "$RSS_LOAD_HWM / 1024")" "$(jq -n "$RSS_BEFORE_IDLE / 1024")" \
+    "$IDLE_CONNECTIONS" "$IDLE_LINE" "$(jq -n "$RSS_IDLE_CONNS / 1024")" \
+    "$(jq -n "($RSS_IDLE_CONNS - $RSS_BEFORE_IDLE) / 1024")"
+  echo "Backlog drain: $DRAIN_LINE"
+  echo "VmHWM over the whole run: $(jq -n "$RSS_HWM / 1024 * 10 | floor / 10") MiB"
+} | tee "$OUT_DIR/summary.txt"
+cat "$WORK/phases.jsonl" >>"$RESULTS"
+log "JSON lines in $RESULTS, table in $OUT_DIR/summary.txt"
