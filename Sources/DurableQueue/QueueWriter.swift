@@ -40,11 +40,15 @@ struct QueueWriter {
   /// Reused between groups so a steady stream of commits allocates nothing here.
   private var group: [PendingAppend] = []
   private var buffers: [iovec] = []
+  /// Takes the `.interval` syncs off this thread; nil under `.always`, where the sync is the
+  /// acknowledgement's contract and stays inline.
+  private let syncer: BackgroundSyncer?
 
   init(queue: DurableQueue, active: SegmentFile, persisted: QueuePosition?) {
     let configuration = queue.configuration
     self.queue = queue
     self.policy = configuration.fsyncPolicy
+    self.syncer = configuration.fsyncPolicy == .interval ? BackgroundSyncer(queue: queue) : nil
     self.segmentBytes = UInt64(max(1, configuration.segmentBytes))
     let interval = configuration.fsyncInterval.components
     self.syncIntervalNanoseconds = UInt64(
@@ -73,7 +77,12 @@ struct QueueWriter {
       }
       let now = Self.now()
       if unsynced && (closed || now - lastSync >= syncIntervalNanoseconds) {
-        syncActive()
+        if !closed, let syncer, syncer.sync(active.file) {
+          lastSync = now
+          unsynced = false
+        } else {
+          syncActive()
+        }
       }
       if confirmed != persisted && (closed || now - lastPersist >= Self.positionPersistNanoseconds)
       {
@@ -97,6 +106,7 @@ struct QueueWriter {
         }
       }
       if closed {
+        syncer?.stop()
         active.file.close()
         queue.writerExited.signal()
         return
