@@ -126,6 +126,7 @@ let package = Package(
     .executableTarget(
       name: "skywalking-kafka-relay",
       dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
         "SkyWalkingWire",
         "AgentReceiver",
         "AdminServer",
@@ -174,26 +175,42 @@ let package = Package(
     ),
     .testTarget(
       name: "SkyWalkingWireTests",
-      dependencies: ["SkyWalkingWire", "SkyWalkingProtocol"],
+      dependencies: [
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"), "SkyWalkingWire",
+        "SkyWalkingProtocol",
+      ],
       swiftSettings: strictSettings
     ),
     .testTarget(
       name: "DurableQueueTests",
-      dependencies: ["DurableQueue"],
+      dependencies: [
+        "DurableQueue", .product(name: "Logging", package: "swift-log"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+      ],
       swiftSettings: strictSettings
     ),
     .testTarget(
       name: "KafkaPublisherTests",
-      dependencies: ["KafkaPublisher", "DurableQueue", "RelayTestSupport"],
+      dependencies: [
+        "KafkaPublisher", "DurableQueue", "RelayTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
       swiftSettings: strictSettings
     ),
     .testTarget(
       name: "AgentReceiverTests",
       dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         "AgentReceiver",
         "DurableQueue",
         "SkyWalkingProtocol",
         "RelayTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -217,9 +234,15 @@ let package = Package(
     .testTarget(
       name: "RelayTests",
       dependencies: [
+        "DurableQueue",
+        "KafkaPublisher",
+        "SkyWalkingWire",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         "skywalking-kafka-relay",
         "SkyWalkingProtocol",
         "RelayTestSupport",
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

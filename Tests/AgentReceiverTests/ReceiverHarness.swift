@@ -1,10 +1,10 @@
 import AgentReceiver
+import CoreMetrics
 import DurableQueue
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import Metrics
 import NIOCore
 import SkyWalkingProtocol
 import SwiftProtobuf

@@ -1,8 +1,8 @@
+import CoreMetrics
 import DurableQueue
 import Foundation
 import KafkaPublisher
 import Logging
-import Metrics
 import RelayTestSupport
 import ServiceLifecycle
 
