@@ -53,8 +53,22 @@ public final class DurableQueue: Sendable {
       ])
     metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
     let active = recovered.active
-    let persisted = recovered.persisted
-    DedicatedThread.start(name: "queue-writer") { [self] in
+    var persisted = recovered.persisted
+    if persisted != recovered.confirmed {
+      // Recovery moved the position (data behind it was lost, or it was missing): record that
+      // durably before any new append, or a crash could leave the old position pointing into
+      // records appended after it and skip them.
+      do {
+        try PositionFile.write(
+          recovered.confirmed, directory: configuration.directory, durable: true)
+        persisted = recovered.confirmed
+      } catch {
+        logger.warning(
+          "could not persist the recovered queue position; the writer retries",
+          metadata: ["error": "\(error)"])
+      }
+    }
+    DedicatedThread.start(name: "queue-writer") { [self, persisted] in
       var writer = QueueWriter(queue: self, active: active, persisted: persisted)
       writer.run()
     }
