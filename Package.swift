@@ -99,12 +99,14 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
-    // Forwards the calls only the OAP can answer, over one shared grpc-swift 2 connection.
+    // Proxies the calls the relay does not publish to the OAP, as live streams over one shared
+    // grpc-swift 2 connection.
     .target(
       name: "OAPForwarder",
       dependencies: [
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -204,6 +206,10 @@ let package = Package(
       dependencies: [
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        .product(name: "NIOHPACK", package: "swift-nio-http2"),
+        "SkyWalkingWire",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         "AgentReceiver",
         "DurableQueue",

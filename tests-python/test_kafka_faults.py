@@ -21,7 +21,8 @@ from typing import Iterator
 import grpc
 import pytest
 
-from conftest import SEGMENTS_TOPIC, KafkaTopicReader, MockKafka, Relay, decode_segment, encode_segment, wait_for
+from conftest import (SEGMENTS_TOPIC, KafkaTopicReader, MockKafka, Relay, decode_segment, encode_segment,
+                      run_relay_once, wait_for)
 from reliability_support import (COLLECT, RSS_BOUND, AgentLoad, SegmentIdCollector, http_body, metric,
                                  pruned_partitions, rss_bytes, status_document, wait_until_drained)
 
@@ -206,11 +207,19 @@ def test_message_too_large_is_dead_lettered_and_later_records_flow(fault_relay: 
     assert send_stream(fault_relay, later, "trace-after-too-large") == grpc.StatusCode.OK
     reader.wait_for(set(later), 30, "records after the dead-lettered one")
     wait_until_drained(fault_relay, 30)
-    # Nothing acknowledged disappeared: the refused segment is on Kafka (a retry got through)
-    # or in the dead-letter file, never nowhere.
-    on_kafka = "refused-segment" in reader.update()
-    assert on_kafka or refused in content
+    # Nothing acknowledged disappeared: the refused segment is in the dead-letter file, not on Kafka.
+    assert "refused-segment" not in reader.update()
     assert fault_relay.http_status("/readyz") == 200
+
+    # The operator's way back once the broker takes it: replay with the relay stopped, restart.
+    assert fault_relay.stop() == 0
+    relay_variables = {name: value for name, value in fault_relay.env.items() if name.startswith("SW_RELAY_")}
+    replay = run_relay_once(relay_variables, "--replay-dead-letters")
+    assert replay.returncode == 0, replay.stderr
+    assert "queued 1 dead-lettered record" in replay.stdout, replay.stdout
+    assert not dead_letters.exists(), "a replayed file is moved aside so it cannot be queued twice"
+    fault_relay.start()
+    reader.wait_for({"refused-segment"}, 30, "the replayed dead letter")
 
 
 def test_500ms_round_trip_does_not_slow_acknowledgements(fault_relay: Relay, cluster: MockKafka,

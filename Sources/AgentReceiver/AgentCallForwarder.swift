@@ -1,18 +1,85 @@
-/// Answers the calls only the OAP can answer (profiling tasks, dynamic configuration) or that
-/// have no Kafka topic (events, CLR metrics, Go profiles, span-attached events).
+/// Carries a call the relay does not publish to the OAP as a live stream: each request message
+/// as it arrives, each response message as the OAP sends it, trailers at the end.
 ///
 /// The receiver stays free of any gRPC client: the executable adapts its OAP client to this.
 public protocol AgentCallForwarder: Sendable {
-  /// Sends the call's messages, byte for byte, with the agent's metadata.
-  func forward(
-    path: String, messages: [[UInt8]], metadata: [(name: String, value: String)],
-    isClientStreaming: Bool
-  ) async -> ForwardOutcome
+  /// Runs the call until the OAP ends it or the task is cancelled (the agent reset the stream).
+  /// Reports the OAP's response headers and messages to `responder` as they come, and returns
+  /// how the call ended.
+  func proxy(
+    _ head: ProxiedCallHead, requests: ProxiedRequests, responder: ProxiedCallResponder
+  ) async -> ProxyOutcome
 }
 
-public enum ForwardOutcome: Sendable, Equatable {
-  /// The OAP answered: its status, and its response message when the status is OK.
-  case answered(code: Int, message: String, response: [UInt8])
-  /// The OAP could not be reached; the reason names where and why.
+/// What the OAP needs to open the call.
+public struct ProxiedCallHead: Sendable {
+  /// The `:path` as the agent sent it.
+  public var path: String
+  /// The agent's own metadata (`authentication` above all), without transport headers.
+  public var metadata: [(name: String, value: String)]
+  /// The agent's `grpc-timeout`, carried to the OAP.
+  public var timeout: Duration?
+  /// Whether the answer is a `Commands` that may be replaced by an empty one when the OAP
+  /// cannot be reached.
+  public var isQuery: Bool
+
+  public init(
+    path: String, metadata: [(name: String, value: String)], timeout: Duration?, isQuery: Bool
+  ) {
+    self.path = path
+    self.metadata = metadata
+    self.timeout = timeout
+    self.isQuery = isQuery
+  }
+}
+
+/// How a proxied call ended.
+public enum ProxyOutcome: Sendable {
+  /// The OAP answered with this status (OK or not) and trailing metadata.
+  case finished(code: Int, message: String, trailers: [(name: String, value: String)])
+  /// The OAP never answered; the reason names where and why.
   case unreachable(reason: String)
+}
+
+/// The agent's request messages, without their gRPC prefix, as they arrive. Asking for the next
+/// message tells the receiver the previous one was written to the OAP, which is how the
+/// agent's stream is held back while the OAP's is.
+public struct ProxiedRequests: AsyncSequence, Sendable {
+  public typealias Element = [UInt8]
+  let stream: AsyncStream<[UInt8]>
+  let written: @Sendable (Int) -> Void
+
+  public func makeAsyncIterator() -> Iterator {
+    Iterator(base: stream.makeAsyncIterator(), written: written)
+  }
+
+  public struct Iterator: AsyncIteratorProtocol {
+    var base: AsyncStream<[UInt8]>.Iterator
+    let written: @Sendable (Int) -> Void
+    var previousBytes = 0
+
+    public mutating func next() async -> [UInt8]? {
+      if previousBytes > 0 { written(previousBytes) }
+      let message = await base.next()
+      previousBytes = message?.count ?? 0
+      return message
+    }
+  }
+}
+
+/// Where the OAP's side of a proxied call goes: to the agent's stream, on its event loop.
+public struct ProxiedCallResponder: Sendable {
+  let headers: @Sendable ([(name: String, value: String)]) async -> Void
+  let message: @Sendable ([UInt8]) async throws -> Void
+
+  /// The OAP's response headers (its custom metadata).
+  public func sendHeaders(_ metadata: [(name: String, value: String)]) async {
+    await headers(metadata)
+  }
+
+  /// One response message; returns once the agent's stream took it, so a slow agent holds the
+  /// OAP back. Throws when the agent's stream is gone.
+  public func sendMessage(_ bytes: [UInt8]) async throws {
+    try await message(bytes)
+  }
 }

@@ -11,9 +11,9 @@ import Synchronization
 
 /// The gRPC endpoint agents point `collector.backend_service` at.
 ///
-/// Built on swift-nio-http2 rather than a general gRPC server: every call the relay serves has
-/// the same shape (messages in, one empty `Commands` out), so frames are deframed, scanned and
-/// batched on the event loop with no per-message hop to another thread.
+/// Built on swift-nio-http2 rather than a general gRPC server: every call the relay publishes
+/// has the same shape (messages in, one empty `Commands` out), so frames are deframed, scanned
+/// and batched on the event loop with no per-message hop to another thread.
 public final class AgentGRPCServer: Service, Sendable {
   private let shared: ReceiverShared
   private let group: any EventLoopGroup
@@ -22,7 +22,8 @@ public final class AgentGRPCServer: Service, Sendable {
   private let onListening: @Sendable (SocketAddress) -> Void
 
   /// - Parameters:
-  ///   - forwarder: where calls only the OAP can answer go; nil answers them locally.
+  ///   - forwarder: where calls the relay does not publish go; nil answers them locally.
+  ///   - readiness: what `grpc.health.v1.Health` reports.
   ///   - onListening: called once the socket is bound, with its address (port 0 gives an
   ///     ephemeral port), so the caller can report readiness.
   public init(
@@ -31,6 +32,7 @@ public final class AgentGRPCServer: Service, Sendable {
     logger: Logger,
     metricsFactory: any MetricsFactory,
     forwarder: (any AgentCallForwarder)? = nil,
+    readiness: @escaping @Sendable () -> HealthStatus = { .serving },
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) throws(AgentReceiverError) {
@@ -39,7 +41,8 @@ public final class AgentGRPCServer: Service, Sendable {
     }
     self.shared = ReceiverShared(
       configuration: configuration, queue: queue,
-      metrics: ReceiverMetrics(factory: metricsFactory), logger: logger, forwarder: forwarder)
+      metrics: ReceiverMetrics(factory: metricsFactory), logger: logger, forwarder: forwarder,
+      readiness: readiness)
     self.group = group
     self.metricsFactory = metricsFactory
     self.onListening = onListening
@@ -147,7 +150,7 @@ public final class AgentGRPCServer: Service, Sendable {
       eventLoop: channel.eventLoop,
       configuration: .init(
         maxIdleTime: TimeAmount(shared.configuration.connectionIdleTimeout),
-        maxAge: nil,
+        maxAge: shared.configuration.maxConnectionAge.map { TimeAmount($0) },
         maxGraceTime: TimeAmount(shared.configuration.shutdownGracePeriod),
         keepalive: shared.configuration.keepaliveInterval.map {
           .init(

@@ -6,6 +6,9 @@ public struct AgentReceiverConfiguration: Sendable {
   public var port: Int
   /// Largest gRPC message accepted; the OAP's default is 50 MiB and agents are tuned to it.
   public var maxMessageBytes: Int
+  /// Largest record (key + value) bound for Kafka, the limit the producer also uses: a message
+  /// whose record would exceed it is refused at ingest, never acknowledged and then dropped.
+  public var maxRecordBytes: Int
   /// The resolved (namespace-prefixed) Kafka topic of each kind of agent data.
   public var topics: [AgentTopic: String]
   /// Per-stream bytes waiting for the disk queue before the stream stops reading, so a slow
@@ -18,8 +21,13 @@ public struct AgentReceiverConfiguration: Sendable {
   public var maxConnections: Int
   /// A connection with no open stream for this long is sent GOAWAY and closed.
   public var connectionIdleTimeout: Duration
-  /// A stream that receives nothing for this long is answered CANCELLED and reset.
-  public var streamIdleTimeout: Duration
+  /// A connection this old is sent GOAWAY (its streams finish), so agents behind a load
+  /// balancer reconnect and spread over a gateway's replicas; nil keeps connections forever.
+  public var maxConnectionAge: Duration?
+  /// A publishing stream that receives nothing for this long is answered CANCELLED and reset;
+  /// nil (the default) lets a stream live as long as its agent, as the OAP does: the Go agent
+  /// keeps one stream open for its whole life, and keepalive pings find dead peers.
+  public var streamIdleTimeout: Duration?
   /// A silent connection is pinged this often and closed when a ping is not answered within
   /// `keepaliveTimeout`; nil disables pings.
   public var keepaliveInterval: Duration?
@@ -34,12 +42,14 @@ public struct AgentReceiverConfiguration: Sendable {
     host: String = "0.0.0.0",
     port: Int = 11800,
     maxMessageBytes: Int = 50 << 20,
+    maxRecordBytes: Int = 1_000_000,
     topics: [AgentTopic: String] = AgentTopic.defaultNames,
     maxPendingBytesPerStream: Int = 4 << 20,
     shutdownGracePeriod: Duration = .seconds(10),
     maxConnections: Int = 10_000,
     connectionIdleTimeout: Duration = .seconds(300),
-    streamIdleTimeout: Duration = .seconds(60),
+    maxConnectionAge: Duration? = nil,
+    streamIdleTimeout: Duration? = nil,
     keepaliveInterval: Duration? = .seconds(60),
     keepaliveTimeout: Duration = .seconds(20),
     authenticationToken: String? = nil,
@@ -48,11 +58,13 @@ public struct AgentReceiverConfiguration: Sendable {
     self.host = host
     self.port = port
     self.maxMessageBytes = maxMessageBytes
+    self.maxRecordBytes = maxRecordBytes
     self.topics = topics
     self.maxPendingBytesPerStream = maxPendingBytesPerStream
     self.shutdownGracePeriod = shutdownGracePeriod
     self.maxConnections = maxConnections
     self.connectionIdleTimeout = connectionIdleTimeout
+    self.maxConnectionAge = maxConnectionAge
     self.streamIdleTimeout = streamIdleTimeout
     self.keepaliveInterval = keepaliveInterval
     self.keepaliveTimeout = keepaliveTimeout

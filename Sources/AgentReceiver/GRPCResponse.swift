@@ -4,10 +4,11 @@ import NIOHTTP2
 
 /// The frames that answer a call.
 ///
-/// Every call the relay serves returns one `Commands` message, and the relay never has commands
-/// for an agent, so a success is always the same three frames: headers, an empty message and
-/// trailers. Failures use the trailers-only form, and malformed HTTP requests get a bare HTTP
-/// status, as the gRPC over HTTP/2 specification asks.
+/// Every call the relay answers itself returns one `Commands` message, and the relay never has
+/// commands for an agent, so a success is always the same three frames: headers, an empty
+/// message and trailers. Failures use the trailers-only form, and malformed HTTP requests get a
+/// bare HTTP status, as the gRPC over HTTP/2 specification asks. Proxied and health calls build
+/// their frames from the pieces below.
 struct GRPCResponse {
   let status: GRPCStatus
   let frames: [HTTP2Frame.FramePayload]
@@ -19,32 +20,63 @@ struct GRPCResponse {
       return
     }
     self.status = status
-    var framed = Self.emptyCommandsMessage
-    if !message.isEmpty {
-      framed = ByteBuffer()
-      framed.writeInteger(UInt8(0))
-      framed.writeInteger(UInt32(message.count))
-      framed.writeBytes(message)
-    }
     frames = [
       .headers(.init(headers: Self.okHeaders)),
-      .data(.init(data: .byteBuffer(framed))),
+      message.isEmpty
+        ? .data(.init(data: .byteBuffer(Self.emptyCommandsMessage))) : Self.message(message),
       .headers(.init(headers: Self.okTrailers, endStream: true)),
     ]
   }
 
-  private init(status: GRPCStatus, frames: [HTTP2Frame.FramePayload]) {
+  init(status: GRPCStatus, frames: [HTTP2Frame.FramePayload]) {
     self.status = status
     self.frames = frames
   }
 
-  static func trailersOnly(_ status: GRPCStatus, extraHeaders: [(String, String)] = [])
+  /// Response headers, with the OAP's own metadata when proxying.
+  static func responseHeaders(_ metadata: [(name: String, value: String)] = [])
+    -> HTTP2Frame.FramePayload
+  {
+    var headers = okHeaders
+    for (name, value) in metadata where !GRPCMetadata.isReserved(name) {
+      headers.add(name: name, value: value)
+    }
+    return .headers(.init(headers: headers))
+  }
+
+  /// One length-prefixed, uncompressed message.
+  static func message(_ bytes: [UInt8]) -> HTTP2Frame.FramePayload {
+    var framed = ByteBuffer()
+    framed.reserveCapacity(5 + bytes.count)
+    framed.writeInteger(UInt8(0))
+    framed.writeInteger(UInt32(bytes.count))
+    framed.writeBytes(bytes)
+    return .data(.init(data: .byteBuffer(framed)))
+  }
+
+  /// Trailers ending a call whose headers were sent.
+  static func trailers(
+    _ status: GRPCStatus, metadata: [(name: String, value: String)] = []
+  ) -> [HTTP2Frame.FramePayload] {
+    var headers: HPACKHeaders = ["grpc-status": String(status.code.rawValue)]
+    if !status.message.isEmpty { headers.add(name: "grpc-message", value: status.encodedMessage) }
+    for (name, value) in metadata where !GRPCMetadata.isReserved(name) {
+      headers.add(name: name, value: value)
+    }
+    return [.headers(.init(headers: headers, endStream: true))]
+  }
+
+  static func trailersOnly(
+    _ status: GRPCStatus, extraHeaders: [(name: String, value: String)] = []
+  )
     -> GRPCResponse
   {
     var headers = okHeaders
     headers.add(name: "grpc-status", value: String(status.code.rawValue))
     if !status.message.isEmpty { headers.add(name: "grpc-message", value: status.encodedMessage) }
-    for (name, value) in extraHeaders { headers.add(name: name, value: value) }
+    for (name, value) in extraHeaders where !GRPCMetadata.isReserved(name) {
+      headers.add(name: name, value: value)
+    }
     return GRPCResponse(
       status: status, frames: [.headers(.init(headers: headers, endStream: true))])
   }
@@ -86,8 +118,7 @@ enum GRPCRequestHead {
       return .trailersOnly(
         GRPCStatus(
           code: .unimplemented,
-          message: "grpc-encoding \(encoding) is not supported; send identity (uncompressed)"),
-        extraHeaders: [("grpc-accept-encoding", "identity")])
+          message: "grpc-encoding \(encoding) is not supported; send identity (uncompressed)"))
     }
     return nil
   }

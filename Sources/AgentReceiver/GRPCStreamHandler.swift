@@ -6,54 +6,35 @@ import NIOHPACK
 import NIOHTTP2
 import SkyWalkingWire
 
-/// Serves one HTTP/2 stream as one agent call: messages in, one empty `Commands` out.
+/// Serves one HTTP/2 stream as one agent call, performing what ``GRPCStreamStateMachine``
+/// decides.
 ///
-/// Everything happens on the stream's event loop: headers are checked, messages deframed and
-/// scanned, and valid ones encoded into a ``RecordBatch`` that is handed to the disk queue once
-/// per read burst. The call is answered only when every batch it produced is durable, so an OK
-/// means the agent's segments survive a crash. While too many bytes wait for the disk, the
+/// Everything happens on the stream's event loop: headers are routed, messages deframed and
+/// handed to the machine, and the batches it fills go to the disk queue once per read burst. A
+/// publishing call is answered only when every batch it produced is durable, so an OK means the
+/// agent's records survive a crash. While too many bytes wait for the disk or the OAP, the
 /// handler stops asking for reads and HTTP/2 flow control holds the agent back.
 final class GRPCStreamHandler: ChannelDuplexHandler {
   typealias InboundIn = HTTP2Frame.FramePayload
   typealias OutboundIn = HTTP2Frame.FramePayload
   typealias OutboundOut = HTTP2Frame.FramePayload
 
-  enum State {
-    case awaitingHeaders
-    case receiving(AgentCall)
-    case answered
-  }
-
   let shared: ReceiverShared
-  var state = State.awaitingHeaders
-  var deframer: GRPCMessageDeframer
-  var batch = RecordBatch()
-  var pendingAppends = 0
-  var pendingBytes = 0
-  var isReadHeld = false
-  var clientFinished = false
-  var finishedAt: NIODeadline?
-  var receivedCount = 0
-  var queuedCount = 0
-  var rejections = RejectionTally()
-  var queueFailure: QueueError?
-  var deadline: Scheduled<Void>?
-  var loopBoundSelf: NIOLoopBound<GRPCStreamHandler>?
-  /// Set once the call is known: where its records go and how they are keyed.
-  var kind = RecordKind.segment
-  var topic = ""
-  var extractor: RecordExtractor?
-  var forwardedMessages: [[UInt8]] = []
-  var forwardedBytes = 0
-  var forwardPath = ""
-  var forwardMetadata: [(name: String, value: String)] = []
-  var context: ChannelHandlerContext?
-
-  var lastReadAt = NIODeadline.now()
-  var idleCheck: Scheduled<Void>?
+  var machine: GRPCStreamStateMachine
+  private var deframer: GRPCMessageDeframer
+  private var isReadHeld = false
+  private var context: ChannelHandlerContext?
+  private var loopBoundSelf: NIOLoopBound<GRPCStreamHandler>?
+  private var deadline: Scheduled<Void>?
+  private var idleCheck: Scheduled<Void>?
+  private var lastReadAt = NIODeadline.uptimeNanoseconds(0)
+  private var watchTimer: Scheduled<Void>?
+  private var proxy: (task: Task<Void, Never>, requests: AsyncStream<[UInt8]>.Continuation)?
 
   init(shared: ReceiverShared) {
     self.shared = shared
+    self.machine = GRPCStreamStateMachine(
+      maxPendingBytes: shared.configuration.maxPendingBytesPerStream)
     self.deframer = GRPCMessageDeframer(maxMessageBytes: shared.configuration.maxMessageBytes)
   }
 
@@ -61,59 +42,289 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     self.context = context
     loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
     shared.metrics.activeStreams.increment()
-    scheduleIdleCheck(in: TimeAmount(shared.configuration.streamIdleTimeout), context: context)
+    lastReadAt = context.eventLoop.now
+    if let timeout = shared.configuration.streamIdleTimeout {
+      scheduleIdleCheck(in: TimeAmount(timeout), context: context)
+    }
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
-    deadline?.cancel()
-    idleCheck?.cancel()
+    cancelTimers()
     loopBoundSelf = nil
     self.context = nil
     shared.metrics.activeStreams.decrement()
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    lastReadAt = .now()
+    lastReadAt = context.eventLoop.now
     switch unwrapInboundIn(data) {
     case .headers(let headers):
-      if case .awaitingHeaders = state {
-        start(headers: headers.headers, context: context)
+      if case .awaitingHeaders = machine.state {
+        perform(machine.receivedHeaders(route(headers.headers, context: context)), context: context)
       }
-      if headers.endStream { clientDidFinish(context: context) }
+      if headers.endStream { clientFinished(context: context) }
     case .data(let frame):
-      guard case .receiving(let call) = state else { return }
-      if case .byteBuffer(let buffer) = frame.data {
+      if case .byteBuffer(let buffer) = frame.data, !machine.isAnswered {
         deframer.append(buffer)
-        drainMessages(call: call, context: context)
+        drainMessages(context: context)
       }
-      if frame.endStream { clientDidFinish(context: context) }
+      if frame.endStream { clientFinished(context: context) }
     default:
       break
     }
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    submitBatch(context: context)
+    perform(machine.readComplete(), context: context)
     context.fireChannelReadComplete()
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    // The client reset the stream or vanished: whatever it sent may still be queued, but it is
-    // never acknowledged.
-    if case .answered = state {
-    } else {
-      state = .answered
-      deadline?.cancel()
-      shared.metrics.answered(.cancelled)
-    }
+    // The client reset the stream or vanished: what it sent is still queued (the OAP would have
+    // processed it too), but it is never acknowledged.
+    if !machine.isAnswered { shared.metrics.answered(.cancelled) }
+    perform(machine.streamClosed(), context: context)
+    cancelTimers()
     context.fireChannelInactive()
   }
 
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if event is ChannelShouldQuiesceEvent {
+      perform(machine.shutdownRequested(), context: context)
+    }
+    context.fireUserInboundEventTriggered(event)
+  }
+
   func read(context: ChannelHandlerContext) {
-    if pendingBytes >= shared.configuration.maxPendingBytesPerStream {
+    if machine.holdsReads {
       isReadHeld = true
     } else {
       context.read()
     }
+  }
+
+  private func drainMessages(context: ChannelHandlerContext) {
+    do {
+      while !machine.isAnswered, let message = try deframer.next() {
+        perform(machine.receivedMessage(message), context: context)
+      }
+    } catch {
+      perform(machine.refuseMessage(error), context: context)
+    }
+  }
+
+  private func clientFinished(context: ChannelHandlerContext) {
+    perform(
+      machine.clientFinished(
+        at: context.eventLoop.now, tornMessageBytes: deframer.pendingBytes,
+        readiness: shared.readiness()),
+      context: context)
+    if case .health(let health) = machine.state, health.watch, watchTimer == nil {
+      startWatching(context: context)
+    }
+  }
+
+  func perform(_ action: GRPCStreamStateMachine.Action, context: ChannelHandlerContext) {
+    switch action {
+    case .none:
+      break
+    case .answer(let response, let resetStream, let finishedAt):
+      cancelTimers()
+      proxy?.requests.finish()
+      proxy?.task.cancel()
+      if let finishedAt {
+        shared.metrics.ackLatency.recordNanoseconds(
+          (context.eventLoop.now - finishedAt).nanoseconds)
+      }
+      shared.metrics.answered(response.status.code)
+      for frame in response.frames {
+        context.write(wrapOutboundOut(frame), promise: nil)
+      }
+      if resetStream {
+        // The client is still sending: answer, then reset the stream so it stops.
+        context.write(wrapOutboundOut(.rstStream(.noError)), promise: nil)
+      }
+      context.flush()
+    case .submit(let batch):
+      submit(batch, context: context)
+    case .resumeReading:
+      if isReadHeld {
+        isReadHeld = false
+        context.read()
+      }
+    case .openProxy(let head):
+      openProxy(head, context: context)
+    case .forward(let message):
+      proxy?.requests.yield(message)
+    case .finishForwarding:
+      proxy?.requests.finish()
+    case .cancelProxy:
+      proxy?.requests.finish()
+      proxy?.task.cancel()
+    case .write(let frames):
+      for frame in frames { context.write(wrapOutboundOut(frame), promise: nil) }
+      context.flush()
+    }
+  }
+
+  private func submit(_ batch: RecordBatch, context: ChannelHandlerContext) {
+    let handler = loopBoundSelf!
+    let eventLoop = context.eventLoop
+    let (records, bytes) = (batch.count, batch.byteCount)
+    shared.queue.append(batch) { result in
+      eventLoop.execute {
+        let handler = handler.value
+        guard let context = handler.context else { return }
+        handler.perform(
+          handler.machine.appendFinished(result, records: records, bytes: bytes), context: context)
+      }
+    }
+  }
+
+  private func cancelTimers() {
+    deadline?.cancel()
+    deadline = nil
+    idleCheck?.cancel()
+    idleCheck = nil
+    watchTimer?.cancel()
+    watchTimer = nil
+  }
+
+  /// Closes a publishing stream that has been silent longer than the opt-in idle timeout;
+  /// checks the last read time instead of re-arming a timer on every read.
+  private func scheduleIdleCheck(in delay: TimeAmount, context: ChannelHandlerContext) {
+    idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+      guard let timeout = shared.configuration.streamIdleTimeout.map(TimeAmount.init) else {
+        return
+      }
+      let silent = context.eventLoop.now - lastReadAt
+      guard silent >= timeout else {
+        scheduleIdleCheck(in: timeout - silent, context: context)
+        return
+      }
+      perform(machine.idleTimedOut(after: timeout), context: context)
+    }
+  }
+
+  /// A `Watch` call re-reads the relay's readiness every second and sends it when it changes.
+  private func startWatching(context: ChannelHandlerContext) {
+    guard !machine.isAnswered else { return }
+    watchTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in
+      perform(machine.watchUpdate(shared.readiness()), context: context)
+      startWatching(context: context)
+    }
+  }
+}
+
+extension GRPCStreamHandler {
+  /// Where a call goes, from its headers, the call table and what the relay is configured with.
+  private func route(_ headers: HPACKHeaders, context: ChannelHandlerContext)
+    -> GRPCStreamStateMachine.Route
+  {
+    if let refusal = GRPCRequestHead.refusal(of: headers) { return .refuse(refusal) }
+    let path = headers.first(name: ":path") ?? ""
+    let call = AgentCall(path: path[...])
+    // Probes cannot send the agents' token, and readiness is no secret.
+    if case .health(let watch) = call { return .health(watch: watch) }
+    if let token = shared.authenticationToken,
+      !token.matches(headers.first(name: "authentication") ?? "")
+    {
+      return .refuse(
+        .trailersOnly(
+          GRPCStatus(
+            code: .permissionDenied,
+            message: "the authentication header does not match the relay's token")))
+    }
+    let timeout = headers.first(name: "grpc-timeout").flatMap { TimeAmount(grpcTimeout: $0[...]) }
+    switch call {
+    case .publish(let kind):
+      if let timeout {
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+          perform(machine.deadlineExceeded(), context: context)
+        }
+      }
+      return .publish(
+        PublishingCall(
+          kind: kind, topic: shared.configuration.topics[kind.topic] ?? kind.topic.defaultName,
+          maxRecordBytes: shared.configuration.maxRecordBytes, metrics: shared.metrics))
+    case .forward(let isQuery):
+      return forwardingRoute(path: path, headers: headers, timeout: timeout, isQuery: isQuery)
+    case .health:
+      preconditionFailure("health calls are routed before the token check")
+    case nil:
+      shared.metrics.unknownPath(path)
+      return forwardingRoute(path: path, headers: headers, timeout: timeout, isQuery: false)
+    }
+  }
+
+  private func forwardingRoute(
+    path: String, headers: HPACKHeaders, timeout: TimeAmount?, isQuery: Bool
+  ) -> GRPCStreamStateMachine.Route {
+    guard shared.forwarder != nil else {
+      // Without an OAP, a query is answered "no tasks, no configuration change", and anything
+      // else is refused with a status agents tolerate, naming what to configure.
+      if isQuery { return .answerAtEnd(GRPCResponse(status: .ok)) }
+      return .refuse(
+        .trailersOnly(
+          GRPCStatus(
+            code: .unimplemented,
+            message: "\(path) has no Kafka topic in the OAP's fetcher; set SW_RELAY_OAP_ADDRESS "
+              + "so the relay forwards it to the OAP")))
+    }
+    let metadata = headers.compactMap { header -> (name: String, value: String)? in
+      GRPCMetadata.isReserved(header.name) ? nil : (header.name, header.value)
+    }
+    return .proxy(
+      ProxiedCallHead(
+        path: path, metadata: metadata,
+        timeout: timeout.map { .nanoseconds($0.nanoseconds) }, isQuery: isQuery))
+  }
+
+  /// Starts the call to the OAP: request messages flow through an `AsyncStream` whose
+  /// consumption releases held reads, response parts hop back to this event loop.
+  private func openProxy(_ head: ProxiedCallHead, context: ChannelHandlerContext) {
+    guard let forwarder = shared.forwarder else { return }
+    let handler = loopBoundSelf!
+    let eventLoop = context.eventLoop
+    let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self)
+    let requests = ProxiedRequests(stream: stream) { bytes in
+      eventLoop.execute {
+        let handler = handler.value
+        guard let context = handler.context else { return }
+        handler.perform(handler.machine.forwarded(bytes: bytes), context: context)
+      }
+    }
+    let responder = ProxiedCallResponder(
+      headers: { metadata in
+        try? await eventLoop.submit {
+          let handler = handler.value
+          guard let context = handler.context else { return }
+          handler.perform(handler.machine.proxyResponseHeaders(metadata), context: context)
+        }.get()
+      },
+      message: { bytes in
+        try await eventLoop.flatSubmit {
+          handler.value.writeProxiedMessage(bytes, on: eventLoop)
+        }.get()
+      })
+    let task = Task {
+      let outcome = await forwarder.proxy(head, requests: requests, responder: responder)
+      eventLoop.execute {
+        let handler = handler.value
+        guard let context = handler.context else { return }
+        handler.perform(handler.machine.proxyFinished(outcome), context: context)
+      }
+    }
+    proxy = (task, continuation)
+  }
+
+  /// Writes one OAP response message; the future completes once the stream took it.
+  private func writeProxiedMessage(
+    _ bytes: [UInt8], on eventLoop: any EventLoop
+  ) -> EventLoopFuture<Void> {
+    guard let context, case .write(let frames) = machine.proxyResponseMessage(bytes),
+      let frame = frames.first, frames.count == 1
+    else { return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+    return context.writeAndFlush(wrapOutboundOut(frame))
   }
 }

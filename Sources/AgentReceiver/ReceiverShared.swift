@@ -13,11 +13,15 @@ final class ReceiverShared: Sendable {
   let logger: Logger
   let forwarder: (any AgentCallForwarder)?
   let authenticationToken: AuthenticationToken?
+  /// What `grpc.health.v1.Health` reports.
+  let readiness: @Sendable () -> HealthStatus
 
   init(
     configuration: AgentReceiverConfiguration, queue: DurableQueue, metrics: ReceiverMetrics,
-    logger: Logger, forwarder: (any AgentCallForwarder)?
+    logger: Logger, forwarder: (any AgentCallForwarder)?,
+    readiness: @escaping @Sendable () -> HealthStatus
   ) {
+    self.readiness = readiness
     self.configuration = configuration
     self.queue = queue
     self.metrics = metrics

@@ -13,19 +13,27 @@
 ///       valueBytes=<v> error=<librdkafka error name>: <text>\n     (one line)
 ///     <k key bytes><v value bytes>\n
 ///
-/// Every entry is fsynced before its record is confirmed in the disk queue.
+/// Every entry is fsynced before its record is confirmed in the disk queue. The file is capped
+/// at `maxBytes`: past it an append fails and the record stays in the queue, so a broker that
+/// refuses everything fills the queue (and shows as stalled) instead of the disk.
 ///
 /// Not Sendable: used on the publisher thread only.
-final class DeadLetterFile {
+public final class DeadLetterFile {
   static let fileName = "dead-letter.log"
 
   let path: String
+  let maxBytes: Int
   private let directory: String
   private var descriptor: Int32 = -1
+  /// The file's size, known once it was opened.
+  private(set) var byteCount = 0
 
-  init(directory: String) {
+  init(directory: String, maxBytes: Int) {
     self.directory = directory
+    self.maxBytes = maxBytes
     path = directory.hasSuffix("/") ? directory + Self.fileName : directory + "/" + Self.fileName
+    var info = stat()
+    if stat(path, &info) == 0 { byteCount = Int(info.st_size) }
   }
 
   deinit {
@@ -47,6 +55,12 @@ final class DeadLetterFile {
     entry.append(contentsOf: key)
     entry.append(contentsOf: value)
     entry.append(UInt8(ascii: "\n"))
+    guard byteCount + entry.count <= maxBytes else {
+      throw KafkaPublisherError(
+        code: .deadLetterFull,
+        message: "\(path) holds \(byteCount) bytes and a \(entry.count)-byte entry would pass its "
+          + "cap of \(maxBytes) bytes")
+    }
     let descriptor = try openedDescriptor()
     let writeError = entry.withUnsafeBytes { bytes -> Int32? in
       var written = 0
@@ -61,6 +75,7 @@ final class DeadLetterFile {
       throw KafkaPublisherError(
         code: .deadLetterWriteFailed, message: "write to \(path) failed (errno \(writeError))")
     }
+    byteCount += entry.count
     guard fsync(descriptor) == 0 else {
       throw KafkaPublisherError(
         code: .deadLetterWriteFailed, message: "fsync of \(path) failed (errno \(errno))")

@@ -8,17 +8,45 @@ public struct KafkaPublisherConfiguration: Sendable {
   public var shutdownTimeout: Duration
   /// Directory holding `dead-letter.log`, the records Kafka refused permanently.
   public var deadLetterDirectory: String
+  /// Size the dead-letter file may reach; beyond it a refused record stays in the queue (and
+  /// delivery waits) instead of being dropped.
+  public var deadLetterMaxBytes: Int
+  /// The largest record (key + value) the relay accepts for Kafka; the producer's
+  /// `message.max.bytes` follows it unless set explicitly.
+  public var maxRecordBytes: Int
 
   public init(
     bootstrapServers: String,
     producerProperties: [String: String] = [:],
     shutdownTimeout: Duration = .seconds(20),
-    deadLetterDirectory: String
+    deadLetterDirectory: String,
+    deadLetterMaxBytes: Int = 256 << 20,
+    maxRecordBytes: Int = 1_000_000
   ) {
     self.bootstrapServers = bootstrapServers
     self.producerProperties = producerProperties
     self.shutdownTimeout = shutdownTimeout
     self.deadLetterDirectory = deadLetterDirectory
+    self.deadLetterMaxBytes = deadLetterMaxBytes
+    self.maxRecordBytes = maxRecordBytes
+  }
+
+  /// librdkafka counts a record's framing against `message.max.bytes`; this much room above
+  /// the record limit keeps a record of exactly the limit producible.
+  static let recordFramingBytes = 1024
+
+  /// The `message.max.bytes` the relay sets when the user did not.
+  var derivedMessageMaxBytes: Int { maxRecordBytes + Self.recordFramingBytes }
+
+  /// Why records the relay accepts could still be refused by the producer, or nil: an explicit
+  /// `message.max.bytes` below the record limit.
+  public var producerLimitWarning: String? {
+    guard let explicit = producerProperties["message.max.bytes"].flatMap({ Int($0) }),
+      explicit < derivedMessageMaxBytes
+    else { return nil }
+    return "message.max.bytes=\(explicit) is below the record limit of \(maxRecordBytes) bytes "
+      + "plus \(Self.recordFramingBytes) bytes of framing: records between the two are "
+      + "acknowledged and then dead-lettered"
   }
 }
 

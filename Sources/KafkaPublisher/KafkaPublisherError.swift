@@ -12,6 +12,10 @@ public struct KafkaPublisherError: Error, Sendable, CustomStringConvertible {
     public static let mockClusterFailed = Code("mockClusterFailed")
     /// A dead-lettered record could not be written to `dead-letter.log`.
     public static let deadLetterWriteFailed = Code("deadLetterWriteFailed")
+    /// `dead-letter.log` reached its size cap.
+    public static let deadLetterFull = Code("deadLetterFull")
+    /// `dead-letter.log` could not be read back into the queue.
+    public static let deadLetterReplayFailed = Code("deadLetterReplayFailed")
     /// `run()` was called on a publisher that is already running or has finished.
     public static let alreadyRunning = Code("alreadyRunning")
     /// The publisher could not start its thread or wake-up channel.

@@ -114,31 +114,45 @@ extension PublisherLoop {
   }
 
   /// Moves a record Kafka will never take into the dead-letter file and lets the queue move on.
+  /// When the file cannot take it (full or unwritable), the record is produced again later:
+  /// delivery waits behind it rather than drop what an agent was told is safe.
   private func deadLetter(
     _ sequence: UInt64, entry: InFlightWindow.Entry, topic: String,
     key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, error: rd_kafka_resp_err_t
   ) {
-    window.update(sequence, to: .finished)
     do {
       try deadLetters.append(
         topic: topic, key: key, value: value, appendedMillis: entry.timestampMillis,
         error: "\(error.name): \(error.text)")
-      status.deadLettered += 1
-      metrics.deadLettered.increment()
+    } catch {
+      window.update(sequence, to: .awaitingProduce)
+      backoffPending = true
+      noteError(error.message)
       if let suppressed = deadLetterThrottle.admit() {
-        logger.warning(
-          "kafka refused a record permanently; it was written to the dead-letter file",
+        logger.error(
+          """
+          a record Kafka refused cannot be dead-lettered; it stays in the queue and delivery \
+          waits until the dead-letter file is replayed or removed
+          """,
           metadata: [
-            "error": "\(error.name): \(error.text)", "topic": "\(topic)",
-            "bytes": "\(value.count)", "file": "\(deadLetters.path)",
+            "position": "\(entry.position)", "error": "\(error)",
             "similarSuppressed": "\(suppressed)",
           ])
       }
-    } catch {
-      logger.error(
-        "a record Kafka refused could not be dead-lettered and is lost",
-        metadata: ["position": "\(entry.position)", "error": "\(error)"])
-      noteError(error.message)
+      return
+    }
+    window.update(sequence, to: .finished)
+    status.deadLettered += 1
+    metrics.deadLettered.increment()
+    metrics.deadLetterBytes.record(deadLetters.byteCount)
+    if let suppressed = deadLetterThrottle.admit() {
+      logger.warning(
+        "kafka refused a record permanently; it was written to the dead-letter file",
+        metadata: [
+          "error": "\(error.name): \(error.text)", "topic": "\(topic)",
+          "bytes": "\(value.count)", "file": "\(deadLetters.path)",
+          "similarSuppressed": "\(suppressed)",
+        ])
     }
   }
 }

@@ -63,7 +63,9 @@ final class PublisherLoop: @unchecked Sendable {
     self.logger = logger
     metrics = PublisherMetrics(factory: metricsFactory)
     wakeup = try PublisherWakeup()
-    deadLetters = DeadLetterFile(directory: configuration.deadLetterDirectory)
+    deadLetters = DeadLetterFile(
+      directory: configuration.deadLetterDirectory, maxBytes: configuration.deadLetterMaxBytes)
+    metrics.deadLetterBytes.record(deadLetters.byteCount)
     maxInFlightRecords = configuration.maxInFlightRecords
     maxInFlightBytes = configuration.maxInFlightBytes
     producer = try RDKafkaProducer(

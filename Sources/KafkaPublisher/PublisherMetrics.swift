@@ -8,6 +8,7 @@ final class PublisherMetrics {
   let deadLettered: Counter
   let deliveryLatency: Timer
   let inFlightRecords: Gauge
+  let deadLetterBytes: Gauge
   private let factory: any MetricsFactory
   private var failedByReason: [String: Counter] = [:]
 
@@ -17,6 +18,7 @@ final class PublisherMetrics {
     deadLettered = Counter(label: "relay_kafka_dead_lettered_total", factory: factory)
     deliveryLatency = Timer(label: "relay_kafka_delivery_latency_seconds", factory: factory)
     inFlightRecords = Gauge(label: "relay_kafka_in_flight_records", factory: factory)
+    deadLetterBytes = Gauge(label: "relay_kafka_dead_letter_bytes", factory: factory)
   }
 
   /// `reason` is a librdkafka error name, a small fixed set, so the label stays bounded.

@@ -6,7 +6,7 @@ enum ForwardOutcome: String, Sendable, CaseIterable {
   /// The OAP answered with a non-OK status (e.g. PERMISSION_DENIED for a wrong token).
   case oapError = "oap_error"
   case unreachable
-  /// The receiver handed over a call that can't be forwarded (bad path, unary without one message).
+  /// The receiver handed over a call that cannot be forwarded (a malformed path).
   case invalid
 
   init(_ response: ForwardedResponse) {
@@ -21,7 +21,8 @@ enum ForwardOutcome: String, Sendable, CaseIterable {
 /// The forwarder's instruments, created once from the injected factory.
 struct ForwarderMetrics: Sendable {
   private let forwarded: [ForwardOutcome: Counter]
-  /// Only calls the OAP answered: fast local failures would otherwise hide how slow the OAP is.
+  /// Time to the OAP's response headers, only for calls it answered: fast local failures would
+  /// otherwise hide how slow the OAP is.
   let oapLatency: Timer
 
   init(factory: any MetricsFactory) {

@@ -8,7 +8,7 @@ struct RawMessageSerializer: MessageSerializer {
   }
 }
 
-/// Hands the OAP's response message to the receiver as bytes, to be re-framed for the agent.
+/// Hands the OAP's response messages to the receiver as bytes, to be re-framed for the agent.
 struct RawMessageDeserializer: MessageDeserializer {
   func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
     serializedMessageBytes.withUnsafeBytes { Array($0) }
@@ -17,7 +17,9 @@ struct RawMessageDeserializer: MessageDeserializer {
 
 extension MethodDescriptor {
   /// Parses `/package.Service/method` or the unpackaged `/Service/method`; `nil` for anything else.
-  init?(forwardedPath path: String, type: RPCType) {
+  /// Every call is opened as a bidirectional stream: on the wire a unary or client-streaming
+  /// call is the same exchange, and the relay never needs to know which one it carries.
+  init?(forwardedPath path: String, type: RPCType = .bidirectionalStreaming) {
     guard path.hasPrefix("/") else { return nil }
     let parts = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
     guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
@@ -49,21 +51,6 @@ extension Metadata {
 }
 
 extension ForwardedResponse {
-  /// Reads the outcome of a call the transport managed to start.
-  init(_ response: ClientResponse<[UInt8]>) {
-    switch response.accepted {
-    case .success(let contents):
-      switch contents.message {
-      case .success(let message):
-        self.init(code: 0, message: "", responseMessage: message, reachedOAP: true)
-      case .failure(let error):
-        self.init(error, responseHeadersReceived: true)
-      }
-    case .failure(let error):
-      self.init(error, responseHeadersReceived: false)
-    }
-  }
-
   /// The OAP may send these itself, but without response headers they almost always come from the
   /// client side: no connection, deadline passed while connecting or waiting, or the agent gone.
   private static let localFailureCodes: Set<RPCError.Code> = [
@@ -74,8 +61,18 @@ extension ForwardedResponse {
     self.init(
       code: error.code.rawValue,
       message: error.message,
-      responseMessage: nil,
+      trailers: error.metadata.forwardedPairs,
       reachedOAP: responseHeadersReceived || !Self.localFailureCodes.contains(error.code)
     )
+  }
+}
+
+extension Metadata {
+  /// String-valued entries as header pairs, for the agent's side of the call.
+  var forwardedPairs: [(name: String, value: String)] {
+    compactMap { entry in
+      guard case .string(let value) = entry.value else { return nil }
+      return (entry.key, value)
+    }
   }
 }

@@ -2,15 +2,18 @@ import CoreMetrics
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
-/// Forwards the agent calls only the OAP can answer (profiling and configuration queries) or that
-/// have no Kafka topic (events, CLR metrics, Go profiles, span-attached events) over one shared
-/// HTTP/2 connection, keeping the agent's `authentication` header so the OAP still checks it.
+/// Proxies the agent calls the relay does not publish (profiling and configuration queries,
+/// events, Go profiles, the v10 async-profiler and pprof streams, and whatever the OAP adds next)
+/// over one shared HTTP/2 connection, as live bidirectional streams: each message is passed on as
+/// it arrives, in either direction, keeping the agent's `authentication` header so the OAP still
+/// checks it.
 public final class OAPForwarder: Service, Sendable {
   private let client: GRPCClient<HTTP2ClientTransport.Posix>
-  private let callOptions: CallOptions
+  private let configuration: OAPForwarderConfiguration
   /// `host:port` of the OAP, for messages that tell an operator where the relay was looking.
   private let oapAddress: String
   private let logger: Logger
@@ -19,15 +22,10 @@ public final class OAPForwarder: Service, Sendable {
 
   public init(
     configuration: OAPForwarderConfiguration, logger: Logger, metricsFactory: any MetricsFactory
-  ) {
-    self.client = GRPCClient(transport: Self.makeTransport(configuration))
-    var callOptions = CallOptions.defaults
-    callOptions.timeout = configuration.callTimeout
-    // Queueing calls while the OAP is down would only turn a prompt UNAVAILABLE into a timeout.
-    callOptions.waitForReady = false
-    callOptions.maxRequestMessageBytes = configuration.maxMessageBytes
-    callOptions.maxResponseMessageBytes = configuration.maxMessageBytes
-    self.callOptions = callOptions
+  ) throws(OAPForwarderError) {
+    try Self.checkTLSFiles(configuration.tls)
+    self.client = GRPCClient(transport: try Self.makeTransport(configuration))
+    self.configuration = configuration
     self.oapAddress = "\(configuration.host):\(configuration.port)"
     self.logger = logger
     self.metrics = ForwarderMetrics(factory: metricsFactory)
@@ -35,34 +33,73 @@ public final class OAPForwarder: Service, Sendable {
 
   private static func makeTransport(
     _ configuration: OAPForwarderConfiguration
-  ) -> HTTP2ClientTransport.Posix {
+  ) throws(OAPForwarderError) -> HTTP2ClientTransport.Posix {
     let config = HTTP2ClientTransport.Posix.Config.defaults {
       $0.backoff.max = configuration.maxReconnectBackoff
       $0.backoff.initial = min($0.backoff.initial, configuration.maxReconnectBackoff)
+      if let serverName = configuration.tls?.serverName { $0.http2.authority = serverName }
     }
     let host = configuration.host
     let port = configuration.port
-    do {
+    let target: any ResolvableTarget =
       if host.contains(":") {
-        return try HTTP2ClientTransport.Posix(
-          target: .ipv6(address: host, port: port), transportSecurity: .plaintext, config: config)
+        .ipv6(address: host, port: port)
+      } else if host.split(separator: ".").count == 4
+        && host.allSatisfy({ $0 == "." || $0.isNumber })
+      {
+        .ipv4(address: host, port: port)
+      } else {
+        .dns(host: host, port: port)
       }
-      if host.split(separator: ".").count == 4 && host.allSatisfy({ $0 == "." || $0.isNumber }) {
-        return try HTTP2ClientTransport.Posix(
-          target: .ipv4(address: host, port: port), transportSecurity: .plaintext, config: config)
-      }
+    do {
       return try HTTP2ClientTransport.Posix(
-        target: .dns(host: host, port: port), transportSecurity: .plaintext, config: config)
+        target: target, transportSecurity: transportSecurity(configuration.tls), config: config)
     } catch {
-      // The default resolver registry serves dns, ipv4 and ipv6 targets, and creating the transport
-      // only throws when no resolver matches, so this is a broken dependency, not bad input.
-      preconditionFailure("grpc-swift has no resolver for \(host):\(port): \(error)")
+      throw OAPForwarderError(
+        code: .tlsUnusable, field: "tls",
+        message: "cannot set up TLS to the OAP at \(host):\(port): \(error)")
     }
   }
 
-  /// Runs the client's connection management until graceful shutdown, which lets in-flight calls
-  /// finish, or cancellation, which stops them. Calls made before this starts wait (within their
-  /// timeout) for it; calls made after it ends fail with UNAVAILABLE.
+  private static func transportSecurity(
+    _ tls: OAPForwarderTLS?
+  ) -> HTTP2ClientTransport.Posix.TransportSecurity {
+    guard let tls else { return .plaintext }
+    let trustRoots: TLSConfig.TrustRootsSource =
+      tls.trustedCAPath.map { .certificates([.file(path: $0, format: .pem)]) } ?? .systemDefault
+    if let chain = tls.certificateChainPath, let key = tls.privateKeyPath {
+      return .mTLS(
+        certificateChain: [.file(path: chain, format: .pem)],
+        privateKey: .file(path: key, format: .pem)
+      ) { $0.trustRoots = trustRoots }
+    }
+    return .tls { $0.trustRoots = trustRoots }
+  }
+
+  /// Loads each TLS file once, so a bad one stops the relay at startup naming the field rather
+  /// than failing every handshake later.
+  private static func checkTLSFiles(_ tls: OAPForwarderTLS?) throws(OAPForwarderError) {
+    guard let tls else { return }
+    func check(_ field: String, _ path: String?, _ load: (String) throws -> Void)
+      throws(OAPForwarderError)
+    {
+      guard let path else { return }
+      do { try load(path) } catch {
+        throw OAPForwarderError(
+          code: .tlsUnusable, field: field, message: "cannot use \(path): \(error)")
+      }
+    }
+    try check("tls.trustedCAPath", tls.trustedCAPath) { _ = try NIOSSLCertificate.fromPEMFile($0) }
+    try check("tls.certificateChainPath", tls.certificateChainPath) {
+      _ = try NIOSSLCertificate.fromPEMFile($0)
+    }
+    try check("tls.privateKeyPath", tls.privateKeyPath) {
+      _ = try NIOSSLPrivateKey(file: $0, format: .pem)
+    }
+  }
+
+  /// Runs the client's connection management (connecting, reconnecting with backoff) until
+  /// graceful shutdown, which lets in-flight calls finish, or cancellation, which stops them.
   public func run() async throws {
     try await withGracefulShutdownHandler {
       try await client.runConnections()
@@ -71,73 +108,87 @@ public final class OAPForwarder: Service, Sendable {
     }
   }
 
-  /// Forwards one call and reports how it ended; never throws, so the receiver only has to turn
-  /// the result into a response for the agent.
-  public func forward(_ call: ForwardedCall) async -> ForwardedResponse {
-    let type: MethodDescriptor.RPCType = call.isClientStreaming ? .clientStreaming : .unary
-    guard let method = MethodDescriptor(forwardedPath: call.path, type: type) else {
-      return reject(call, code: .unimplemented, message: "cannot forward malformed path")
-    }
-    guard call.isClientStreaming || call.messages.count == 1 else {
-      return reject(
-        call, code: .internalError,
-        message: "a unary call needs exactly one request message, got \(call.messages.count)")
-    }
-
-    let started = ContinuousClock.now
-    var response = await exchange(call, method: method)
-    let outcome = ForwardOutcome(response)
-    metrics.count(outcome)
-    if response.reachedOAP {
-      let (seconds, attoseconds) = (ContinuousClock.now - started).components
-      metrics.oapLatency.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    } else {
-      response.message = "relay could not reach the OAP at \(oapAddress): \(response.message)"
-    }
-    if outcome != .ok {
-      warn(call, response, outcome: outcome)
-    }
-    return response
-  }
-
-  private func exchange(_ call: ForwardedCall, method: MethodDescriptor) async -> ForwardedResponse
-  {
-    let metadata = Metadata(forwarding: call.metadata)
-    do {
-      if call.isClientStreaming {
-        let messages = call.messages
-        let request = StreamingClientRequest(of: [UInt8].self, metadata: metadata) { writer in
-          try await writer.write(contentsOf: messages)
-        }
-        return try await client.clientStreaming(
-          request: request, descriptor: method, serializer: RawMessageSerializer(),
-          deserializer: RawMessageDeserializer(), options: callOptions
-        ) { ForwardedResponse($0) }
-      } else {
-        let request = ClientRequest(message: call.messages[0], metadata: metadata)
-        return try await client.unary(
-          request: request, descriptor: method, serializer: RawMessageSerializer(),
-          deserializer: RawMessageDeserializer(), options: callOptions
-        ) { ForwardedResponse($0) }
-      }
-    } catch let error as RPCError {
-      return ForwardedResponse(error, responseHeadersReceived: false)
-    } catch {
-      // Not an RPC status: the client is not running (never started or shut down) or the
-      // transport failed outright. The agent should retry later, which UNAVAILABLE tells it.
+  /// Runs one call against the OAP: `requests` are written as they come (the next one is asked
+  /// for only once the previous one is written, so the OAP's flow control reaches the agent),
+  /// response headers and messages are handed over as they arrive (`onMessage` returns once the
+  /// agent's side took the message). Never throws: how the call ended, including every local
+  /// failure, is in the result.
+  public func proxy<Requests: AsyncSequence & Sendable>(
+    _ call: ForwardedCall,
+    isQuery: Bool,
+    requests: Requests,
+    onHeaders: @escaping @Sendable ([(name: String, value: String)]) async -> Void,
+    onMessage: @escaping @Sendable ([UInt8]) async throws -> Void
+  ) async -> ForwardedResponse where Requests.Element == [UInt8], Requests.Failure == Never {
+    guard let method = MethodDescriptor(forwardedPath: call.path) else {
+      metrics.count(.invalid)
       return ForwardedResponse(
-        code: RPCError.Code.unavailable.rawValue, message: "\(error)", responseMessage: nil,
+        code: RPCError.Code.unimplemented.rawValue, message: "cannot forward malformed path",
         reachedOAP: false)
     }
-  }
-
-  private func reject(
-    _ call: ForwardedCall, code: RPCError.Code, message: String
-  ) -> ForwardedResponse {
-    let response = ForwardedResponse(
-      code: code.rawValue, message: message, responseMessage: nil, reachedOAP: false)
-    metrics.count(.invalid)
-    warn(call, response, outcome: .invalid)
+    var options = CallOptions.defaults
+    // Queueing calls while the OAP is down would only turn a prompt UNAVAILABLE into a timeout.
+    options.waitForReady = false
+    options.maxRequestMessageBytes = configuration.maxMessageBytes
+    options.maxResponseMessageBytes = configuration.maxMessageBytes
+    options.timeout =
+      isQuery
+      ? min(call.timeout ?? configuration.queryTimeout, configuration.queryTimeout)
+      : call.timeout
+    let started = ContinuousClock.now
+    let latency = metrics.oapLatency
+    let request = StreamingClientRequest(
+      of: [UInt8].self, metadata: Metadata(forwarding: call.metadata)
+    ) { writer in
+      for await message in requests { try await writer.write(message) }
+    }
+    var response: ForwardedResponse
+    do {
+      response = try await client.bidirectionalStreaming(
+        request: request, descriptor: method, serializer: RawMessageSerializer(),
+        deserializer: RawMessageDeserializer(), options: options
+      ) { streamed in
+        let contents: StreamingClientResponse<[UInt8]>.Contents
+        switch streamed.accepted {
+        case .success(let accepted): contents = accepted
+        case .failure(let error):
+          let refused = ForwardedResponse(error, responseHeadersReceived: false)
+          if refused.reachedOAP {
+            latency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+          }
+          return refused
+        }
+        latency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        await onHeaders(contents.metadata.forwardedPairs)
+        do {
+          var trailers: [(name: String, value: String)] = []
+          for try await part in contents.bodyParts {
+            switch part {
+            case .message(let message): try await onMessage(message)
+            case .trailingMetadata(let metadata): trailers = metadata.forwardedPairs
+            }
+          }
+          return ForwardedResponse(code: 0, message: "", trailers: trailers, reachedOAP: true)
+        } catch let error as RPCError {
+          return ForwardedResponse(error, responseHeadersReceived: true)
+        }
+      }
+    } catch let error as RPCError {
+      response = ForwardedResponse(error, responseHeadersReceived: false)
+    } catch {
+      // Not an RPC status: the client is not running (never started or shut down), the
+      // transport failed outright, or the agent's side went away mid-call.
+      response = ForwardedResponse(
+        code: RPCError.Code.unavailable.rawValue, message: "\(error)", reachedOAP: false)
+    }
+    if !response.reachedOAP {
+      response.message = "relay could not reach the OAP at \(oapAddress): \(response.message)"
+    }
+    let outcome = ForwardOutcome(response)
+    metrics.count(outcome)
+    if outcome != .ok, !Task.isCancelled {
+      warn(call, response, outcome: outcome)
+    }
     return response
   }
 
@@ -154,5 +205,12 @@ public final class OAPForwarder: Service, Sendable {
         "error": "\(response.message)",
         "suppressed_since_last_warning": "\(suppressed)",
       ])
+  }
+}
+
+extension Duration {
+  fileprivate var nanoseconds: Int64 {
+    let (seconds, attoseconds) = components
+    return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
   }
 }

@@ -2,12 +2,16 @@
 public enum AgentCall: Sendable, Hashable {
   /// Messages become Kafka records of this kind.
   case publish(RecordKind)
-  /// Only the OAP can answer these, or its Kafka fetcher has no topic for them: forwarded when
-  /// an OAP is configured. Queries get an empty `Commands` when it is not; data calls get
-  /// `UNIMPLEMENTED`, which agents tolerate without stopping tracing.
-  case forward(isQuery: Bool, isClientStreaming: Bool)
+  /// Only the OAP can answer these, or its Kafka fetcher has no topic for them: proxied to the
+  /// OAP as a live stream when one is configured. A query (its answer is a `Commands`) gets an
+  /// empty `Commands` when no OAP can be asked, so agents keep polling instead of giving up.
+  case forward(isQuery: Bool)
+  /// `grpc.health.v1.Health`: answered by the relay with its own readiness, never forwarded,
+  /// so probes and load balancers see the relay rather than an OAP behind it.
+  case health(watch: Bool)
 
-  /// The method served at an HTTP/2 `:path`, or nil when the relay does not serve it.
+  /// The method served at an HTTP/2 `:path`, or nil when the call table has no row for it (the
+  /// receiver forwards such calls to the OAP when it has one).
   ///
   /// Agents on protocol 8.0–8.3 call several services without the `skywalking.v3` package, and
   /// the OAP still answers them, so the relay does too.
@@ -18,16 +22,17 @@ public enum AgentCall: Sendable, Hashable {
 
   private static let byPath: [Substring: AgentCall] = {
     var table: [Substring: AgentCall] = [:]
-    for (method, call, hasCompatPath) in methods {
+    for (method, call, hasCompatPath) in v3Methods {
       table["/skywalking.v3.\(method)"] = call
       if hasCompatPath { table["/\(method)"] = call }
     }
+    for (path, call) in otherMethods { table[Substring(path)] = call }
     return table
   }()
 
-  /// Every method agents call: `Service/method`, its treatment, and whether 8.0–8.3 agents call
-  /// it without a package.
-  private static let methods: [(String, AgentCall, Bool)] = [
+  /// Every `skywalking.v3` method agents call: `Service/method`, its treatment, and whether
+  /// 8.0–8.3 agents call it without a package.
+  private static let v3Methods: [(String, AgentCall, Bool)] = [
     ("TraceSegmentReportService/collect", .publish(.segment), true),
     ("TraceSegmentReportService/collectInSync", .publish(.segmentCollection), true),
     ("ManagementService/reportInstanceProperties", .publish(.instanceProperties), true),
@@ -37,19 +42,19 @@ public enum AgentCall: Sendable, Hashable {
     ("MeterReportService/collectBatch", .publish(.meterCollection), false),
     ("LogReportService/collect", .publish(.log), false),
     ("ProfileTask/collectSnapshot", .publish(.threadSnapshot), true),
-    ("ProfileTask/getProfileTaskCommands", .forward(isQuery: true, isClientStreaming: false), true),
-    ("ProfileTask/reportTaskFinish", .forward(isQuery: true, isClientStreaming: false), true),
-    (
-      "ConfigurationDiscoveryService/fetchConfigurations",
-      .forward(isQuery: true, isClientStreaming: false), false
-    ),
-    ("ProfileTask/goProfileReport", .forward(isQuery: false, isClientStreaming: true), false),
-    ("EventService/collect", .forward(isQuery: false, isClientStreaming: true), false),
-    ("CLRMetricReportService/collect", .forward(isQuery: false, isClientStreaming: false), true),
-    (
-      "SpanAttachedEventReportService/collect",
-      .forward(isQuery: false, isClientStreaming: true), false
-    ),
+    ("ProfileTask/getProfileTaskCommands", .forward(isQuery: true), true),
+    ("ProfileTask/reportTaskFinish", .forward(isQuery: true), true),
+    ("ConfigurationDiscoveryService/fetchConfigurations", .forward(isQuery: true), false),
+  ]
+
+  /// Calls outside `skywalking.v3` that the relay answers differently from "forward as data".
+  private static let otherMethods: [(String, AgentCall)] = [
+    // Java 9.4+ switches async-profiler off for the JVM's life on UNIMPLEMENTED; Go's pprof
+    // polls the same way.
+    ("/skywalking.v10.AsyncProfilerTask/getAsyncProfilerTaskCommands", .forward(isQuery: true)),
+    ("/skywalking.v10.PprofTask/getPprofTaskCommands", .forward(isQuery: true)),
+    ("/grpc.health.v1.Health/Check", .health(watch: false)),
+    ("/grpc.health.v1.Health/Watch", .health(watch: true)),
   ]
 }
 
@@ -65,7 +70,7 @@ public enum RecordKind: String, Sendable, Hashable, CaseIterable {
   case keepAlive
   /// `JVMMetricCollection`, keyed by service instance.
   case jvmMetrics
-  /// A stream of `MeterData` that together form one `MeterDataCollection`.
+  /// A stream of `MeterData` that together form `MeterDataCollection`s.
   case meterStream
   /// Each `MeterDataCollection` of a stream.
   case meterCollection

@@ -39,15 +39,17 @@ public struct RecordExtractor: Sendable {
   public let kind: RecordKind
   private var logService: [UInt8] = []
   private var logInstance: [UInt8] = []
-  private var meterCollection: [UInt8] = []
-  private var meterIdentity = MeterIdentity()
+  private var meters: MeterStreamChunker
 
-  public init(kind: RecordKind) {
+  /// - Parameter maxRecordBytes: the largest record Kafka takes; a meter stream is cut into
+  ///   collections below it, so a stream that stays open for hours holds at most one record.
+  public init(kind: RecordKind, maxRecordBytes: Int = 1_000_000) {
     self.kind = kind
+    self.meters = MeterStreamChunker(maxBytes: max(1024, min(maxRecordBytes, 1 << 20) - 256))
   }
 
-  /// The record for one message, or nil when the message only contributes to a record that
-  /// ``finish()`` returns.
+  /// The record for one message, or nil when the message only contributes to a record that a
+  /// later call or ``finish()`` returns.
   public mutating func extract(
     _ message: UnsafeRawBufferPointer
   ) throws(WireFormatError) -> ExtractedRecord? {
@@ -65,9 +67,7 @@ public struct RecordExtractor: Sendable {
       let instance = try Self.requiredString(3, "serviceInstance", in: message)
       return ExtractedRecord(key: .owned(instance), value: .slice(0..<message.count))
     case .meterStream:
-      try meterIdentity.scan(meterData: message, range: 0..<message.count)
-      meterCollection.appendLengthDelimited(field: 1, UnsafeRawBufferPointer(message))
-      return nil
+      return try meters.add(message)
     case .meterCollection:
       var identity = MeterIdentity()
       var reader = ProtobufWireReader(message)
@@ -92,11 +92,11 @@ public struct RecordExtractor: Sendable {
     }
   }
 
-  /// The record a whole stream forms (a meter stream's `MeterDataCollection`), or nil.
+  /// What the stream holds when it ends, completed or reset (the last `MeterDataCollection` of
+  /// a meter stream, as the OAP processes a meter stream's elements either way), or nil.
   public mutating func finish() throws(WireFormatError) -> ExtractedRecord? {
-    guard kind == .meterStream, !meterCollection.isEmpty else { return nil }
-    let instance = try meterIdentity.complete()
-    return ExtractedRecord(key: .owned(instance), value: .owned(meterCollection))
+    guard kind == .meterStream else { return nil }
+    return try meters.flush()
   }
 
   /// LogData: 2 service, 3 serviceInstance, 6 traceContext (1 traceId).
@@ -177,6 +177,80 @@ private struct MeterIdentity: Sendable {
   }
 }
 
+/// Cuts a meter stream into `MeterDataCollection`s of at most `maxBytes`.
+///
+/// Agents name service, instance and timestamp on a stream's first element only, so the first
+/// element of every later collection gets the stream's latest values of the fields it lacks
+/// appended, and each collection stands alone for the OAP.
+private struct MeterStreamChunker: Sendable {
+  let maxBytes: Int
+  private var collection: [UInt8] = []
+  private var identity = MeterIdentity()
+  private var service: [UInt8] = []
+  private var instance: [UInt8] = []
+  private var timestamp: UInt64 = 0
+
+  init(maxBytes: Int) {
+    self.maxBytes = maxBytes
+  }
+
+  mutating func add(_ message: UnsafeRawBufferPointer) throws(WireFormatError) -> ExtractedRecord? {
+    let fields = try RecordExtractor.fields([3, 4, 5], in: message)
+    var flushed: ExtractedRecord?
+    if !collection.isEmpty, collection.count + message.count + 16 > maxBytes {
+      flushed = try flush()
+    }
+    var element = Array(message)
+    let startsCollection = collection.isEmpty
+    if startsCollection {
+      if !fields.hasBytes(3), !service.isEmpty { element.appendLengthDelimited(field: 3, service) }
+      if !fields.hasBytes(4), !instance.isEmpty {
+        element.appendLengthDelimited(field: 4, instance)
+      }
+      if !fields.hasNonZeroVarint(5), timestamp != 0 { element.appendVarint(field: 5, timestamp) }
+    }
+    if case .lengthDelimited(let range) = fields[3], !range.isEmpty {
+      service = Array(message[range])
+    }
+    if case .lengthDelimited(let range) = fields[4], !range.isEmpty {
+      instance = Array(message[range])
+    }
+    if case .varint(let value) = fields[5], value != 0 { timestamp = value }
+    // The element now carries the stream's values where it names them or starts a collection.
+    if (startsCollection || fields.hasBytes(3)) && !service.isEmpty { identity.hasService = true }
+    if (startsCollection || fields.hasBytes(4)) && identity.instance.isEmpty {
+      identity.instance = instance
+    }
+    if (startsCollection || fields.hasNonZeroVarint(5)) && timestamp != 0 {
+      identity.hasTimestamp = true
+    }
+    collection.appendLengthDelimited(field: 1, element)
+    return flushed
+  }
+
+  /// The collection built so far, or nil when it is empty.
+  mutating func flush() throws(WireFormatError) -> ExtractedRecord? {
+    guard !collection.isEmpty else { return nil }
+    defer {
+      collection = []
+      identity = MeterIdentity()
+    }
+    return ExtractedRecord(key: .owned(try identity.complete()), value: .owned(collection))
+  }
+}
+
+extension [UInt32: WireField.Payload] {
+  fileprivate func hasBytes(_ field: UInt32) -> Bool {
+    if case .lengthDelimited(let range) = self[field] { return !range.isEmpty }
+    return false
+  }
+
+  fileprivate func hasNonZeroVarint(_ field: UInt32) -> Bool {
+    if case .varint(let value) = self[field] { return value != 0 }
+    return false
+  }
+}
+
 extension WireField {
   func lengthDelimited(_ name: @autoclosure () -> String) throws(WireFormatError) -> Range<Int> {
     guard case .lengthDelimited(let range) = payload else {
@@ -192,6 +266,12 @@ extension [UInt8] {
     appendVarint(UInt64(field) << 3 | 2)
     appendVarint(UInt64(bytes.count))
     append(contentsOf: bytes)
+  }
+
+  /// Appends `value` as varint field `field`.
+  mutating func appendVarint(field: UInt32, _ value: UInt64) {
+    appendVarint(UInt64(field) << 3)
+    appendVarint(value)
   }
 
   private mutating func appendVarint(_ value: UInt64) {

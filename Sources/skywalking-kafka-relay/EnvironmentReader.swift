@@ -1,6 +1,7 @@
 import AgentReceiver
 import DurableQueue
 import Logging
+import OAPForwarder
 
 /// Reads typed values out of the environment, remembering which variables it consumed so that
 /// a misspelt `SW_RELAY_*` variable is an error rather than a silently ignored setting.
@@ -115,6 +116,37 @@ struct EnvironmentReader {
       clientCAPath: clientCA.isEmpty ? nil : clientCA)
   }
 
+  /// TLS to the OAP: off unless `SW_RELAY_OAP_TLS=on`; files only with it, certificate and key
+  /// together.
+  mutating func oapTLS() throws(ConfigurationError) -> OAPForwarderTLS? {
+    let enabled = try choice(.oapTLS) as Switch
+    let ca = string(.oapTLSCA)
+    let certificate = string(.oapTLSCertificate)
+    let key = string(.oapTLSKey)
+    let serverName = string(.oapTLSServerName)
+    guard enabled == .on else {
+      for (variable, value) in [
+        (EnvironmentVariable.oapTLSCA, ca), (.oapTLSCertificate, certificate), (.oapTLSKey, key),
+        (.oapTLSServerName, serverName),
+      ] where !value.isEmpty {
+        throw error(variable, value, "SW_RELAY_OAP_TLS=on as well (TLS to the OAP is off)")
+      }
+      return nil
+    }
+    if certificate.isEmpty != key.isEmpty {
+      let (variable, value) =
+        certificate.isEmpty
+        ? (EnvironmentVariable.oapTLSKey, key) : (.oapTLSCertificate, certificate)
+      throw error(
+        variable, value,
+        "SW_RELAY_OAP_TLS_CERT and SW_RELAY_OAP_TLS_KEY set together (mutual TLS) or neither")
+    }
+    return OAPForwarderTLS(
+      trustedCAPath: ca.isEmpty ? nil : ca,
+      certificateChainPath: certificate.isEmpty ? nil : certificate,
+      privateKeyPath: key.isEmpty ? nil : key, serverName: serverName.isEmpty ? nil : serverName)
+  }
+
   mutating func topicName(_ variable: EnvironmentVariable) throws(ConfigurationError) -> String {
     let value = string(variable)
     try Self.validateTopic(value, variable: variable, value: value)
@@ -157,6 +189,10 @@ struct EnvironmentReader {
         variable: name, value: environment[name] ?? "",
         expected: "a known variable; this one is not read by the relay (see --help)")
     }
+  }
+
+  enum Switch: String, CaseIterable {
+    case on, off
   }
 
   private func error(

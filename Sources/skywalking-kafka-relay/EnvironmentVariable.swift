@@ -22,8 +22,13 @@ extension EnvironmentVariable {
     name: "SW_RELAY_GRPC_IDLE_TIMEOUT_S", defaultValue: "300",
     meaning: "seconds a connection may stay without any call before GOAWAY")
   static let grpcStreamIdleTimeoutSeconds = Self(
-    name: "SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S", defaultValue: "60",
-    meaning: "seconds a call may receive nothing before it is closed unacknowledged")
+    name: "SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S", defaultValue: "0",
+    meaning: "seconds a publishing call may receive nothing before it is closed "
+      + "unacknowledged; 0 (default) keeps streams open as long as the agent does, like the OAP")
+  static let grpcMaxConnectionAgeSeconds = Self(
+    name: "SW_RELAY_GRPC_MAX_CONNECTION_AGE_S", defaultValue: "0",
+    meaning: "send GOAWAY to a connection this many seconds old so agents reconnect (and "
+      + "rebalance over gateway replicas); 0 disables")
   static let grpcKeepaliveSeconds = Self(
     name: "SW_RELAY_GRPC_KEEPALIVE_S", defaultValue: "60",
     meaning: "ping a silent connection after this many seconds, close it if the ping is "
@@ -63,6 +68,14 @@ extension EnvironmentVariable {
   static let kafkaBootstrapServers = Self(
     name: "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS", defaultValue: "",
     meaning: "Kafka brokers (host:port,...); empty starts an embedded, non-durable dev Kafka")
+  static let kafkaMaxRecordBytes = Self(
+    name: "SW_RELAY_KAFKA_MAX_RECORD_BYTES", defaultValue: "1000000",
+    meaning: "largest record (key + value) accepted for Kafka; bigger messages are refused "
+      + "with INVALID_ARGUMENT; the producer's message.max.bytes follows it (raise the topic's "
+      + "max.message.bytes and the OAP consumer's max.partition.fetch.bytes with it)")
+  static let deadLetterMaxBytes = Self(
+    name: "SW_RELAY_DEAD_LETTER_MAX_BYTES", defaultValue: "256MiB",
+    meaning: "cap of dead-letter.log; past it refused records stay queued and delivery waits")
   static let kafkaNamespace = Self(
     name: "SW_RELAY_KAFKA_NAMESPACE", defaultValue: "",
     meaning: "topic prefix <namespace>-, the same as the OAP's kafka-fetcher namespace")
@@ -78,8 +91,24 @@ extension EnvironmentVariable {
       + "e.g. SW_RELAY_KAFKA_PRODUCER_COMPRESSION_TYPE=lz4")
   static let oapAddress = Self(
     name: "SW_RELAY_OAP_ADDRESS", defaultValue: "",
-    meaning: "OAP gRPC host:port for the calls only it can answer (profiling tasks, dynamic "
-      + "configuration, events, CLR metrics); unset answers them locally")
+    meaning: "OAP gRPC host:port: every call the relay does not publish to Kafka is proxied "
+      + "there as a live stream (profiling, configuration, events, v10 async-profiler/pprof, "
+      + "browser, mesh, eBPF…); unset answers queries locally and refuses the rest")
+  static let oapTLS = Self(
+    name: "SW_RELAY_OAP_TLS", defaultValue: "off",
+    meaning: "on: talk TLS to the OAP (its gRPCSslEnabled)")
+  static let oapTLSCA = Self(
+    name: "SW_RELAY_OAP_TLS_CA", defaultValue: "",
+    meaning: "PEM CA bundle that signs the OAP's certificate; unset uses the system's")
+  static let oapTLSCertificate = Self(
+    name: "SW_RELAY_OAP_TLS_CERT", defaultValue: "",
+    meaning: "PEM client certificate chain for mutual TLS to the OAP (with SW_RELAY_OAP_TLS_KEY)")
+  static let oapTLSKey = Self(
+    name: "SW_RELAY_OAP_TLS_KEY", defaultValue: "",
+    meaning: "PEM private key of SW_RELAY_OAP_TLS_CERT")
+  static let oapTLSServerName = Self(
+    name: "SW_RELAY_OAP_TLS_SERVER_NAME", defaultValue: "",
+    meaning: "name the OAP's certificate is checked against, when it differs from the host")
   static let shutdownTimeoutSeconds = Self(
     name: "SW_RELAY_SHUTDOWN_TIMEOUT_S", defaultValue: "20",
     meaning: "seconds to flush Kafka on SIGTERM; the rest stays on disk")
@@ -90,12 +119,14 @@ extension EnvironmentVariable {
   static let all: [EnvironmentVariable] =
     [
       .grpcAddress, .grpcMaxMessageBytes, .grpcMaxConnections, .grpcIdleTimeoutSeconds,
-      .grpcStreamIdleTimeoutSeconds, .grpcKeepaliveSeconds, .authToken, .grpcTLSCertificate,
+      .grpcStreamIdleTimeoutSeconds, .grpcMaxConnectionAgeSeconds, .grpcKeepaliveSeconds,
+      .authToken, .grpcTLSCertificate,
       .grpcTLSKey, .grpcTLSClientCA, .adminAddress, .queueDirectory, .queueSegmentBytes,
       .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
-      .kafkaNamespace,
+      .kafkaMaxRecordBytes, .deadLetterMaxBytes, .kafkaNamespace,
     ] + AgentTopic.allCases.map(kafkaTopic) + [
-      .kafkaProducerPrefix, .oapAddress, .shutdownTimeoutSeconds, .logLevel,
+      .kafkaProducerPrefix, .oapAddress, .oapTLS, .oapTLSCA, .oapTLSCertificate, .oapTLSKey,
+      .oapTLSServerName, .shutdownTimeoutSeconds, .logLevel,
     ]
 
   static let producerPropertyPrefix = "SW_RELAY_KAFKA_PRODUCER_"

@@ -2,15 +2,15 @@ import AgentReceiver
 import OAPForwarder
 
 extension OAPForwarder: AgentCallForwarder {
-  public func forward(
-    path: String, messages: [[UInt8]], metadata: [(name: String, value: String)],
-    isClientStreaming: Bool
-  ) async -> ForwardOutcome {
-    let response = await forward(
-      ForwardedCall(
-        path: path, messages: messages, metadata: metadata, isClientStreaming: isClientStreaming))
+  public func proxy(
+    _ head: ProxiedCallHead, requests: ProxiedRequests, responder: ProxiedCallResponder
+  ) async -> ProxyOutcome {
+    let response = await proxy(
+      ForwardedCall(path: head.path, metadata: head.metadata, timeout: head.timeout),
+      isQuery: head.isQuery, requests: requests,
+      onHeaders: { await responder.sendHeaders($0) },
+      onMessage: { try await responder.sendMessage($0) })
     guard response.reachedOAP else { return .unreachable(reason: response.message) }
-    return .answered(
-      code: response.code, message: response.message, response: response.responseMessage ?? [])
+    return .finished(code: response.code, message: response.message, trailers: response.trailers)
   }
 }

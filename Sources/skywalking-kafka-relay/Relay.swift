@@ -26,13 +26,7 @@ struct Relay {
     let metrics = PrometheusMetricsFactory(registry: registry)
 
     let queue = try DurableQueue(
-      configuration: DurableQueueConfiguration(
-        directory: configuration.queueDirectory,
-        segmentBytes: configuration.queueSegmentBytes,
-        maxBytes: configuration.queueMaxBytes,
-        fsyncPolicy: configuration.fsyncPolicy,
-        fsyncInterval: .milliseconds(configuration.fsyncIntervalMilliseconds)),
-      logger: logger, metricsFactory: metrics)
+      configuration: configuration.queueConfiguration, logger: logger, metricsFactory: metrics)
     defer { queue.close() }
 
     let (bootstrapServers, embeddedKafka) = try startKafkaIfEmbedded()
@@ -43,16 +37,12 @@ struct Relay {
         bootstrapServers: bootstrapServers,
         producerProperties: configuration.producerProperties,
         shutdownTimeout: .seconds(configuration.shutdownTimeoutSeconds),
-        deadLetterDirectory: configuration.queueDirectory),
+        deadLetterDirectory: configuration.queueDirectory,
+        deadLetterMaxBytes: configuration.deadLetterMaxBytes,
+        maxRecordBytes: configuration.kafkaMaxRecordBytes),
       queue: queue, logger: logger, metricsFactory: metrics)
 
-    let forwarder = configuration.oapAddress.map { address in
-      OAPForwarder(
-        configuration: OAPForwarderConfiguration(
-          host: address.host, port: address.port,
-          maxMessageBytes: configuration.grpcMaxMessageBytes),
-        logger: logger, metricsFactory: metrics)
-    }
+    let forwarder = try makeForwarder(metrics: metrics)
     let health = RelayHealth(queue: queue, publisher: publisher)
     let announcer = ReadinessAnnouncer(
       logger: logger, kafka: bootstrapServers, health: health, onReady: onReady)
@@ -61,16 +51,21 @@ struct Relay {
         host: configuration.grpcAddress.host,
         port: configuration.grpcAddress.port,
         maxMessageBytes: configuration.grpcMaxMessageBytes,
+        maxRecordBytes: configuration.kafkaMaxRecordBytes,
         topics: configuration.topics,
         shutdownGracePeriod: .seconds(configuration.shutdownTimeoutSeconds),
         maxConnections: configuration.grpcMaxConnections,
         connectionIdleTimeout: .seconds(configuration.grpcIdleTimeoutSeconds),
-        streamIdleTimeout: .seconds(configuration.grpcStreamIdleTimeoutSeconds),
+        maxConnectionAge: configuration.grpcMaxConnectionAgeSeconds == 0
+          ? nil : .seconds(configuration.grpcMaxConnectionAgeSeconds),
+        streamIdleTimeout: configuration.grpcStreamIdleTimeoutSeconds == 0
+          ? nil : .seconds(configuration.grpcStreamIdleTimeoutSeconds),
         keepaliveInterval: configuration.grpcKeepaliveSeconds == 0
           ? nil : .seconds(configuration.grpcKeepaliveSeconds),
         authenticationToken: configuration.authenticationToken,
         tls: configuration.tls),
       queue: queue, logger: logger, metricsFactory: metrics, forwarder: forwarder,
+      readiness: { health.notReadyReason == nil ? .serving : .notServing },
       onListening: { announcer.listening(.grpc, at: $0) })
     let admin = AdminServer(
       host: configuration.adminAddress.host, port: configuration.adminAddress.port,
@@ -100,6 +95,30 @@ struct Relay {
         logger: logger))
     try await group.run()
     logger.info("skywalking-kafka-relay stopped; undelivered records stay in the queue")
+  }
+
+  private func makeForwarder(metrics: any MetricsFactory) throws -> OAPForwarder? {
+    guard let address = configuration.oapAddress else { return nil }
+    do {
+      return try OAPForwarder(
+        configuration: OAPForwarderConfiguration(
+          host: address.host, port: address.port,
+          maxMessageBytes: configuration.grpcMaxMessageBytes, tls: configuration.oapTLS),
+        logger: logger, metricsFactory: metrics)
+    } catch {
+      let tls = configuration.oapTLS
+      let (variable, value) =
+        switch error.field {
+        case "tls.trustedCAPath": (EnvironmentVariable.oapTLSCA, tls?.trustedCAPath)
+        case "tls.certificateChainPath":
+          (EnvironmentVariable.oapTLSCertificate, tls?.certificateChainPath)
+        case "tls.privateKeyPath": (EnvironmentVariable.oapTLSKey, tls?.privateKeyPath)
+        default: (EnvironmentVariable.oapTLS, "on")
+        }
+      throw ConfigurationError(
+        variable: variable.name, value: value ?? "",
+        expected: "usable TLS files for the OAP link (\(error.message))")
+    }
   }
 
   private func startKafkaIfEmbedded() throws -> (String, KafkaMockCluster?) {

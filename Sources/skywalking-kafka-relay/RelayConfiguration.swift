@@ -1,6 +1,7 @@
 import AgentReceiver
 import DurableQueue
 import Logging
+import OAPForwarder
 import SkyWalkingWire
 
 /// Everything the relay is told by its environment, validated before anything starts.
@@ -9,7 +10,10 @@ struct RelayConfiguration: Sendable {
   var grpcMaxMessageBytes: Int
   var grpcMaxConnections: Int
   var grpcIdleTimeoutSeconds: Int
+  /// 0 keeps quiet streams open.
   var grpcStreamIdleTimeoutSeconds: Int
+  /// 0 keeps connections forever.
+  var grpcMaxConnectionAgeSeconds: Int
   /// 0 disables keepalive pings.
   var grpcKeepaliveSeconds: Int
   var authenticationToken: String?
@@ -22,6 +26,8 @@ struct RelayConfiguration: Sendable {
   var fsyncIntervalMilliseconds: Int
   /// nil starts the embedded development cluster.
   var kafkaBootstrapServers: String?
+  var kafkaMaxRecordBytes: Int
+  var deadLetterMaxBytes: Int
   var kafkaNamespace: String
   /// Topic names before the namespace prefix.
   var topicNames: [AgentTopic: String]
@@ -29,6 +35,7 @@ struct RelayConfiguration: Sendable {
   var producerProperties: [String: String]
   /// nil answers OAP-only calls locally.
   var oapAddress: HostAndPort?
+  var oapTLS: OAPForwarderTLS?
   var shutdownTimeoutSeconds: Int
   var logLevel: Logger.Level
 
@@ -44,7 +51,9 @@ struct RelayConfiguration: Sendable {
     grpcMaxConnections = try reader.integer(.grpcMaxConnections, range: 1...1_000_000)
     grpcIdleTimeoutSeconds = try reader.integer(.grpcIdleTimeoutSeconds, range: 1...86_400)
     grpcStreamIdleTimeoutSeconds = try reader.integer(
-      .grpcStreamIdleTimeoutSeconds, range: 1...86_400)
+      .grpcStreamIdleTimeoutSeconds, range: 0...86_400)
+    grpcMaxConnectionAgeSeconds = try reader.integer(
+      .grpcMaxConnectionAgeSeconds, range: 0...(30 * 86_400))
     grpcKeepaliveSeconds = try reader.integer(.grpcKeepaliveSeconds, range: 0...86_400)
     let token = reader.string(.authToken)
     authenticationToken = token.isEmpty ? nil : token
@@ -58,6 +67,8 @@ struct RelayConfiguration: Sendable {
       .queueFsyncIntervalMilliseconds, range: 1...60_000)
     let bootstrap = reader.string(.kafkaBootstrapServers)
     kafkaBootstrapServers = bootstrap.isEmpty ? nil : bootstrap
+    kafkaMaxRecordBytes = try reader.byteSize(.kafkaMaxRecordBytes, range: 1024...(1 << 30))
+    deadLetterMaxBytes = try reader.byteSize(.deadLetterMaxBytes, range: (1 << 20)...Int.max)
     kafkaNamespace = reader.string(.kafkaNamespace)
     var topicNames: [AgentTopic: String] = [:]
     for topic in AgentTopic.allCases {
@@ -65,6 +76,7 @@ struct RelayConfiguration: Sendable {
     }
     self.topicNames = topicNames
     oapAddress = try reader.optionalAddress(.oapAddress)
+    oapTLS = try reader.oapTLS()
     shutdownTimeoutSeconds = try reader.integer(.shutdownTimeoutSeconds, range: 0...3600)
     logLevel = try reader.choice(.logLevel)
     producerProperties = reader.producerProperties()
@@ -73,6 +85,12 @@ struct RelayConfiguration: Sendable {
       try EnvironmentReader.validateTopic(
         longest, variable: .kafkaNamespace, value: kafkaNamespace)
     }
+  }
+
+  var queueConfiguration: DurableQueueConfiguration {
+    DurableQueueConfiguration(
+      directory: queueDirectory, segmentBytes: queueSegmentBytes, maxBytes: queueMaxBytes,
+      fsyncPolicy: fsyncPolicy, fsyncInterval: .milliseconds(fsyncIntervalMilliseconds))
   }
 
   /// The effective configuration for the startup log, with secrets replaced.
@@ -87,6 +105,8 @@ struct RelayConfiguration: Sendable {
       "auth_token=\(authenticationToken == nil ? "none" : "<redacted>")",
       "tls=\(tls == nil ? "off" : tls?.clientCAPath == nil ? "on" : "mutual")",
       "oap=\(oapAddress.map { "\($0)" } ?? "none")",
+      "oap_tls=\(oapTLS == nil ? "off" : oapTLS?.certificateChainPath == nil ? "on" : "mutual")",
+      "max_record_bytes=\(kafkaMaxRecordBytes)",
       "shutdown_timeout_s=\(shutdownTimeoutSeconds)",
     ]
     for (name, value) in producerProperties.sorted(by: { $0.key < $1.key }) {

@@ -25,16 +25,19 @@ final class RelayHealth: Sendable {
 
   func setGRPCServing(_ serving: Bool) { grpcServing.store(serving, ordering: .relaxed) }
 
-  var readiness: AdminResponse {
+  /// Why agents cannot be served now, or nil when they can.
+  var notReadyReason: String? {
+    if !grpcServing.load(ordering: .relaxed) { return "gRPC endpoint is not serving" }
     let queueStatus = queue.status
-    if !grpcServing.load(ordering: .relaxed) {
-      return AdminResponse(status: 503, text: "not ready: gRPC endpoint is not serving\n")
-    }
-    if queueStatus.isFull {
-      let reason = queueStatus.lastWriteError ?? "queue is full"
+    if queueStatus.isFull { return queueStatus.lastWriteError ?? "queue is full" }
+    return nil
+  }
+
+  var readiness: AdminResponse {
+    if let reason = notReadyReason {
       return AdminResponse(status: 503, text: "not ready: \(reason)\n")
     }
-    if let stall = deliveryStall(queueStatus: queueStatus, publisherStatus: publisher.status) {
+    if let stall = deliveryStall(queueStatus: queue.status, publisherStatus: publisher.status) {
       return AdminResponse(status: 200, text: "ready, but \(stall)\n")
     }
     return AdminResponse(status: 200, text: "ready\n")

@@ -1,3 +1,6 @@
+import CoreMetrics
+import DurableQueue
+import KafkaPublisher
 import Logging
 
 #if canImport(Glibc)
@@ -12,8 +15,8 @@ enum RelayMain {
       print(RelayConfiguration.helpText)
       return
     }
-    let checkOnly = arguments.first == "--check-config"
-    if let unknown = arguments.dropFirst(checkOnly ? 1 : 0).first {
+    let command = arguments.first.flatMap(Command.init(rawValue:))
+    if let unknown = arguments.dropFirst(command == nil ? 0 : 1).first {
       fail("unknown argument \(unknown): the relay is configured by environment variables only")
     }
     let configuration: RelayConfiguration
@@ -22,9 +25,15 @@ enum RelayMain {
     } catch {
       fail("\(error)")
     }
-    if checkOnly {
+    switch command {
+    case .checkConfig:
       print("configuration is valid: \(configuration.redactedSummary)")
       return
+    case .replayDeadLetters:
+      await replayDeadLetters(configuration)
+      return
+    case nil:
+      break
     }
     let level = configuration.logLevel
     LoggingSystem.bootstrap { label in
@@ -38,6 +47,32 @@ enum RelayMain {
     } catch {
       logger.critical("relay stopped on an error: \(error)")
       exit(1)
+    }
+  }
+
+  enum Command: String {
+    case checkConfig = "--check-config"
+    case replayDeadLetters = "--replay-dead-letters"
+  }
+
+  /// Queues the dead letters again, with the relay stopped (the queue's lock says if it is not).
+  private static func replayDeadLetters(_ configuration: RelayConfiguration) async {
+    do {
+      let queue = try DurableQueue(
+        configuration: configuration.queueConfiguration, logger: Logger(label: "replay"),
+        metricsFactory: NOOPMetricsHandler.instance)
+      defer { queue.close() }
+      let replayed = try await DeadLetterFile.replay(
+        directory: configuration.queueDirectory, into: queue)
+      guard let movedTo = replayed.movedTo else {
+        print("no dead letters in \(configuration.queueDirectory)")
+        return
+      }
+      print(
+        "queued \(replayed.records) dead-lettered records again; the relay delivers them when it "
+          + "starts. The replayed file is now \(movedTo): remove it once they are delivered.")
+    } catch {
+      fail("cannot replay the dead letters: \(error)")
     }
   }
 
@@ -68,6 +103,8 @@ extension RelayConfiguration {
 
       Endpoints: gRPC for agents; HTTP /healthz, /readyz, /status and /metrics for operators.
       --check-config validates the environment and exits without starting.
+      --replay-dead-letters queues dead-letter.log again (relay stopped); the next start
+      delivers it.
 
       """
     return text

@@ -6,13 +6,13 @@ import Testing
     let metrics = RecordingMetrics()
     try await withStubOAP { _, port in
       try await withForwarder(port: port, metricsFactory: metrics) { forwarder in
-        _ = await forwarder.forward(try AgentCalls.profileQuery())
-        _ = await forwarder.forward(
+        _ = await forwarder.exchange(try AgentCalls.profileQuery())
+        _ = await forwarder.exchange(
           try AgentCalls.profileQuery(metadata: [(name: "authentication", value: "wrong")]))
       }
     }
     try await withForwarder(port: try await closedPort(), metricsFactory: metrics) { forwarder in
-      _ = await forwarder.forward(try AgentCalls.profileQuery())
+      _ = await forwarder.exchange(try AgentCalls.profileQuery())
     }
 
     #expect(metrics.total("relay_oap_forwarded_total{outcome=ok}") == 1)

@@ -20,6 +20,7 @@ final class RDKafkaProducer {
       try conf.set(name, value)
     }
     try conf.set("log.queue", "true")
+    try conf.set("message.max.bytes", String(configuration.derivedMessageMaxBytes))
     for (name, value) in configuration.producerProperties.sorted(by: { $0.key < $1.key }) {
       try conf.set(name, value)
     }

@@ -1,0 +1,394 @@
+import DurableQueue
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import SkyWalkingWire
+
+/// The life of one agent call as a value: the handler feeds it events and performs the action
+/// each event returns, so every rule about when a call is answered lives here and is tested
+/// without a socket.
+///
+/// A call starts awaiting its headers, which choose its phase: publishing (messages become
+/// records in the disk queue), proxying (a live stream to the OAP), or health (answered from the
+/// relay's own readiness). It ends answered, exactly once.
+struct GRPCStreamStateMachine {
+  enum State {
+    case awaitingHeaders
+    case publishing(Publishing)
+    case proxying(Proxying)
+    case health(Health)
+    /// Answered by the relay once the client finishes (a query with no OAP to ask).
+    case answeringAtEnd(GRPCResponse)
+    case answered
+  }
+
+  struct Publishing {
+    var call: PublishingCall
+    /// Set once no more messages will be read: the client ended its side (and when), or the
+    /// relay is shutting down and answers what arrived so far.
+    var end: End?
+
+    enum End {
+      case clientFinished(at: NIODeadline)
+      case shutdown
+    }
+  }
+
+  struct Proxying {
+    let isQuery: Bool
+    var clientFinished = false
+    var responseHeadersSent = false
+    /// Request bytes handed to the OAP link and not yet written to it.
+    var inFlightBytes = 0
+  }
+
+  struct Health {
+    let watch: Bool
+    var clientFinished = false
+    var lastSent: HealthStatus?
+  }
+
+  enum Action {
+    case none
+    /// Write the response; reset the stream after it when the client is still sending.
+    /// `finishedAt` is when a publishing call's client finished, for the acknowledgement
+    /// latency.
+    case answer(GRPCResponse, resetStream: Bool, finishedAt: NIODeadline?)
+    case submit(RecordBatch)
+    /// Reads were held for backpressure and may go on.
+    case resumeReading
+    case openProxy(ProxiedCallHead)
+    case forward([UInt8])
+    case finishForwarding
+    case cancelProxy
+    case write([HTTP2Frame.FramePayload])
+  }
+
+  private(set) var state = State.awaitingHeaders
+  let maxPendingBytes: Int
+
+  init(maxPendingBytes: Int) {
+    self.maxPendingBytes = maxPendingBytes
+  }
+
+  /// What the headers chose, as decided by the handler from the call table and configuration.
+  enum Route {
+    case refuse(GRPCResponse)
+    case publish(PublishingCall)
+    case proxy(ProxiedCallHead)
+    case health(watch: Bool)
+    case answerAtEnd(GRPCResponse)
+  }
+
+  mutating func receivedHeaders(_ route: Route) -> Action {
+    guard case .awaitingHeaders = state else { return .none }
+    switch route {
+    case .refuse(let response):
+      return answer(response, clientFinished: false)
+    case .publish(let call):
+      state = .publishing(Publishing(call: call))
+      return .none
+    case .proxy(let head):
+      state = .proxying(Proxying(isQuery: head.isQuery))
+      return .openProxy(head)
+    case .health(let watch):
+      state = .health(Health(watch: watch))
+      return .none
+    case .answerAtEnd(let response):
+      state = .answeringAtEnd(response)
+      return .none
+    }
+  }
+
+  /// Whether reading more would only grow memory: too much waits for the disk or the OAP.
+  var holdsReads: Bool {
+    switch state {
+    case .publishing(let publishing): publishing.call.pendingBytes >= maxPendingBytes
+    case .proxying(let proxying): proxying.inFlightBytes >= maxPendingBytes
+    default: false
+    }
+  }
+
+  /// One deframed request message.
+  mutating func receivedMessage(_ message: ByteBuffer) -> Action {
+    switch state {
+    case .publishing(var publishing):
+      // Still accepted after a shutdown request: until the answer is written, what arrives is
+      // part of what it acknowledges.
+      state = .answered
+      message.withUnsafeReadableBytes { publishing.call.accept($0) }
+      let batch =
+        publishing.call.batchBytes >= ReceiverShared.maxBatchBytes
+        ? publishing.call.takeBatch() : nil
+      state = .publishing(publishing)
+      return batch.map { .submit($0) } ?? .none
+    case .proxying(var proxying):
+      proxying.inFlightBytes += message.readableBytes
+      state = .proxying(proxying)
+      return .forward(Array(buffer: message))
+    default:
+      // Health requests carry only a service name, and every service is the relay itself.
+      return .none
+    }
+  }
+
+  /// A message the deframer refused: too large, or flagged compressed without an encoding.
+  mutating func refuseMessage(_ failure: GRPCMessageDeframer.Failure) -> Action {
+    let status =
+      switch failure {
+      case .messageTooLarge(let length, let limit):
+        GRPCStatus(
+          code: .resourceExhausted,
+          message: "message of \(length) bytes exceeds the limit of \(limit) bytes "
+            + "(SW_RELAY_GRPC_MAX_MESSAGE_BYTES)")
+      case .compressedWithoutEncoding:
+        GRPCStatus(
+          code: .internal, message: "message is flagged compressed but grpc-encoding is identity")
+      }
+    return answer(.trailersOnly(status), clientFinished: false)
+  }
+
+  /// The end of a read burst: what arrived goes to the queue as one batch.
+  mutating func readComplete() -> Action {
+    guard case .publishing(var publishing) = state else { return .none }
+    state = .answered
+    let batch = publishing.call.takeBatch()
+    state = .publishing(publishing)
+    return batch.map { .submit($0) } ?? .none
+  }
+
+  /// The client ended its side of the stream.
+  mutating func clientFinished(at now: NIODeadline, tornMessageBytes: Int, readiness: HealthStatus)
+    -> Action
+  {
+    if tornMessageBytes > 0, !isAnswered {
+      if case .proxying = state {
+        // The OAP gets the same torn stream it would have got directly.
+      } else {
+        return answer(
+          .trailersOnly(
+            GRPCStatus(
+              code: .internal,
+              message: "stream ended inside a message (\(tornMessageBytes) bytes left over)")),
+          clientFinished: true)
+      }
+    }
+    switch state {
+    case .publishing(var publishing) where publishing.end == nil:
+      publishing.end = .clientFinished(at: now)
+      return finish(publishing)
+    case .proxying(var proxying) where !proxying.clientFinished:
+      proxying.clientFinished = true
+      state = .proxying(proxying)
+      return .finishForwarding
+    case .health(var health):
+      health.clientFinished = true
+      state = .health(health)
+      return health.watch ? watchUpdate(readiness) : answerHealthCheck(readiness)
+    case .answeringAtEnd(let response):
+      return answer(response, clientFinished: true)
+    default:
+      return .none
+    }
+  }
+
+  /// Graceful shutdown: a publishing stream, however long-lived, is answered once what it sent
+  /// is durable, so the agent reconnects elsewhere without losing or resending anything.
+  mutating func shutdownRequested() -> Action {
+    switch state {
+    case .publishing(var publishing) where publishing.end == nil:
+      publishing.end = .shutdown
+      return finish(publishing)
+    case .health(let health) where health.watch:
+      var frames = health.lastSent == nil ? [GRPCResponse.responseHeaders()] : []
+      frames.append(GRPCResponse.message(HealthStatus.notServing.encodedResponse))
+      frames += GRPCResponse.trailers(.ok)
+      return answer(
+        GRPCResponse(status: .ok, frames: frames), clientFinished: health.clientFinished)
+    default:
+      return .none
+    }
+  }
+
+  private mutating func finish(_ publishing: Publishing) -> Action {
+    var publishing = publishing
+    state = .answered
+    publishing.call.finishExtracting()
+    let batch = publishing.call.takeBatch()
+    state = .publishing(publishing)
+    if let batch { return .submit(batch) }
+    return answerIfComplete()
+  }
+
+  mutating func appendFinished(_ result: Result<Void, QueueError>, records: Int, bytes: Int)
+    -> Action
+  {
+    guard case .publishing(var publishing) = state else { return .none }
+    let wasHolding = holdsReads
+    state = .answered
+    publishing.call.appendFinished(result, records: records, bytes: bytes)
+    state = .publishing(publishing)
+    let answer = answerIfComplete()
+    if case .none = answer, wasHolding, !holdsReads { return .resumeReading }
+    return answer
+  }
+
+  /// A publishing call is answered once nothing it sent waits for the disk and either no more
+  /// will come or the queue already failed it (a long-lived stream learns of a full queue now,
+  /// not at its end).
+  private mutating func answerIfComplete() -> Action {
+    guard case .publishing(let publishing) = state, publishing.call.pendingAppends == 0,
+      publishing.call.batchBytes == 0
+    else { return .none }
+    let status = publishing.call.status
+    switch publishing.end {
+    case .clientFinished:
+      return answer(GRPCResponse(status: status), clientFinished: true)
+    case .shutdown:
+      // Not reset: gRPC's C core reports a stream reset right after its trailers as INTERNAL,
+      // not as the OK that was sent, and the closing connection ends the stream anyway.
+      return answer(GRPCResponse(status: status), clientFinished: true)
+    case nil:
+      guard publishing.call.queueFailure != nil else { return .none }
+      return answer(GRPCResponse(status: status), clientFinished: false)
+    }
+  }
+
+  /// The agent's deadline passed before its call could be answered.
+  mutating func deadlineExceeded() -> Action {
+    switch state {
+    case .publishing(let publishing):
+      return answer(
+        .trailersOnly(
+          GRPCStatus(
+            code: .deadlineExceeded,
+            message: "deadline exceeded before the call's \(publishing.call.kind.plural) were "
+              + "durable")),
+        clientFinished: publishing.end != nil)
+    default:
+      // A proxied call carries the deadline to the OAP, which answers it.
+      return .none
+    }
+  }
+
+  /// The opt-in stream idle timeout fired for a publishing call that is still receiving. A
+  /// proxied call is left to the OAP, which sets no such limit.
+  mutating func idleTimedOut(after timeout: TimeAmount) -> Action {
+    guard case .publishing(let publishing) = state, publishing.end == nil else { return .none }
+    return answer(
+      .trailersOnly(
+        GRPCStatus(
+          code: .cancelled,
+          message: "stream received nothing for \(timeout.nanoseconds / 1_000_000_000) s "
+            + "(SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S) and was closed unacknowledged")),
+      clientFinished: false)
+  }
+
+  /// The stream is gone (reset by the client, connection lost). Nothing is acknowledged, but
+  /// what arrived is still queued, as the OAP processes what a broken stream delivered.
+  mutating func streamClosed() -> Action {
+    switch state {
+    case .publishing(var publishing) where publishing.end == nil:
+      state = .answered
+      publishing.call.finishExtracting()
+      return publishing.call.takeBatch().map { .submit($0) } ?? .none
+    case .proxying:
+      state = .answered
+      return .cancelProxy
+    default:
+      state = .answered
+      return .none
+    }
+  }
+
+  var isAnswered: Bool {
+    if case .answered = state { return true }
+    return false
+  }
+
+  // MARK: Proxying
+
+  /// The OAP link wrote `bytes` of request messages.
+  mutating func forwarded(bytes: Int) -> Action {
+    guard case .proxying(var proxying) = state else { return .none }
+    let wasHolding = proxying.inFlightBytes >= maxPendingBytes
+    proxying.inFlightBytes -= bytes
+    state = .proxying(proxying)
+    return wasHolding && proxying.inFlightBytes < maxPendingBytes ? .resumeReading : .none
+  }
+
+  mutating func proxyResponseHeaders(_ metadata: [(name: String, value: String)]) -> Action {
+    guard case .proxying(var proxying) = state, !proxying.responseHeadersSent else {
+      return .none
+    }
+    proxying.responseHeadersSent = true
+    state = .proxying(proxying)
+    return .write([GRPCResponse.responseHeaders(metadata)])
+  }
+
+  mutating func proxyResponseMessage(_ message: [UInt8]) -> Action {
+    guard case .proxying(let proxying) = state, proxying.responseHeadersSent else { return .none }
+    return .write([GRPCResponse.message(message)])
+  }
+
+  /// The OAP ended the call, or could not be reached.
+  mutating func proxyFinished(_ outcome: ProxyOutcome) -> Action {
+    guard case .proxying(let proxying) = state else { return .none }
+    let response: GRPCResponse
+    switch outcome {
+    case .finished(let code, let message, let trailers):
+      let status = GRPCStatus(code: GRPCStatus.Code(rawValue: code) ?? .unknown, message: message)
+      response =
+        proxying.responseHeadersSent
+        ? GRPCResponse(status: status, frames: GRPCResponse.trailers(status, metadata: trailers))
+        : .trailersOnly(status, extraHeaders: trailers)
+    case .unreachable(let reason):
+      // Never a status that makes agents stop tracing: queries get "nothing new", data calls
+      // ABORTED, which agents log and move on from.
+      if proxying.responseHeadersSent {
+        let status = GRPCStatus(code: .unavailable, message: "OAP link lost: \(reason)")
+        response = GRPCResponse(status: status, frames: GRPCResponse.trailers(status))
+      } else if proxying.isQuery {
+        response = GRPCResponse(status: .ok)
+      } else {
+        response = .trailersOnly(GRPCStatus(code: .aborted, message: "not delivered: \(reason)"))
+      }
+    }
+    return answer(response, clientFinished: proxying.clientFinished)
+  }
+
+  // MARK: Health
+
+  private mutating func answerHealthCheck(_ readiness: HealthStatus) -> Action {
+    let frames =
+      [GRPCResponse.responseHeaders(), GRPCResponse.message(readiness.encodedResponse)]
+      + GRPCResponse.trailers(.ok)
+    return answer(GRPCResponse(status: .ok, frames: frames), clientFinished: true)
+  }
+
+  /// A `Watch` stream sends the status when it starts and again whenever it changes.
+  mutating func watchUpdate(_ readiness: HealthStatus) -> Action {
+    guard case .health(var health) = state, health.watch, health.clientFinished,
+      health.lastSent != readiness
+    else { return .none }
+    var frames = health.lastSent == nil ? [GRPCResponse.responseHeaders()] : []
+    frames.append(GRPCResponse.message(readiness.encodedResponse))
+    health.lastSent = readiness
+    state = .health(health)
+    return .write(frames)
+  }
+
+  private mutating func answer(_ response: GRPCResponse, clientFinished: Bool) -> Action {
+    var finishedAt: NIODeadline?
+    switch state {
+    case .answered:
+      return .none
+    case .publishing(let publishing):
+      if case .clientFinished(let at) = publishing.end { finishedAt = at }
+    default:
+      break
+    }
+    state = .answered
+    return .answer(response, resetStream: !clientFinished, finishedAt: finishedAt)
+  }
+}

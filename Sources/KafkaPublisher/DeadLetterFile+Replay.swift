@@ -1,0 +1,117 @@
+import DurableQueue
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Putting dead letters back in the queue once the broker takes them (its limit was raised, a
+/// topic was created): run with the relay stopped, the next start delivers them as usual.
+extension DeadLetterFile {
+  /// What a replay moved.
+  public struct Replayed: Sendable, Equatable {
+    public var records: Int
+    public var bytes: Int
+    /// Where the replayed file was moved, kept until the operator removes it.
+    public var movedTo: String?
+  }
+
+  /// Appends every entry of `directory`'s dead-letter file to `queue`, durably, then renames
+  /// the file aside so a second replay cannot queue the same records again.
+  public static func replay(
+    directory: String, into queue: DurableQueue
+  ) async throws(KafkaPublisherError) -> Replayed {
+    let file = DeadLetterFile(directory: directory, maxBytes: .max)
+    guard let content = try file.readAll() else {
+      return Replayed(records: 0, bytes: 0, movedTo: nil)
+    }
+    var batch = RecordBatch()
+    var replayed = Replayed(records: 0, bytes: content.count, movedTo: nil)
+    var offset = 0
+    while offset < content.count {
+      let entry = try file.entry(in: content, at: &offset)
+      do {
+        try batch.append(topic: entry.topic, key: entry.key, value: entry.value)
+      } catch {
+        throw KafkaPublisherError(
+          code: .deadLetterReplayFailed, message: "cannot queue an entry of \(file.path): \(error)")
+      }
+      replayed.records += 1
+    }
+    do {
+      try await queue.append(batch)
+    } catch {
+      throw KafkaPublisherError(
+        code: .deadLetterReplayFailed, message: "cannot queue the entries of \(file.path): \(error)"
+      )
+    }
+    let aside = "\(file.path).replayed-\(wallClockMillis())"
+    guard rename(file.path, aside) == 0 else {
+      throw KafkaPublisherError(
+        code: .deadLetterReplayFailed,
+        message: "queued \(replayed.records) records but could not move \(file.path) aside "
+          + "(errno \(errno)); remove it before the next replay")
+    }
+    replayed.movedTo = aside
+    return replayed
+  }
+
+  private func readAll() throws(KafkaPublisherError) -> [UInt8]? {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    if descriptor < 0, errno == ENOENT { return nil }
+    guard descriptor >= 0 else {
+      throw KafkaPublisherError(
+        code: .deadLetterReplayFailed, message: "cannot open \(path) (errno \(errno))")
+    }
+    defer { close(descriptor) }
+    var content: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+      let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+      if count < 0, errno == EINTR { continue }
+      guard count >= 0 else {
+        throw KafkaPublisherError(
+          code: .deadLetterReplayFailed, message: "cannot read \(path) (errno \(errno))")
+      }
+      if count == 0 { return content }
+      content.append(contentsOf: chunk[..<count])
+    }
+  }
+
+  /// One entry: its header line names the topic and the key and value lengths.
+  private func entry(
+    in content: [UInt8], at offset: inout Int
+  ) throws(KafkaPublisherError) -> (topic: String, key: ArraySlice<UInt8>, value: ArraySlice<UInt8>)
+  {
+    let start = offset
+    guard let newline = content[start...].firstIndex(of: UInt8(ascii: "\n")) else {
+      throw malformed(at: start, "a header line without its end")
+    }
+    var fields: [Substring: Substring] = [:]
+    let header = String(decoding: content[start..<newline], as: UTF8.self)
+    for word in header.split(separator: " ") {
+      guard let equals = word.firstIndex(of: "=") else { continue }
+      fields[word[..<equals]] = fields[word[..<equals]] ?? word[word.index(after: equals)...]
+    }
+    guard header.hasPrefix("DEADLETTER v1 "), let topic = fields["topic"],
+      let keyBytes = fields["keyBytes"].flatMap({ Int($0) }),
+      let valueBytes = fields["valueBytes"].flatMap({ Int($0) }),
+      keyBytes >= 0, valueBytes >= 0,
+      newline + 1 + keyBytes + valueBytes < content.count,
+      content[newline + 1 + keyBytes + valueBytes] == UInt8(ascii: "\n")
+    else { throw malformed(at: start, "an unreadable header or a truncated entry") }
+    let keyStart = newline + 1
+    offset = keyStart + keyBytes + valueBytes + 1
+    return (
+      String(topic), content[keyStart..<keyStart + keyBytes],
+      content[keyStart + keyBytes..<keyStart + keyBytes + valueBytes]
+    )
+  }
+
+  private func malformed(at offset: Int, _ what: String) -> KafkaPublisherError {
+    KafkaPublisherError(
+      code: .deadLetterReplayFailed,
+      message: "\(path) has \(what) at byte \(offset); nothing was queued")
+  }
+}

@@ -1,0 +1,148 @@
+import CoreMetrics
+import DurableQueue
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP2
+import SkyWalkingProtocol
+import SwiftProtobuf
+import Testing
+
+@testable import AgentReceiver
+
+/// The stream handler on a testing channel with a manual clock: deadlines, the opt-in idle
+/// timeout and shutdown, against a real queue in a temporary directory.
+@Suite struct GRPCStreamHandlerTests {
+  static func withHandler(
+    configure: (inout AgentReceiverConfiguration) -> Void = { _ in },
+    _ body: (NIOAsyncTestingChannel, DurableQueue) async throws -> Void
+  ) async throws {
+    let directory = FileManager.default.temporaryDirectory
+      .appendingPathComponent("stream-handler-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let queue = try DurableQueue(
+      configuration: DurableQueueConfiguration(
+        directory: directory.path, segmentBytes: 1 << 20, maxBytes: 64 << 20),
+      logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
+    defer { queue.close() }
+    var configuration = AgentReceiverConfiguration()
+    configure(&configuration)
+    let shared = ReceiverShared(
+      configuration: configuration, queue: queue,
+      metrics: ReceiverMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test"),
+      forwarder: nil, readiness: { .serving })
+    let channel = try await NIOAsyncTestingChannel { channel in
+      try channel.pipeline.syncOperations.addHandler(GRPCStreamHandler(shared: shared))
+    }
+    try await body(channel, queue)
+    _ = try? await channel.finish()
+  }
+
+  static func headers(_ extra: [(String, String)] = []) -> HTTP2Frame.FramePayload {
+    var headers: HPACKHeaders = [
+      ":method": "POST", ":scheme": "http",
+      ":path": "/skywalking.v3.TraceSegmentReportService/collect",
+      ":authority": "relay", "content-type": "application/grpc", "te": "trailers",
+    ]
+    for (name, value) in extra { headers.add(name: name, value: value) }
+    return .headers(.init(headers: headers))
+  }
+
+  static func segmentFrame(_ traceID: String, endStream: Bool = false) throws
+    -> HTTP2Frame.FramePayload
+  {
+    let bytes: [UInt8] = try Skywalking_V3_SegmentObject.with {
+      $0.traceID = traceID
+      $0.traceSegmentID = "\(traceID)-s"
+      $0.service = "handler-tests"
+    }.serializedBytes()
+    var buffer = ByteBuffer()
+    buffer.writeInteger(UInt8(0))
+    buffer.writeInteger(UInt32(bytes.count))
+    buffer.writeBytes(bytes)
+    return .data(.init(data: .byteBuffer(buffer), endStream: endStream))
+  }
+
+  /// The next frame the handler writes, waiting for it since queue completions arrive from the
+  /// writer thread.
+  static func nextFrame(_ channel: NIOAsyncTestingChannel) async throws -> HTTP2Frame.FramePayload {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+      if let frame = try await channel.readOutbound(as: HTTP2Frame.FramePayload.self) {
+        return frame
+      }
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    throw NoFrame()
+  }
+
+  struct NoFrame: Error {}
+
+  static func nothingWritten(_ channel: NIOAsyncTestingChannel) async throws -> Bool {
+    try await channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil
+  }
+
+  static func status(of frame: HTTP2Frame.FramePayload) -> String? {
+    guard case .headers(let headers) = frame else { return nil }
+    return headers.headers.first(name: "grpc-status")
+  }
+
+  @Test func aSilentStreamIsNeverCancelledByDefault() async throws {
+    try await Self.withHandler { channel, queue in
+      try await channel.writeInbound(Self.headers())
+      try await channel.writeInbound(try Self.segmentFrame("before-silence"))
+      channel.pipeline.fireChannelReadComplete()
+      await channel.testingEventLoop.advanceTime(by: .hours(24))
+      try await channel.writeInbound(try Self.segmentFrame("after-silence", endStream: true))
+      channel.pipeline.fireChannelReadComplete()
+      let frames = [
+        try await Self.nextFrame(channel), try await Self.nextFrame(channel),
+        try await Self.nextFrame(channel),
+      ]
+      #expect(Self.status(of: frames[2]) == "0")
+      #expect(queue.status.unconfirmedRecords == 2)
+    }
+  }
+
+  @Test func theOptInIdleTimeoutCancelsAQuietStream() async throws {
+    let idleAfterFive: (inout AgentReceiverConfiguration) -> Void = {
+      $0.streamIdleTimeout = .seconds(5)
+    }
+    try await Self.withHandler(configure: idleAfterFive) { channel, _ in
+      try await channel.writeInbound(Self.headers())
+      await channel.testingEventLoop.advanceTime(by: .seconds(4))
+      #expect(try await Self.nothingWritten(channel))
+      await channel.testingEventLoop.advanceTime(by: .seconds(1))
+      let answer = try await Self.nextFrame(channel)
+      #expect(Self.status(of: answer) == "1")  // CANCELLED
+    }
+  }
+
+  @Test func theAgentsDeadlineIsKeptOnTheManualClock() async throws {
+    try await Self.withHandler { channel, _ in
+      try await channel.writeInbound(Self.headers([("grpc-timeout", "2S")]))
+      await channel.testingEventLoop.advanceTime(by: .milliseconds(1999))
+      #expect(try await Self.nothingWritten(channel))
+      await channel.testingEventLoop.advanceTime(by: .milliseconds(1))
+      #expect(Self.status(of: try await Self.nextFrame(channel)) == "4")  // DEADLINE_EXCEEDED
+    }
+  }
+
+  @Test func shutdownAnswersAnOpenStreamOKOnceItIsDurable() async throws {
+    try await Self.withHandler { channel, queue in
+      try await channel.writeInbound(Self.headers())
+      try await channel.writeInbound(try Self.segmentFrame("open"))
+      channel.pipeline.fireChannelReadComplete()
+      channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+      let frames = [
+        try await Self.nextFrame(channel), try await Self.nextFrame(channel),
+        try await Self.nextFrame(channel),
+      ]
+      #expect(Self.status(of: frames[2]) == "0")
+      #expect(try await Self.nothingWritten(channel), "no reset after the answer")
+      #expect(queue.status.unconfirmedRecords == 1)
+    }
+  }
+}

@@ -1,0 +1,277 @@
+import CoreMetrics
+import DurableQueue
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import SkyWalkingProtocol
+import SkyWalkingWire
+import SwiftProtobuf
+import Testing
+
+@testable import AgentReceiver
+
+/// The rules of when a call is answered, as plain values: no socket, no queue, no clock.
+@Suite struct GRPCStreamStateMachineTests {
+  static let metrics = ReceiverMetrics(factory: NOOPMetricsHandler.instance)
+
+  static func publishing(
+    _ kind: RecordKind = .segment, maxRecordBytes: Int = 1_000_000, maxPendingBytes: Int = 4 << 20
+  ) -> GRPCStreamStateMachine {
+    var machine = GRPCStreamStateMachine(maxPendingBytes: maxPendingBytes)
+    let call = PublishingCall(
+      kind: kind, topic: kind.topic.defaultName, maxRecordBytes: maxRecordBytes, metrics: metrics)
+    #expect(machine.receivedHeaders(.publish(call)).isNone)
+    return machine
+  }
+
+  static func segment(_ traceID: String, padding: Int = 0) throws -> ByteBuffer {
+    let segment = Skywalking_V3_SegmentObject.with {
+      $0.traceID = traceID
+      $0.traceSegmentID = "\(traceID)-segment"
+      $0.service = "machine-tests"
+      $0.serviceInstance = String(repeating: "i", count: padding)
+    }
+    return ByteBuffer(bytes: try segment.serializedBytes() as [UInt8])
+  }
+
+  static func submitted(_ action: GRPCStreamStateMachine.Action) -> RecordBatch? {
+    if case .submit(let batch) = action { return batch }
+    return nil
+  }
+
+  static func answer(_ action: GRPCStreamStateMachine.Action) -> (GRPCStatus, reset: Bool)? {
+    if case .answer(let response, let reset, _) = action { return (response.status, reset) }
+    return nil
+  }
+
+  @Test func aFinishedStreamIsAnsweredOnceItsBatchIsDurable() throws {
+    var machine = Self.publishing()
+    #expect(machine.receivedMessage(try Self.segment("t1")).isNone)
+    let batch = try #require(Self.submitted(machine.readComplete()))
+    #expect(batch.count == 1)
+    #expect(machine.clientFinished(at: .now(), tornMessageBytes: 0, readiness: .serving).isNone)
+    let (status, reset) = try #require(
+      Self.answer(machine.appendFinished(.success(()), records: 1, bytes: batch.byteCount)))
+    #expect(status == .ok)
+    #expect(!reset)
+    #expect(machine.isAnswered)
+  }
+
+  /// The Go agent's life-long stream: durable batches never end it; shutdown answers it OK.
+  @Test func aLongLivedStreamStaysOpenUntilShutdownAnswersItOK() throws {
+    var machine = Self.publishing()
+    for index in 0..<3 {
+      _ = machine.receivedMessage(try Self.segment("t\(index)"))
+      let batch = try #require(Self.submitted(machine.readComplete()))
+      #expect(machine.appendFinished(.success(()), records: 1, bytes: batch.byteCount).isNone)
+    }
+    #expect(!machine.isAnswered)
+    let (status, reset) = try #require(Self.answer(machine.shutdownRequested()))
+    #expect(status == .ok)
+    #expect(!reset, "the closing connection ends the stream; a reset would turn OK into INTERNAL")
+  }
+
+  @Test func shutdownWaitsForWhatIsStillOnItsWayToDisk() throws {
+    var machine = Self.publishing()
+    _ = machine.receivedMessage(try Self.segment("pending"))
+    let batch = try #require(Self.submitted(machine.readComplete()))
+    #expect(machine.shutdownRequested().isNone)
+    _ = machine.receivedMessage(try Self.segment("arrived-after-shutdown"))
+    #expect(
+      machine.appendFinished(.success(()), records: 1, bytes: batch.byteCount).isNone,
+      "a message read after the shutdown request is part of what the answer acknowledges")
+    let late = try #require(Self.submitted(machine.readComplete()))
+    let (status, _) = try #require(
+      Self.answer(machine.appendFinished(.success(()), records: 1, bytes: late.byteCount)))
+    #expect(status == .ok)
+  }
+
+  @Test func aFullQueueEndsALongLivedStreamAtOnce() throws {
+    var machine = Self.publishing()
+    _ = machine.receivedMessage(try Self.segment("t"))
+    let batch = try #require(Self.submitted(machine.readComplete()))
+    let (status, reset) = try #require(
+      Self.answer(
+        machine.appendFinished(
+          .failure(QueueError(code: .full, message: "queue full")), records: 1,
+          bytes: batch.byteCount)))
+    #expect(status.code == .resourceExhausted)
+    #expect(reset)
+  }
+
+  @Test func readsAreHeldWhileTooMuchWaitsForTheDisk() throws {
+    var machine = Self.publishing(maxPendingBytes: 10)
+    _ = machine.receivedMessage(try Self.segment("t"))
+    let batch = try #require(Self.submitted(machine.readComplete()))
+    #expect(machine.holdsReads)
+    guard
+      case .resumeReading = machine.appendFinished(.success(()), records: 1, bytes: batch.byteCount)
+    else {
+      Issue.record("reads must resume once the batch is durable")
+      return
+    }
+    #expect(!machine.holdsReads)
+  }
+
+  @Test func aRecordAboveTheKafkaLimitIsRefusedAndTheRestQueued() throws {
+    var machine = Self.publishing(maxRecordBytes: 200)
+    _ = machine.receivedMessage(try Self.segment("small"))
+    _ = machine.receivedMessage(try Self.segment("big", padding: 400))
+    let batch = try #require(Self.submitted(machine.readComplete()))
+    #expect(batch.count == 1)
+    _ = machine.clientFinished(at: .now(), tornMessageBytes: 0, readiness: .serving)
+    let (status, _) = try #require(
+      Self.answer(machine.appendFinished(.success(()), records: 1, bytes: batch.byteCount)))
+    #expect(status.code == .invalidArgument)
+    #expect(status.message.contains("too_large"))
+    #expect(status.message.contains("SW_RELAY_KAFKA_MAX_RECORD_BYTES"))
+    #expect(status.message.contains("rejected 1 of 2"))
+  }
+
+  @Test func aResetMeterStreamStillHandsItsCollectionToTheQueue() throws {
+    var machine = Self.publishing(.meterStream)
+    let element = Skywalking_V3_MeterData.with {
+      $0.singleValue = .with { $0.name = "cpu" }
+      $0.service = "rust-svc"
+      $0.serviceInstance = "rust-1"
+      $0.timestamp = 1
+    }
+    _ = machine.receivedMessage(ByteBuffer(bytes: try element.serializedBytes() as [UInt8]))
+    #expect(machine.readComplete().isNone, "a meter stream's collection is built until it ends")
+    let batch = try #require(Self.submitted(machine.streamClosed()))
+    #expect(batch.count == 1)
+    #expect(machine.isAnswered)
+  }
+
+  @Test func aTornStreamIsRefused() throws {
+    var machine = Self.publishing()
+    let (status, _) = try #require(
+      Self.answer(machine.clientFinished(at: .now(), tornMessageBytes: 3, readiness: .serving)))
+    #expect(status.code == .internal)
+  }
+
+  @Test func theDeadlineAnswersAPublishingCallOnce() throws {
+    var machine = Self.publishing()
+    let (status, _) = try #require(Self.answer(machine.deadlineExceeded()))
+    #expect(status.code == .deadlineExceeded)
+    #expect(machine.deadlineExceeded().isNone)
+  }
+
+  @Test func theOptInIdleTimeoutCancelsOnlyAReceivingPublishingCall() throws {
+    var machine = Self.publishing()
+    let (status, reset) = try #require(Self.answer(machine.idleTimedOut(after: .seconds(5))))
+    #expect(status.code == .cancelled)
+    #expect(reset)
+
+    var proxying = GRPCStreamStateMachine(maxPendingBytes: 1 << 20)
+    _ = proxying.receivedHeaders(.proxy(Self.head(isQuery: false)))
+    #expect(proxying.idleTimedOut(after: .seconds(5)).isNone)
+  }
+
+  static func head(isQuery: Bool) -> ProxiedCallHead {
+    ProxiedCallHead(
+      path: "/skywalking.v10.PprofTask/collect", metadata: [], timeout: nil, isQuery: isQuery)
+  }
+
+  @Test func aProxiedCallStreamsBothWaysAndPassesTheOAPsStatus() throws {
+    var machine = GRPCStreamStateMachine(maxPendingBytes: 8)
+    guard case .openProxy = machine.receivedHeaders(.proxy(Self.head(isQuery: false))) else {
+      Issue.record("a proxied call opens the OAP stream at its headers")
+      return
+    }
+    guard
+      case .forward(let bytes) = machine.receivedMessage(
+        ByteBuffer(bytes: Array(repeating: 1, count: 10)))
+    else {
+      Issue.record("each message goes to the OAP as it arrives")
+      return
+    }
+    #expect(bytes.count == 10)
+    #expect(machine.holdsReads)
+    guard case .resumeReading = machine.forwarded(bytes: 10) else {
+      Issue.record("reads resume once the OAP link took the message")
+      return
+    }
+    guard case .write(let headers) = machine.proxyResponseHeaders([(name: "x-oap", value: "1")]),
+      case .write(let message) = machine.proxyResponseMessage([9])
+    else {
+      Issue.record("the OAP's headers and messages go to the agent while its stream is open")
+      return
+    }
+    #expect(headers.count == 1 && message.count == 1)
+    guard
+      case .finishForwarding = machine.clientFinished(
+        at: .now(), tornMessageBytes: 0, readiness: .serving)
+    else {
+      Issue.record("the agent's half-close reaches the OAP")
+      return
+    }
+    let (status, reset) = try #require(
+      Self.answer(machine.proxyFinished(.finished(code: 7, message: "denied", trailers: []))))
+    #expect(status.code == .permissionDenied)
+    #expect(!reset)
+  }
+
+  @Test(arguments: [true, false]) func anUnreachableOAPAnswersQueriesEmptyAndAbortsDataCalls(
+    isQuery: Bool
+  ) throws {
+    var machine = GRPCStreamStateMachine(maxPendingBytes: 8)
+    _ = machine.receivedHeaders(.proxy(Self.head(isQuery: isQuery)))
+    let (status, _) = try #require(Self.answer(machine.proxyFinished(.unreachable(reason: "down"))))
+    #expect(status.code == (isQuery ? .ok : .aborted))
+  }
+
+  @Test func healthCheckAnswersTheRelaysReadiness() throws {
+    var machine = GRPCStreamStateMachine(maxPendingBytes: 8)
+    _ = machine.receivedHeaders(.health(watch: false))
+    guard
+      case .answer(let response, _, _) = machine.clientFinished(
+        at: .now(), tornMessageBytes: 0, readiness: .notServing)
+    else {
+      Issue.record("Check is answered when its request ends")
+      return
+    }
+    #expect(response.frames.contains { $0.isData(with: [0, 0, 0, 0, 2, 0x08, 2]) })
+  }
+
+  @Test func healthWatchSendsChangesOnlyAndEndsNotServingOnShutdown() throws {
+    var machine = GRPCStreamStateMachine(maxPendingBytes: 8)
+    _ = machine.receivedHeaders(.health(watch: true))
+    guard
+      case .write(let first) = machine.clientFinished(
+        at: .now(), tornMessageBytes: 0, readiness: .serving)
+    else {
+      Issue.record("Watch sends the current status at once")
+      return
+    }
+    #expect(first.count == 2, "headers and the first status")
+    #expect(machine.watchUpdate(.serving).isNone)
+    guard case .write(let change) = machine.watchUpdate(.notServing) else {
+      Issue.record("a change is sent")
+      return
+    }
+    #expect(change.count == 1)
+    guard case .answer(let response, _, _) = machine.shutdownRequested() else {
+      Issue.record("shutdown ends the watch")
+      return
+    }
+    #expect(response.status == .ok)
+    #expect(response.frames.contains { $0.isData(with: [0, 0, 0, 0, 2, 0x08, 2]) })
+  }
+}
+
+extension GRPCStreamStateMachine.Action {
+  var isNone: Bool {
+    if case .none = self { return true }
+    return false
+  }
+}
+
+extension HTTP2Frame.FramePayload {
+  func isData(with bytes: [UInt8]) -> Bool {
+    guard case .data(let data) = self, case .byteBuffer(let buffer) = data.data else {
+      return false
+    }
+    return Array(buffer.readableBytesView) == bytes
+  }
+}
