@@ -1,25 +1,40 @@
 # syntax=docker/dockerfile:1
-# Build: docker build -t skywalking-kafka-relay .
-# Run:   docker run -p 11800:11800 -p 1234:1234 -v relay-queue:/var/lib/skywalking-kafka-relay \
-#          -e SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 skywalking-kafka-relay
+# Build: docker build -t skywalking-kafka-relay:0.2.0 .
+# Run:   docker run --stop-timeout 30 -p 11800:11800 -p 1234:1234 -v relay-queue:/var/lib/skywalking-kafka-relay -e SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 skywalking-kafka-relay:0.2.0
+#
+# --stop-timeout follows the grace rule: at least SW_RELAY_SHUTDOWN_TIMEOUT_S (default 20, the
+# whole shutdown: drain calls in flight, then flush Kafka) + 10. With a shorter one Docker kills
+# the relay mid-flush; nothing acknowledged is lost (it stays in the volume), but it is delivered
+# only after the next start. SW_RELAY_KAFKA_BOOTSTRAP_SERVERS is required.
 
-FROM swift:6.2-bookworm AS build
+# The Swift version the test suite runs on.
+FROM swift:6.3-bookworm AS build
 RUN apt-get update \
   && apt-get install -y --no-install-recommends librdkafka-dev pkg-config \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Package.swift ./
+# Package.resolve[d] matches Package.resolved when the checkout has one (the exact dependency
+# versions the tests ran with) and nothing otherwise, so the build works either way.
+COPY Package.swift Package.resolve[d] ./
+RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
 RUN swift build -c release --product skywalking-kafka-relay --static-swift-stdlib \
   && install -D "$(swift build -c release --show-bin-path)/skywalking-kafka-relay" /out/skywalking-kafka-relay
 
 FROM debian:bookworm-slim
+ARG VERSION=0.2.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="skywalking-kafka-relay" \
+      org.opencontainers.image.description="Receives Apache SkyWalking agents' gRPC reports, queues them on disk, acknowledges them, and publishes them to Kafka for the OAP's kafka-fetcher." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
 RUN apt-get update \
   && apt-get install -y --no-install-recommends librdkafka1 ca-certificates \
   && rm -rf /var/lib/apt/lists/* \
   && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin relay \
-  && install -d -o 10001 -g 10001 /var/lib/skywalking-kafka-relay
+  && install -d -o 10001 -g 10001 -m 0700 /var/lib/skywalking-kafka-relay
 COPY --from=build /out/skywalking-kafka-relay /usr/local/bin/skywalking-kafka-relay
 USER 10001:10001
 ENV SW_RELAY_QUEUE_DIR=/var/lib/skywalking-kafka-relay \
@@ -27,10 +42,11 @@ ENV SW_RELAY_QUEUE_DIR=/var/lib/skywalking-kafka-relay \
     SW_RELAY_ADMIN_ADDRESS=0.0.0.0:1234
 VOLUME ["/var/lib/skywalking-kafka-relay"]
 EXPOSE 11800 1234
-# bash's /dev/tcp keeps the image free of an HTTP client just for the health check.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/1234 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ' 200 ' <&3"]
-# SIGTERM drains: gRPC stops accepting, in-flight calls finish, Kafka is flushed for up to
-# SW_RELAY_SHUTDOWN_TIMEOUT_S; give Docker/Kubernetes a longer stop timeout than that.
+# GET /healthz on whatever SW_RELAY_ADMIN_ADDRESS says (a wildcard host means this container's
+# loopback), with bash's /dev/tcp so the image needs no HTTP client.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["bash", "-c", "address=\"${SW_RELAY_ADMIN_ADDRESS:-0.0.0.0:1234}\"; port=\"${address##*:}\"; host=\"${address%:*}\"; host=\"${host#[}\"; host=\"${host%]}\"; case \"$host\" in ''|0.0.0.0|::) host=127.0.0.1 ;; esac; exec 3<>\"/dev/tcp/$host/$port\" && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && IFS= read -r -t 2 status <&3 && [[ \"$status\" == *' 200 '* ]]"]
+# SIGTERM: /readyz turns 503, gRPC stops accepting and drains, Kafka is flushed, all within
+# SW_RELAY_SHUTDOWN_TIMEOUT_S; the rest stays in the volume for the next start.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/skywalking-kafka-relay"]

@@ -81,10 +81,20 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
+    // Closes connections beyond a cap at accept; one per listening endpoint.
+    .target(
+      name: "ConnectionLimiter",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+      ],
+      swiftSettings: strictSettings
+    ),
     // The agent-facing gRPC endpoint, written directly on swift-nio-http2.
     .target(
       name: "AgentReceiver",
       dependencies: [
+        "ConnectionLimiter",
         "SkyWalkingWire",
         "DurableQueue",
         .product(name: "NIOCore", package: "swift-nio"),
@@ -117,6 +127,8 @@ let package = Package(
     .target(
       name: "AdminServer",
       dependencies: [
+        "ConnectionLimiter",
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),

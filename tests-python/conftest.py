@@ -152,8 +152,8 @@ class Relay:
 
     def __init__(self, log_path: Path, queue_dir: Path, bootstrap_servers: Optional[str],
                  extra_env: Optional[dict[str, str]] = None) -> None:
-        """`bootstrap_servers=None` leaves SW_RELAY_KAFKA_BOOTSTRAP_SERVERS unset: the relay then
-        starts its embedded development Kafka."""
+        """`bootstrap_servers=None` asks for the embedded development Kafka
+        (SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=embedded)."""
         self.log_path = log_path
         self.queue_dir = queue_dir
         self.grpc_port = free_loopback_port()
@@ -163,13 +163,11 @@ class Relay:
             "SW_RELAY_GRPC_ADDRESS": f"127.0.0.1:{self.grpc_port}",
             "SW_RELAY_ADMIN_ADDRESS": f"127.0.0.1:{self.admin_port}",
             "SW_RELAY_QUEUE_DIR": str(queue_dir),
-            "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+            "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers or "embedded",
             "SW_RELAY_SHUTDOWN_TIMEOUT_S": "5",
             "SW_RELAY_LOG_LEVEL": "info",
             **(extra_env or {}),
         }
-        if bootstrap_servers is None:
-            del self.env["SW_RELAY_KAFKA_BOOTSTRAP_SERVERS"]
         self.process: Optional[subprocess.Popen] = None
         self.starts = 0
 
@@ -182,6 +180,10 @@ class Relay:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, ready_timeout: float = 30) -> "Relay":
+        return self.spawn().wait_ready(ready_timeout)
+
+    def spawn(self) -> "Relay":
+        """Starts the process without waiting for it to be ready."""
         assert self.process is None or self.process.poll() is not None, "relay already running"
         self.starts += 1
         with open(self.log_path, "ab") as log:
@@ -189,6 +191,9 @@ class Relay:
             log.flush()
             self.process = subprocess.Popen([str(require_binary(RELAY_BINARY))], env=self.env,
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, ready_timeout: float = 30) -> "Relay":
         wait_for(self._ready_or_dead, ready_timeout, f"{self.admin_url}/readyz to answer 200")
         return self
 
@@ -315,11 +320,21 @@ class KafkaTopicReader:
     def read_at_least(self, count: int, timeout: float = 30) -> list[KafkaRecord]:
         return self.read_until(lambda records: len(records) >= count, timeout, f"{count} records")
 
+    def watermarks(self) -> dict[int, tuple[int, int]]:
+        """Each partition's (low, high) watermark, asked of the broker now. Fetching is paused
+        meanwhile: otherwise every query waits behind a fetch long-poll (~0.5 s per partition)."""
+        assigned = [TopicPartition(self.topic, p) for p in self.partitions]
+        self.consumer.pause(assigned)
+        try:
+            return {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                    for p in self.partitions}
+        finally:
+            self.consumer.resume(assigned)
+
     def read_to_end(self, timeout: float = 30) -> list[KafkaRecord]:
         """Reads up to each partition's current high watermark (the topic as it is now)."""
         deadline = time.monotonic() + timeout
-        ends = {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-                for p in self.partitions}
+        ends = {p: high for p, (_low, high) in self.watermarks().items()}
 
         def caught_up() -> bool:
             seen = {p: -1 for p in self.partitions}

@@ -211,7 +211,7 @@ def test_readyz_turns_503_as_soon_as_shutdown_begins(relay: Relay):
 
 @pytest.fixture
 def embedded_relay(tmp_path: Path) -> Iterator[Relay]:
-    """A relay without SW_RELAY_KAFKA_BOOTSTRAP_SERVERS: it starts its own in-memory Kafka."""
+    """A relay with SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=embedded: it starts its own in-memory Kafka."""
     relay = Relay(tmp_path / "relay-embedded.log", tmp_path / "queue-embedded", bootstrap_servers=None)
     try:
         yield relay.start()

@@ -1,3 +1,5 @@
+import ConnectionLimiter
+import CoreMetrics
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -8,7 +10,10 @@ import ServiceLifecycle
 ///
 /// It knows nothing of what it reports: the executable registers one closure per path, and each
 /// request is answered on the event loop from those closures, which only read counters and
-/// status snapshots.
+/// status snapshots. The port is reachable by every scraper, so it defends the descriptors the
+/// gRPC port needs: connections beyond a cap are closed at accept, and a connection that does
+/// not complete a request within the request timeout (half-sent, or idle after a response) is
+/// closed.
 public final class AdminServer: Service, Sendable {
   public typealias Route = @Sendable () -> AdminResponse
 
@@ -17,11 +22,18 @@ public final class AdminServer: Service, Sendable {
   private let routes: [String: Route]
   private let logger: Logger
   private let group: any EventLoopGroup
+  private let limiter: ConnectionLimiter
+  private let requestTimeout: TimeAmount
   private let onListening: @Sendable (SocketAddress) -> Void
 
-  /// - Parameter onListening: called once the socket is bound, with its address.
+  /// - Parameters:
+  ///   - maxConnections: connections served at once; more are closed right after accept.
+  ///   - requestTimeout: how long a connection may take to complete its next request.
+  ///   - onListening: called once the socket is bound, with its address.
   public init(
     host: String, port: Int, routes: [String: Route], logger: Logger,
+    maxConnections: Int = 512, requestTimeout: Duration = .seconds(10),
+    metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) {
@@ -30,20 +42,28 @@ public final class AdminServer: Service, Sendable {
     self.routes = routes
     self.logger = logger
     self.group = group
+    self.limiter = ConnectionLimiter(
+      maxConnections: maxConnections, metricPrefix: "relay_admin", metricsFactory: metricsFactory)
+    self.requestTimeout = TimeAmount(requestTimeout)
     self.onListening = onListening
   }
 
   public func run() async throws {
-    let routes = self.routes
+    let (routes, limiter, requestTimeout) = (self.routes, self.limiter, self.requestTimeout)
     let channel: any Channel
     do {
       channel = try await ServerBootstrap(group: group)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .serverChannelInitializer { channel in
+          channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(limiter)
+          }
+        }
         .childChannelInitializer { channel in
           channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
             try sync.configureHTTPServerPipeline(withErrorHandling: true)
-            try sync.addHandler(AdminRequestHandler(routes: routes))
+            try sync.addHandler(AdminRequestHandler(routes: routes, requestTimeout: requestTimeout))
           }
         }
         .bind(host: host, port: port).get()
@@ -72,15 +92,36 @@ public struct AdminServerError: Error, CustomStringConvertible {
   public var description: String { message }
 }
 
-/// Answers one HTTP/1.1 request at a time on a keep-alive connection.
+/// Answers one HTTP/1.1 request at a time on a keep-alive connection, and closes the
+/// connection when the next request is not complete within `requestTimeout`.
 private final class AdminRequestHandler: ChannelInboundHandler {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundOut = HTTPServerResponsePart
 
   private let routes: [String: AdminServer.Route]
+  private let requestTimeout: TimeAmount
   private var head: HTTPRequestHead?
+  private var timeout: Scheduled<Void>?
 
-  init(routes: [String: AdminServer.Route]) { self.routes = routes }
+  init(routes: [String: AdminServer.Route], requestTimeout: TimeAmount) {
+    self.routes = routes
+    self.requestTimeout = requestTimeout
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    armTimeout(context: context)
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    timeout?.cancel()
+  }
+
+  private func armTimeout(context: ChannelHandlerContext) {
+    timeout?.cancel()
+    timeout = context.eventLoop.assumeIsolated().scheduleTask(in: requestTimeout) {
+      context.close(promise: nil)
+    }
+  }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch unwrapInboundIn(data) {
@@ -92,6 +133,7 @@ private final class AdminRequestHandler: ChannelInboundHandler {
       guard let head else { return }
       self.head = nil
       respond(to: head, context: context)
+      armTimeout(context: context)
     }
   }
 

@@ -1,3 +1,4 @@
+import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
 import Logging
@@ -111,7 +112,8 @@ public final class AgentGRPCServer: Service, Sendable {
     let shared = self.shared
     let tls = tlsContext
     let limiter = ConnectionLimiter(
-      maxConnections: shared.configuration.maxConnections, metricsFactory: metricsFactory)
+      maxConnections: shared.configuration.maxConnections, metricPrefix: "relay_grpc",
+      metricsFactory: metricsFactory)
     return ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 1024)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -169,6 +171,11 @@ public final class AgentGRPCServer: Service, Sendable {
       logger: shared.logger,
       goAwayDeadline: TimeAmount(shared.configuration.shutdownGracePeriod) + .seconds(1))
     try sync.addHandlers(closer, manager)
+  }
+
+  /// Loads the TLS files as the endpoint will, for `--check-config`.
+  public static func validate(_ tls: AgentReceiverTLS) throws(AgentReceiverError) {
+    _ = try makeTLSContext(tls)
   }
 
   /// Loads the certificate chain, key and optional client CA once, so a bad file stops the relay

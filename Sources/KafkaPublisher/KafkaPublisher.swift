@@ -15,6 +15,7 @@ public final class KafkaPublisher: Service, Sendable {
   private let loop: PublisherLoop
   private let shutdownTimeout: Duration
   private let started = Atomic<Bool>(false)
+  private let shutdownDeadline = Mutex<ContinuousClock.Instant?>(nil)
 
   /// Creates the librdkafka producer right away, so an invalid property fails at startup with an
   /// error naming it.
@@ -27,11 +28,18 @@ public final class KafkaPublisher: Service, Sendable {
     shutdownTimeout = configuration.shutdownTimeout
   }
 
+  /// Bounds the flush of a graceful shutdown that is about to begin: the relay spends one
+  /// budget on draining calls and flushing Kafka, so the flush gets whatever the drain left.
+  public func limitShutdown(by deadline: ContinuousClock.Instant) {
+    shutdownDeadline.withLock { $0 = min($0 ?? deadline, deadline) }
+  }
+
   public var status: PublisherStatus {
     loop.sharedStatus.withLock { $0 }
   }
 
-  /// Runs until graceful shutdown (then flushes for up to `shutdownTimeout`) or cancellation
+  /// Runs until graceful shutdown (then flushes for up to `shutdownTimeout`, or until the
+  /// deadline given to ``limitShutdown(by:)`` when that is sooner) or cancellation
   /// (then stops at once); undelivered records stay in the queue either way.
   public func run() async throws {
     guard !started.exchange(true, ordering: .relaxed) else {
@@ -49,7 +57,9 @@ public final class KafkaPublisher: Service, Sendable {
           }
         }
       } onGracefulShutdown: {
-        loop.requestStop(deadline: .now + shutdownTimeout)
+        let ownDeadline = ContinuousClock.now + shutdownTimeout
+        let limit = self.shutdownDeadline.withLock { $0 } ?? ownDeadline
+        loop.requestStop(deadline: min(ownDeadline, limit))
       }
     } onCancel: {
       loop.requestStop(deadline: .now)

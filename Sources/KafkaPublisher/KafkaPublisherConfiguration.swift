@@ -38,6 +38,12 @@ public struct KafkaPublisherConfiguration: Sendable {
   /// The `message.max.bytes` the relay sets when the user did not.
   var derivedMessageMaxBytes: Int { maxRecordBytes + Self.recordFramingBytes }
 
+  /// Sets every producer property on a throwaway librdkafka configuration, so `--check-config`
+  /// finds a misspelt or invalid property without connecting anywhere.
+  public func validateProducerProperties() throws(KafkaPublisherError) {
+    _ = try RDKafkaConfiguration(producer: self)
+  }
+
   /// Why records the relay accepts could still be refused by the producer, or nil: an explicit
   /// `message.max.bytes` below the record limit.
   public var producerLimitWarning: String? {

@@ -18,10 +18,11 @@ struct EnvironmentReader {
     return environment[variable.name] ?? variable.defaultValue
   }
 
-  mutating func nonEmptyString(_ variable: EnvironmentVariable) throws(ConfigurationError) -> String
-  {
+  mutating func nonEmptyString(
+    _ variable: EnvironmentVariable, expected: String = "a non-empty value"
+  ) throws(ConfigurationError) -> String {
     let value = string(variable)
-    guard !value.isEmpty else { throw error(variable, value, "a non-empty value") }
+    guard !value.isEmpty else { throw error(variable, value, expected) }
     return value
   }
 
@@ -182,12 +183,62 @@ struct EnvironmentReader {
     return properties
   }
 
-  func rejectUnknownVariables() throws(ConfigurationError) {
+  /// Refuses a `SW_RELAY_*` variable the relay does not read (a typo must not fall back to a
+  /// default silently), except the ones Kubernetes derives from a Service's name, which are
+  /// returned to be logged.
+  func rejectUnknownVariables() throws(ConfigurationError) -> [String] {
     let unknown = environment.keys.filter { $0.hasPrefix("SW_RELAY_") && !consumed.contains($0) }
-    if let name = unknown.sorted().first {
-      throw ConfigurationError(
-        variable: name, value: environment[name] ?? "",
-        expected: "a known variable; this one is not read by the relay (see --help)")
+    var serviceLinks: [String] = []
+    for name in unknown.sorted() {
+      let value = environment[name] ?? ""
+      guard Self.isServiceLink(name: name, value: value) else {
+        throw ConfigurationError(
+          variable: name, value: value,
+          expected: "a known variable; this one is not read by the relay (see --help)")
+      }
+      serviceLinks.append(name)
+    }
+    return serviceLinks
+  }
+
+  /// Kubernetes' service links for a Service `sw-relay-x` with port 11800: `SW_RELAY_X_SERVICE_HOST`
+  /// (an address), `_SERVICE_PORT` and `_SERVICE_PORT_<NAME>` (a number), `_PORT` and
+  /// `_PORT_11800_TCP` (`tcp://address:port`), `_PORT_11800_TCP_PROTO` (`tcp`), `_PORT` (a
+  /// number) and `_ADDR` (an address). The value must have that shape too, so a misspelt setting
+  /// of ours still fails.
+  static func isServiceLink(name: String, value: String) -> Bool {
+    let isNumber = !value.isEmpty && value.allSatisfy(\.isNumber)
+    let isAddress = !value.isEmpty && value.allSatisfy { $0.isHexDigit || $0 == "." || $0 == ":" }
+    let isURL = ["tcp://", "udp://", "sctp://"].contains { value.hasPrefix($0) }
+    if name.hasSuffix("_SERVICE_HOST") { return isAddress }
+    if name.hasSuffix("_SERVICE_PORT") || name.contains("_SERVICE_PORT_") { return isNumber }
+    let parts = name.split(separator: "_")
+    return parts.indices.contains { index in
+      parts[index] == "PORT"
+        && isPortLink(
+          tail: parts[(index + 1)...], isURL: isURL, isNumber: isNumber, isAddress: isAddress,
+          value: value)
+    }
+  }
+
+  private static func isPortLink(
+    tail: ArraySlice<Substring>, isURL: Bool, isNumber: Bool, isAddress: Bool, value: String
+  ) -> Bool {
+    switch tail.count {
+    case 0: return isURL
+    case 2, 3:
+      let protocols: Set<Substring> = ["TCP", "UDP", "SCTP"]
+      guard tail.first!.allSatisfy(\.isNumber), protocols.contains(tail[tail.startIndex + 1]) else {
+        return false
+      }
+      guard tail.count == 3 else { return isURL }
+      switch tail.last! {
+      case "PROTO": return ["tcp", "udp", "sctp"].contains(value)
+      case "PORT": return isNumber
+      case "ADDR": return isAddress
+      default: return false
+      }
+    default: return false
     }
   }
 

@@ -67,7 +67,8 @@ extension EnvironmentVariable {
     meaning: "fsync period in milliseconds for the interval policy")
   static let kafkaBootstrapServers = Self(
     name: "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS", defaultValue: "",
-    meaning: "Kafka brokers (host:port,...); empty starts an embedded, non-durable dev Kafka")
+    meaning: "required: Kafka brokers (host:port,...), or embedded for an in-memory "
+      + "development Kafka that loses everything when the relay stops")
   static let kafkaMaxRecordBytes = Self(
     name: "SW_RELAY_KAFKA_MAX_RECORD_BYTES", defaultValue: "1000000",
     meaning: "largest record (key + value) accepted for Kafka; bigger messages are refused "
@@ -111,10 +112,15 @@ extension EnvironmentVariable {
     meaning: "name the OAP's certificate is checked against, when it differs from the host")
   static let shutdownTimeoutSeconds = Self(
     name: "SW_RELAY_SHUTDOWN_TIMEOUT_S", defaultValue: "20",
-    meaning: "seconds to flush Kafka on SIGTERM; the rest stays on disk")
+    meaning: "the whole SIGTERM budget, calls draining then Kafka flushing; the relay exits "
+      + "within it (+2 s) and the rest stays on disk. Give the orchestrator a grace period of "
+      + "at least this + 10 s")
   static let logLevel = Self(
     name: "SW_RELAY_LOG_LEVEL", defaultValue: "info",
     meaning: "trace, debug, info, notice, warning, error or critical")
+  static let logFormat = Self(
+    name: "SW_RELAY_LOG_FORMAT", defaultValue: "text",
+    meaning: "text, or json: one JSON object a line with time, level, message and metadata")
 
   static let all: [EnvironmentVariable] =
     [
@@ -126,10 +132,12 @@ extension EnvironmentVariable {
       .kafkaMaxRecordBytes, .deadLetterMaxBytes, .kafkaNamespace,
     ] + AgentTopic.allCases.map(kafkaTopic) + [
       .kafkaProducerPrefix, .oapAddress, .oapTLS, .oapTLSCA, .oapTLSCertificate, .oapTLSKey,
-      .oapTLSServerName, .shutdownTimeoutSeconds, .logLevel,
+      .oapTLSServerName, .shutdownTimeoutSeconds, .logLevel, .logFormat,
     ]
 
   static let producerPropertyPrefix = "SW_RELAY_KAFKA_PRODUCER_"
+  /// The value of SW_RELAY_KAFKA_BOOTSTRAP_SERVERS that asks for the development Kafka.
+  static let embeddedKafka = "embedded"
 }
 
 extension AgentTopic {

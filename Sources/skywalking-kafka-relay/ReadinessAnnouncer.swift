@@ -12,12 +12,15 @@ final class ReadinessAnnouncer: Service, Sendable {
   private let kafka: String
   private let health: RelayHealth
   private let onReady: @Sendable (SocketAddress, SocketAddress) -> Void
+  private let onShutdown: @Sendable () -> Void
   private let addresses = Mutex<(grpc: SocketAddress?, admin: SocketAddress?)>((nil, nil))
 
   init(
     logger: Logger, kafka: String, health: RelayHealth,
-    onReady: @escaping @Sendable (SocketAddress, SocketAddress) -> Void
+    onReady: @escaping @Sendable (SocketAddress, SocketAddress) -> Void,
+    onShutdown: @escaping @Sendable () -> Void
   ) {
+    self.onShutdown = onShutdown
     self.logger = logger
     self.kafka = kafka
     self.health = health
@@ -41,10 +44,12 @@ final class ReadinessAnnouncer: Service, Sendable {
     }
   }
 
-  /// Waits for shutdown so that readiness turns false as soon as it begins, before gRPC drains.
+  /// Waits for shutdown so that readiness turns false as soon as it begins, before gRPC drains,
+  /// and the shutdown budget starts counting.
   func run() async throws {
     try? await gracefulShutdown()
     health.setGRPCServing(false)
+    onShutdown()
   }
 }
 

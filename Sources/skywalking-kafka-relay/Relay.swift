@@ -23,29 +23,39 @@ struct Relay {
     logger.info(
       "starting skywalking-kafka-relay", metadata: ["config": "\(configuration.redactedSummary)"])
     let registry = PrometheusCollectorRegistry()
-    let metrics = PrometheusMetricsFactory(registry: registry)
+    var metrics = PrometheusMetricsFactory(registry: registry)
+    metrics.defaultDurationHistogramBuckets = Self.latencyBuckets
 
     let queue = try DurableQueue(
       configuration: configuration.queueConfiguration, logger: logger, metricsFactory: metrics)
     defer { queue.close() }
 
+    let budget = configuration.shutdownBudget
     let (bootstrapServers, embeddedKafka) = try startKafkaIfEmbedded()
     defer { withExtendedLifetime(embeddedKafka) {} }
 
+    for name in configuration.ignoredServiceLinks {
+      logger.debug("ignoring a Kubernetes service-link variable", metadata: ["variable": "\(name)"])
+    }
+    let publisherConfiguration = configuration.publisherConfiguration(
+      bootstrapServers: bootstrapServers)
+    if let warning = publisherConfiguration.producerLimitWarning {
+      logger.warning("\(warning)")
+    }
     let publisher = try KafkaPublisher(
-      configuration: KafkaPublisherConfiguration(
-        bootstrapServers: bootstrapServers,
-        producerProperties: configuration.producerProperties,
-        shutdownTimeout: .seconds(configuration.shutdownTimeoutSeconds),
-        deadLetterDirectory: configuration.queueDirectory,
-        deadLetterMaxBytes: configuration.deadLetterMaxBytes,
-        maxRecordBytes: configuration.kafkaMaxRecordBytes),
-      queue: queue, logger: logger, metricsFactory: metrics)
+      configuration: publisherConfiguration, queue: queue, logger: logger,
+      metricsFactory: metrics)
 
-    let forwarder = try makeForwarder(metrics: metrics)
+    let forwarder = try Self.makeForwarder(configuration, logger: logger, metrics: metrics)
     let health = RelayHealth(queue: queue, publisher: publisher)
     let announcer = ReadinessAnnouncer(
-      logger: logger, kafka: bootstrapServers, health: health, onReady: onReady)
+      logger: logger, kafka: bootstrapServers, health: health, onReady: onReady,
+      onShutdown: { [logger] in
+        logger.info(
+          "shutting down: calls drain, then Kafka is flushed, within one budget",
+          metadata: ["drain": "\(budget.drain)", "budget": "\(budget.total)"])
+        publisher.limitShutdown(by: .now + budget.total)
+      })
     let grpc = try AgentGRPCServer(
       configuration: AgentReceiverConfiguration(
         host: configuration.grpcAddress.host,
@@ -53,7 +63,7 @@ struct Relay {
         maxMessageBytes: configuration.grpcMaxMessageBytes,
         maxRecordBytes: configuration.kafkaMaxRecordBytes,
         topics: configuration.topics,
-        shutdownGracePeriod: .seconds(configuration.shutdownTimeoutSeconds),
+        shutdownGracePeriod: budget.drain,
         maxConnections: configuration.grpcMaxConnections,
         connectionIdleTimeout: .seconds(configuration.grpcIdleTimeoutSeconds),
         maxConnectionAge: configuration.grpcMaxConnectionAgeSeconds == 0
@@ -67,6 +77,9 @@ struct Relay {
       queue: queue, logger: logger, metricsFactory: metrics, forwarder: forwarder,
       readiness: { health.notReadyReason == nil ? .serving : .notServing },
       onListening: { announcer.listening(.grpc, at: $0) })
+    let exposition = MetricsExposition(
+      registry: registry, health: health, publisher: publisher,
+      queueCapacityBytes: configuration.queueMaxBytes)
     let admin = AdminServer(
       host: configuration.adminAddress.host, port: configuration.adminAddress.port,
       routes: [
@@ -77,12 +90,12 @@ struct Relay {
           // Reading the status refreshes the queue's occupancy gauges (the oldest record's age
           // grows without any event to update it).
           _ = queue.status
-          var body: [UInt8] = []
-          registry.emit(into: &body)
-          return AdminResponse(status: 200, contentType: "text/plain; version=0.0.4", body: body)
+          return AdminResponse(
+            status: 200, contentType: "text/plain; version=0.0.4", body: exposition.render())
         },
       ],
-      logger: logger, onListening: { announcer.listening(.admin, at: $0) })
+      logger: logger, metricsFactory: metrics,
+      onListening: { announcer.listening(.admin, at: $0) })
 
     // Started in this order and stopped in reverse: readiness turns false first, then gRPC stops
     // taking calls and drains, and the publisher flushes last.
@@ -94,10 +107,39 @@ struct Relay {
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()
-    logger.info("skywalking-kafka-relay stopped; undelivered records stay in the queue")
+    let left = queue.status
+    logger.notice(
+      """
+      skywalking-kafka-relay stopped; \(left.unconfirmedRecords) records (\(left.bytes) bytes) \
+      stay undelivered in the queue for the next start
+      """)
   }
 
-  private func makeForwarder(metrics: any MetricsFactory) throws -> OAPForwarder? {
+  /// From a quarter millisecond (an acknowledgement) to an hour (a record delivered after a long
+  /// Kafka outage), so neither the ack target nor a backlog's age falls into an edge bucket.
+  static let latencyBuckets: [Duration] = [
+    .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2500),
+    .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+    .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+    .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300), .seconds(900),
+    .seconds(3600),
+  ]
+
+  /// What `--check-config` adds to parsing: the TLS files loaded, every librdkafka property set
+  /// on a throwaway configuration, the OAP link built. Returns warnings that do not stop a start.
+  static func check(_ configuration: RelayConfiguration) throws -> [String] {
+    if let tls = configuration.tls { try AgentGRPCServer.validate(tls) }
+    _ = try makeForwarder(
+      configuration, logger: Logger(label: "check"), metrics: NOOPMetricsHandler.instance)
+    let publisher = configuration.publisherConfiguration(
+      bootstrapServers: configuration.kafkaBootstrapServers ?? "127.0.0.1:9092")
+    try publisher.validateProducerProperties()
+    return publisher.producerLimitWarning.map { [$0] } ?? []
+  }
+
+  private static func makeForwarder(
+    _ configuration: RelayConfiguration, logger: Logger, metrics: any MetricsFactory
+  ) throws -> OAPForwarder? {
     guard let address = configuration.oapAddress else { return nil }
     do {
       return try OAPForwarder(
@@ -128,7 +170,7 @@ struct Relay {
     let segments = configuration.topics[.segments]!
     logger.warning(
       """
-      SW_RELAY_KAFKA_BOOTSTRAP_SERVERS is not set: using an EMBEDDED, IN-MEMORY development Kafka. \
+      SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=embedded: using an EMBEDDED, IN-MEMORY development Kafka. \
       It is NOT durable: everything it holds is lost when the relay stops. Watch segments with \
       kcat -b \(cluster.bootstrapServers) -C -t \(segments) -f '%k %S bytes\\n'
       """,

@@ -1,5 +1,6 @@
 import AgentReceiver
 import DurableQueue
+import KafkaPublisher
 import Logging
 import OAPForwarder
 import SkyWalkingWire
@@ -24,7 +25,7 @@ struct RelayConfiguration: Sendable {
   var queueMaxBytes: Int
   var fsyncPolicy: FsyncPolicy
   var fsyncIntervalMilliseconds: Int
-  /// nil starts the embedded development cluster.
+  /// nil starts the embedded development cluster, only when asked for by name.
   var kafkaBootstrapServers: String?
   var kafkaMaxRecordBytes: Int
   var deadLetterMaxBytes: Int
@@ -38,6 +39,10 @@ struct RelayConfiguration: Sendable {
   var oapTLS: OAPForwarderTLS?
   var shutdownTimeoutSeconds: Int
   var logLevel: Logger.Level
+  var logFormat: LogFormat
+  /// Variables that look like Kubernetes service links (`SW_RELAY_SERVICE_HOST` for a Service
+  /// named `sw-relay`), ignored rather than refused, so a Service's name cannot stop the relay.
+  var ignoredServiceLinks: [String]
 
   /// The topics records are published to, prefixed the way the OAP's fetcher expects.
   var topics: [AgentTopic: String] {
@@ -65,8 +70,11 @@ struct RelayConfiguration: Sendable {
     fsyncPolicy = try reader.choice(.queueFsync)
     fsyncIntervalMilliseconds = try reader.integer(
       .queueFsyncIntervalMilliseconds, range: 1...60_000)
-    let bootstrap = reader.string(.kafkaBootstrapServers)
-    kafkaBootstrapServers = bootstrap.isEmpty ? nil : bootstrap
+    let bootstrap = try reader.nonEmptyString(
+      .kafkaBootstrapServers,
+      expected: "Kafka brokers (host:port,...); or \(EnvironmentVariable.embeddedKafka) for the "
+        + "in-memory development Kafka, which loses everything when the relay stops")
+    kafkaBootstrapServers = bootstrap == EnvironmentVariable.embeddedKafka ? nil : bootstrap
     kafkaMaxRecordBytes = try reader.byteSize(.kafkaMaxRecordBytes, range: 1024...(1 << 30))
     deadLetterMaxBytes = try reader.byteSize(.deadLetterMaxBytes, range: (1 << 20)...Int.max)
     kafkaNamespace = reader.string(.kafkaNamespace)
@@ -79,12 +87,30 @@ struct RelayConfiguration: Sendable {
     oapTLS = try reader.oapTLS()
     shutdownTimeoutSeconds = try reader.integer(.shutdownTimeoutSeconds, range: 0...3600)
     logLevel = try reader.choice(.logLevel)
+    logFormat = try reader.choice(.logFormat)
     producerProperties = reader.producerProperties()
-    try reader.rejectUnknownVariables()
+    ignoredServiceLinks = try reader.rejectUnknownVariables()
     if !kafkaNamespace.isEmpty, let longest = topics.values.max(by: { $0.count < $1.count }) {
       try EnvironmentReader.validateTopic(
         longest, variable: .kafkaNamespace, value: kafkaNamespace)
     }
+  }
+
+  /// SIGTERM's one budget: calls get half of it to drain, Kafka's flush what the drain left.
+  /// The process exits within the total plus about two seconds, hence the grace-period rule.
+  var shutdownBudget: (total: Duration, drain: Duration) {
+    let total = Duration.seconds(shutdownTimeoutSeconds)
+    return (total, max(.seconds(1), total / 2))
+  }
+
+  /// Kubernetes and Docker must not kill the relay before its budget is spent.
+  static let gracePeriodMarginSeconds = 10
+
+  func publisherConfiguration(bootstrapServers: String) -> KafkaPublisherConfiguration {
+    KafkaPublisherConfiguration(
+      bootstrapServers: bootstrapServers, producerProperties: producerProperties,
+      shutdownTimeout: shutdownBudget.total, deadLetterDirectory: queueDirectory,
+      deadLetterMaxBytes: deadLetterMaxBytes, maxRecordBytes: kafkaMaxRecordBytes)
   }
 
   var queueConfiguration: DurableQueueConfiguration {
@@ -120,6 +146,10 @@ struct RelayConfiguration: Sendable {
     ["password", "secret", "token", "key.pem", "keystore", "sasl.oauthbearer.config", "sasl.jaas"]
       .contains { property.contains($0) }
   }
+}
+
+enum LogFormat: String, CaseIterable, Sendable {
+  case text, json
 }
 
 /// A listening address, `host:port`, `[v6]:port` or `:port` (all interfaces).

@@ -26,10 +26,17 @@ final class RelayHealth: Sendable {
   func setGRPCServing(_ serving: Bool) { grpcServing.store(serving, ordering: .relaxed) }
 
   /// Why agents cannot be served now, or nil when they can.
-  var notReadyReason: String? {
-    if !grpcServing.load(ordering: .relaxed) { return "gRPC endpoint is not serving" }
+  var notReadyReason: String? { notReady?.sentence }
+
+  /// `ok`, or the bounded reason of `relay_ready`.
+  var readinessLabel: String { notReady?.label ?? "ok" }
+
+  private var notReady: (label: String, sentence: String)? {
+    if !grpcServing.load(ordering: .relaxed) {
+      return ("not_serving", "gRPC endpoint is not serving")
+    }
     let queueStatus = queue.status
-    if queueStatus.isFull { return queueStatus.lastWriteError ?? "queue is full" }
+    if queueStatus.isFull { return ("queue_full", queueStatus.lastWriteError ?? "queue is full") }
     return nil
   }
 

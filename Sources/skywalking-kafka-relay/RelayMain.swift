@@ -19,6 +19,10 @@ enum RelayMain {
     if let unknown = arguments.dropFirst(command == nil ? 0 : 1).first {
       fail("unknown argument \(unknown): the relay is configured by environment variables only")
     }
+    if command == .version {
+      print("skywalking-kafka-relay \(RelayVersion.current)")
+      return
+    }
     let configuration: RelayConfiguration
     do {
       configuration = try RelayConfiguration(environment: processEnvironment())
@@ -27,17 +31,26 @@ enum RelayMain {
     }
     switch command {
     case .checkConfig:
+      do {
+        for warning in try Relay.check(configuration) { print("warning: \(warning)") }
+      } catch {
+        fail("\(error)")
+      }
       print("configuration is valid: \(configuration.redactedSummary)")
       return
     case .replayDeadLetters:
       await replayDeadLetters(configuration)
       return
-    case nil:
+    case .version, nil:
       break
     }
-    let level = configuration.logLevel
+    let (level, format) = (configuration.logLevel, configuration.logFormat)
     LoggingSystem.bootstrap { label in
-      var handler = StreamLogHandler.standardError(label: label)
+      var handler: any LogHandler =
+        switch format {
+        case .text: StreamLogHandler.standardError(label: label)
+        case .json: JSONLogHandler(label: label)
+        }
       handler.logLevel = level
       return handler
     }
@@ -51,6 +64,7 @@ enum RelayMain {
   }
 
   enum Command: String {
+    case version = "--version"
     case checkConfig = "--check-config"
     case replayDeadLetters = "--replay-dead-letters"
   }
@@ -102,7 +116,8 @@ extension RelayConfiguration {
     text += """
 
       Endpoints: gRPC for agents; HTTP /healthz, /readyz, /status and /metrics for operators.
-      --check-config validates the environment and exits without starting.
+      --check-config validates the environment (TLS files loaded, Kafka properties checked by
+      librdkafka) and exits without starting. --version prints the version.
       --replay-dead-letters queues dead-letter.log again (relay stopped); the next start
       delivers it.
 

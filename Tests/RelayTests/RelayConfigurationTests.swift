@@ -7,8 +7,11 @@ import Testing
 @testable import skywalking_kafka_relay
 
 @Suite struct RelayConfigurationTests {
+  /// The one variable without a default.
+  static let minimal = ["SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": "embedded"]
+
   @Test func defaultsMatchTheDocumentedOnes() throws {
-    let configuration = try RelayConfiguration(environment: [:])
+    let configuration = try RelayConfiguration(environment: Self.minimal)
     #expect(configuration.grpcAddress == HostAndPort(host: "0.0.0.0", port: 11800))
     #expect(configuration.adminAddress == HostAndPort(host: "0.0.0.0", port: 1234))
     #expect(configuration.grpcMaxMessageBytes == 50 << 20)
@@ -19,6 +22,36 @@ import Testing
     #expect(configuration.kafkaBootstrapServers == nil)
     #expect(configuration.topics[.segments] == "skywalking-segments")
     #expect(configuration.shutdownTimeoutSeconds == 20)
+    #expect(configuration.grpcStreamIdleTimeoutSeconds == 0, "quiet streams live on by default")
+    #expect(configuration.kafkaMaxRecordBytes == 1_000_000)
+    #expect(configuration.logFormat == .text)
+  }
+
+  /// A pod whose brokers variable went missing must not acknowledge into an in-memory Kafka.
+  @Test func brokersAreRequiredAndEmbeddedIsAskedForByName() {
+    #expect {
+      try RelayConfiguration(environment: [:])
+    } throws: { error in
+      let description = "\(error)"
+      return description.contains("SW_RELAY_KAFKA_BOOTSTRAP_SERVERS")
+        && description.contains("embedded")
+    }
+  }
+
+  @Test(arguments: [
+    ("SW_RELAY_SERVICE_HOST", "10.0.0.1", true),
+    ("SW_RELAY_SERVICE_PORT_GRPC", "11800", true),
+    ("SW_RELAY_PORT", "tcp://10.0.0.1:11800", true),
+    ("SW_RELAY_GRPC_PORT_11800_TCP", "tcp://10.0.0.1:11800", true),
+    ("SW_RELAY_GRPC_PORT_11800_TCP_PROTO", "tcp", true),
+    ("SW_RELAY_GRPC_PORT_11800_TCP_PORT", "11800", true),
+    ("SW_RELAY_GRPC_PORT_11800_TCP_ADDR", "fd00::1", true),
+    ("SW_RELAY_ADMIN_PORT", "1234", false),
+    ("SW_RELAY_SERVICE_HOST", "relay.local", false),
+    ("SW_RELAY_QUEUE_MAXBYTES", "1GiB", false),
+  ])
+  func kubernetesServiceLinksAreToldApartFromTypos(name: String, value: String, isLink: Bool) {
+    #expect(EnvironmentReader.isServiceLink(name: name, value: value) == isLink)
   }
 
   @Test func readsEveryVariable() throws {
@@ -77,7 +110,7 @@ import Testing
   ])
   func rejectsInvalidValuesNamingTheVariable(variable: String, value: String) {
     #expect {
-      try RelayConfiguration(environment: [variable: value])
+      try RelayConfiguration(environment: Self.minimal.merging([variable: value]) { $1 })
     } throws: { error in
       guard let error = error as? ConfigurationError else { return false }
       return error.variable == variable && error.description.contains(variable)
@@ -87,6 +120,7 @@ import Testing
 
   @Test func redactsSecretsInTheStartupSummary() throws {
     let configuration = try RelayConfiguration(environment: [
+      "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": "embedded",
       "SW_RELAY_KAFKA_PRODUCER_SASL_PASSWORD": "hunter2",
       "SW_RELAY_KAFKA_PRODUCER_SSL_KEY_PASSWORD": "s3cret",
       "SW_RELAY_KAFKA_PRODUCER_SASL_USERNAME": "relay",

@@ -14,6 +14,22 @@ package final class RDKafkaConfiguration {
     if let pointer { rd_kafka_conf_destroy(pointer) }
   }
 
+  /// The relay's producer: its defaults, then the user's properties, each validated by
+  /// librdkafka as it is set.
+  convenience init(producer configuration: KafkaPublisherConfiguration) throws(KafkaPublisherError)
+  {
+    self.init()
+    try set("bootstrap.servers", configuration.bootstrapServers)
+    for (name, value) in KafkaPublisherConfiguration.defaultProducerProperties {
+      try set(name, value)
+    }
+    try set("log.queue", "true")
+    try set("message.max.bytes", String(configuration.derivedMessageMaxBytes))
+    for (name, value) in configuration.producerProperties.sorted(by: { $0.key < $1.key }) {
+      try set(name, value)
+    }
+  }
+
   /// Sets one property; librdkafka validates names and values here, so a typo fails at startup.
   package func set(_ name: String, _ value: String) throws(KafkaPublisherError) {
     var errorText = [CChar](repeating: 0, count: 512)

@@ -14,16 +14,7 @@ final class RDKafkaProducer {
   init(configuration: KafkaPublisherConfiguration, wakeDescriptor: Int32?)
     throws(KafkaPublisherError)
   {
-    let conf = RDKafkaConfiguration()
-    try conf.set("bootstrap.servers", configuration.bootstrapServers)
-    for (name, value) in KafkaPublisherConfiguration.defaultProducerProperties {
-      try conf.set(name, value)
-    }
-    try conf.set("log.queue", "true")
-    try conf.set("message.max.bytes", String(configuration.derivedMessageMaxBytes))
-    for (name, value) in configuration.producerProperties.sorted(by: { $0.key < $1.key }) {
-      try conf.set(name, value)
-    }
+    let conf = try RDKafkaConfiguration(producer: configuration)
     conf.enableEvents(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG)
     handle = try conf.makeClient(RD_KAFKA_PRODUCER)
     events = rd_kafka_queue_get_main(handle)
