@@ -39,9 +39,9 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import SEGMENTS_TOPIC, HarnessError, KafkaTopicReader, MockKafka, Relay, tail, wait_for  # noqa: E402
-from reliability_support import (AgentLoad, SegmentIdCollector, pruned_partitions, queue_segment_files,  # noqa: E402
-                                 read_queue_file, rss_bytes, status_document, wait_until_drained)
+from conftest import HarnessError, MockKafka, Relay, tail, wait_for  # noqa: E402
+from reliability_support import (AgentLoad, final_delivery_check, queue_segment_files, read_queue_file,  # noqa: E402
+                                 rss_bytes, status_document)
 
 
 @dataclass
@@ -136,21 +136,7 @@ def run(config: CrashLoopConfig, log=print) -> dict:
 
         load.stop()
         acked = load.acked_ids()
-        drain_s = None
-        try:
-            drain_s = wait_until_drained(relay, config.drain_timeout)
-        except HarnessError as error:
-            log(f"backlog did not drain: {error}")
-        reader = KafkaTopicReader(mock.bootstrap_servers, SEGMENTS_TOPIC)
-        collector = SegmentIdCollector(reader)
-        try:
-            collector.wait_for(acked, config.drain_timeout)
-        except HarnessError as error:
-            log(str(error))
-        reader.read_to_end()
-        check = collector.check(acked)
-        pruned = pruned_partitions(reader)
-        reader.close()
+        check, drain_s, pruned = final_delivery_check(relay, mock.bootstrap_servers, acked, config.drain_timeout, log)
         final_status = status_document(relay)
         max_rss = max(max_rss, rss_bytes(relay.process.pid))
         restart_times = [c.restart_s for c in cycles]

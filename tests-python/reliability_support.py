@@ -95,12 +95,14 @@ class AgentLoad:
 
     def __init__(self, address: str, clients: int = 4, segments_per_stream: int = 10,
                  max_padding: int = 1500, seed: int = 0, call_timeout: float = 10,
-                 credentials_metadata: Optional[list[tuple[str, str]]] = None) -> None:
+                 credentials_metadata: Optional[list[tuple[str, str]]] = None, pause_s: float = 0.0) -> None:
+        """`pause_s`: each client waits that long between streams (bounds the load's CPU)."""
         self.address = address
         self.clients = clients
         self.segments_per_stream = segments_per_stream
         self.max_padding = max_padding
         self.call_timeout = call_timeout
+        self.pause_s = pause_s
         self.metadata = credentials_metadata
         self.seed = seed
         self.run_id = uuid.uuid4().hex[:8]
@@ -110,6 +112,8 @@ class AgentLoad:
         self._lock = threading.Lock()
         self.tally = LoadTally()
         self.call_latencies: list[float] = []
+        # segment id -> time.monotonic() when its stream's OK arrived (for loss windows)
+        self.ack_times: dict[str, float] = {}
         self._threads = [threading.Thread(target=self._client, args=(n,), name=f"agent-load-{n}", daemon=True)
                          for n in range(clients)]
 
@@ -144,6 +148,10 @@ class AgentLoad:
     def failures(self) -> dict[str, int]:
         with self._lock:
             return dict(self.tally.failed_streams)
+
+    def acked_at(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self.ack_times)
 
     # clients -----------------------------------------------------------------
 
@@ -184,10 +192,15 @@ class AgentLoad:
                     # stream with new segment ids, the way an agent re-sends its buffer.
                     self._stop.wait(0.02)
                     continue
+                acked_at = time.monotonic()
                 with self._lock:
                     self.tally.acked_segment_ids.update(segment_ids)
                     self.tally.acked_streams += 1
-                    self.call_latencies.append(time.monotonic() - started)
+                    self.call_latencies.append(acked_at - started)
+                    for segment_id in segment_ids:
+                        self.ack_times[segment_id] = acked_at
+                if self.pause_s:
+                    self._stop.wait(self.pause_s)  # pacing, not synchronisation
         finally:
             if channel is not None:
                 channel.close()
@@ -242,15 +255,40 @@ class SegmentIdCollector:
             delivered_unacked=len(delivered - acked), records_on_kafka=len(self.reader.records))
 
 
+def final_delivery_check(relay: Relay, bootstrap_servers: str, acked: set[str], drain_timeout: float,
+                         log=print) -> tuple[DeliveryCheck, Optional[float], dict[int, int]]:
+    """After a loop: waits for the relay's backlog to drain and every acknowledged id to show up on
+    Kafka (each bounded by `drain_timeout`), then reads the topic to its end. Returns the check,
+    the drain time (None if it never drained) and the partitions the mock cluster pruned (a loss
+    verdict is only sound when that is empty)."""
+    from conftest import SEGMENTS_TOPIC
+
+    drain_s = None
+    try:
+        drain_s = wait_until_drained(relay, drain_timeout)
+    except HarnessError as error:
+        log(f"backlog did not drain: {error}")
+    reader = KafkaTopicReader(bootstrap_servers, SEGMENTS_TOPIC)
+    try:
+        collector = SegmentIdCollector(reader)
+        if drain_s is None:
+            try:
+                collector.wait_for(acked, drain_timeout)
+            except HarnessError as error:
+                log(str(error))
+        # Once the queue has drained, Kafka has confirmed (acks=all) everything it held, so the
+        # topic up to its high watermarks is the verdict: what is missing there is lost, not late.
+        reader.read_to_end(timeout=drain_timeout)
+        return collector.check(acked), drain_s, pruned_partitions(reader)
+    finally:
+        reader.close()
+
+
 def pruned_partitions(reader: KafkaTopicReader) -> dict[int, int]:
     """Partitions whose log no longer starts at offset 0. librdkafka's mock cluster keeps a
     bounded in-memory log per partition (~5 MiB) and drops the oldest message sets beyond it;
     a loss check is only sound when this is empty."""
-    from confluent_kafka import TopicPartition
-
-    lows = {p: reader.consumer.get_watermark_offsets(TopicPartition(reader.topic, p), timeout=10)[0]
-            for p in reader.partitions}
-    return {p: low for p, low in lows.items() if low > 0}
+    return {p: low for p, (low, _high) in reader.watermarks().items() if low > 0}
 
 
 # --------------------------------------------------------------------------- queue files
@@ -296,6 +334,80 @@ def queue_segment_files(queue_dir: Path) -> list[Path]:
 
 def segment_ids_in(records: Iterable[QueueFileRecord]) -> set[str]:
     return {decode_segment(record.value).traceSegmentId for record in records}
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), the checksum of queue records and of `position`."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def read_position(queue_dir: Path) -> tuple[str, Optional[tuple[int, int]]]:
+    """The `position` file as recovery reads it: ("valid", (segment, offset)), ("missing", None)
+    or ("corrupt", None) (wrong size, magic or CRC)."""
+    try:
+        data = (queue_dir / "position").read_bytes()
+    except FileNotFoundError:
+        return "missing", None
+    if len(data) != 28 or data[:8] != b"SWRQPOS1" or crc32c(data[:24]) != struct.unpack_from("<I", data, 24)[0]:
+        return "corrupt", None
+    segment, offset = struct.unpack_from("<QQ", data, 8)
+    return "valid", (segment, offset)
+
+
+@dataclass
+class ExpectedRecovery:
+    position: str  # valid / missing / corrupt
+    confirmed: tuple[int, int]
+    unconfirmed_records: int
+    torn_tail_bytes: int
+    files: dict[str, int]  # segment file -> size
+
+
+def expected_recovery(queue_dir: Path) -> ExpectedRecovery:
+    """What the queue's recovery must find in an undamaged directory (the documented algorithm,
+    recomputed independently): replay from a valid `position`, else from the oldest file; files
+    wholly before it are dropped; a torn tail of the last file is cut. Records are parsed by
+    their framing only, so this is exact for directories with no damaged record (a power cut on
+    the lazy filesystem loses whole unsynced writes, it never damages bytes)."""
+    files = queue_segment_files(queue_dir) if queue_dir.exists() else []
+    state, position = read_position(queue_dir) if queue_dir.exists() else ("missing", None)
+    numbers = [int(f.stem) for f in files]
+    confirmed = position or (numbers[0] if numbers else 1, 0)
+    sizes = {f.name: f.stat().st_size for f in files}
+    while len(numbers) > 1 and numbers[0] < confirmed[0]:
+        numbers.pop(0)
+        files.pop(0)
+    if not numbers or numbers[-1] < confirmed[0]:
+        return ExpectedRecovery(state, confirmed, 0, 0, sizes)
+    if confirmed[0] < numbers[0]:
+        confirmed = (numbers[0], 0)
+    unconfirmed, torn = 0, 0
+    for number, path in zip(numbers, files):
+        if number < confirmed[0]:
+            continue
+        records = read_queue_file(path)
+        start = confirmed[1] if number == confirmed[0] else 0
+        unconfirmed += sum(1 for record in records if record.offset >= start)
+        if path == files[-1]:
+            end = records[-1].offset + records[-1].length if records else 0
+            torn = path.stat().st_size - end
+    return ExpectedRecovery(state, confirmed, unconfirmed, torn, sizes)
 
 
 def wait_until_drained(relay: Relay, timeout: float) -> float:

@@ -17,7 +17,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import grpc
 import pytest
@@ -26,10 +26,10 @@ from skywalking.protocol.common.Common_pb2 import KeyStringValuePair
 from skywalking.protocol.language_agent.Meter_pb2 import MeterData, MeterDataCollection, MeterSingleValue
 from skywalking.protocol.logging.Logging_pb2 import LogData, LogDataBody, TextLog
 
-from conftest import (KafkaTopicReader, MockKafka, Relay, decode_segment, encode_segment, wait_for)
+from conftest import KafkaTopicReader, MockKafka, Relay, decode_segment, encode_segment
 from raw_http2 import RST_STREAM, RawHTTP2Client, frame, grpc_message
 from test_operations import metric_value
-from test_security import _leaf, _openssl
+from test_security import _leaf, certificate_authority
 
 SEGMENT_COLLECT = "/skywalking.v3.TraceSegmentReportService/collect"
 LOG_COLLECT = "/skywalking.v3.LogReportService/collect"
@@ -255,9 +255,7 @@ def oap_pki(tmp_path: Path) -> dict[str, Path]:
     """A CA, an OAP certificate valid only for the name oap.test, and a relay client certificate."""
     directory = tmp_path / "oap-pki"
     directory.mkdir()
-    ca, ca_key = directory / "ca.crt", directory / "ca.key"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", "/CN=oap-test-ca")
+    ca, ca_key = certificate_authority(directory, "oap-test-ca")
     server_cert, server_key = _leaf(directory, "oap", ca, ca_key,
                                     "subjectAltName=DNS:oap.test\nextendedKeyUsage=serverAuth\n")
     client_cert, client_key = _leaf(directory, "relay", ca, ca_key, "extendedKeyUsage=clientAuth\n")

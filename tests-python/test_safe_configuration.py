@@ -5,7 +5,6 @@ relay refuses what would lose data and ignores what Kubernetes injects on its ow
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 from pathlib import Path

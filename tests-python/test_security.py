@@ -94,13 +94,19 @@ def _leaf(directory: Path, name: str, ca: Path, ca_key: Path, extensions: str) -
     return cert, key
 
 
+def certificate_authority(directory: Path, name: str) -> tuple[Path, Path]:
+    """A throwaway CA valid for a day: its certificate and key."""
+    ca, ca_key = directory / "ca.crt", directory / "ca.key"
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", f"/CN={name}")
+    return ca, ca_key
+
+
 @pytest.fixture
 def certificates(tmp_path: Path) -> Certificates:
     directory = tmp_path / "pki"
     directory.mkdir()
-    ca, ca_key = directory / "ca.crt", directory / "ca.key"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", "/CN=relay-test-ca")
+    ca, ca_key = certificate_authority(directory, "relay-test-ca")
     server_cert, server_key = _leaf(directory, "server", ca, ca_key,
                                     "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
     client_cert, client_key = _leaf(directory, "client", ca, ca_key, "extendedKeyUsage=clientAuth\n")

@@ -46,6 +46,19 @@ enum PositionFile {
     }
   }
 
+  /// Flushes the current `position`'s data to disk, when there is one.
+  static func syncIfPresent(directory: String) throws(SystemCallError) {
+    let file: SegmentFile
+    do {
+      file = try SegmentFile.open(directory + "/" + fileName, flags: O_RDONLY)
+    } catch {
+      if error.errno == ENOENT { return }
+      throw error
+    }
+    defer { file.close() }
+    try file.sync()
+  }
+
   /// Writes a temporary file and renames it over `position`, so a crash leaves the old or the
   /// new position, never half of one. Syncing is optional: the position only spares a restart
   /// from replaying what was delivered, so a stale (or, after a power loss, unreadable) one means

@@ -33,8 +33,11 @@ extension DurableQueue {
     }
     let names: [String]
     do {
-      try FileManager.default.createDirectory(
-        atPath: directory, withIntermediateDirectories: true)
+      try SegmentFile.createDirectoryDurably(directory)
+    } catch {
+      throw unusable(error.description)
+    }
+    do {
       names = try FileManager.default.contentsOfDirectory(atPath: directory)
     } catch {
       throw unusable("\(error)")

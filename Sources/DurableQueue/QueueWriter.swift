@@ -281,6 +281,9 @@ struct QueueWriter {
     let file = try SegmentFile.open(
       queue.segmentPath(number), flags: O_RDWR | O_CREAT | O_TRUNC)
     do {
+      // The directory sync below also makes the last renamed `position` durable; its data must
+      // be on disk first, or a power cut leaves an empty position and a full replay.
+      try PositionFile.syncIfPresent(directory: queue.configuration.directory)
       try SegmentFile.syncDirectory(queue.configuration.directory)
     } catch {
       file.close()

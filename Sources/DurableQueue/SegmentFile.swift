@@ -184,6 +184,29 @@ struct SegmentFile: Sendable {
     }
   }
 
+  /// Creates `directory` and any missing ancestors, syncing each new one's parent: without that,
+  /// a power cut can undo the queue directory itself, and every record acknowledged in it.
+  static func createDirectoryDurably(_ directory: String) throws(SystemCallError) {
+    var missing: [String] = []
+    var path = directory
+    while !path.isEmpty, path != "/", access(path, F_OK) != 0 {
+      missing.append(path)
+      path = parent(of: path)
+    }
+    for created in missing.reversed() {
+      if mkdir(created, 0o755) != 0, errno != EEXIST {
+        throw SystemCallError(errno: errno, operation: "creating directory", path: created)
+      }
+      try syncDirectory(parent(of: created))
+    }
+  }
+
+  private static func parent(of path: String) -> String {
+    let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+    guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+    return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+  }
+
   /// Makes a create, rename or unlink inside `directory` durable.
   static func syncDirectory(_ directory: String) throws(SystemCallError) {
     let handle = try open(directory, flags: O_RDONLY | O_DIRECTORY)

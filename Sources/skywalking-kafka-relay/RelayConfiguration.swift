@@ -103,9 +103,6 @@ struct RelayConfiguration: Sendable {
     return (total, max(.seconds(1), total / 2))
   }
 
-  /// Kubernetes and Docker must not kill the relay before its budget is spent.
-  static let gracePeriodMarginSeconds = 10
-
   func publisherConfiguration(bootstrapServers: String) -> KafkaPublisherConfiguration {
     KafkaPublisherConfiguration(
       bootstrapServers: bootstrapServers, producerProperties: producerProperties,
