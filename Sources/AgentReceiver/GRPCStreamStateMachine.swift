@@ -158,9 +158,10 @@ struct GRPCStreamStateMachine {
   }
 
   /// The client ended its side of the stream.
-  mutating func clientFinished(at now: NIODeadline, tornMessageBytes: Int, readiness: HealthStatus)
-    -> Action
-  {
+  /// - Parameter readiness: read only by health calls, so other calls never pay for it.
+  mutating func clientFinished(
+    at now: NIODeadline, tornMessageBytes: Int, readiness: @autoclosure () -> HealthStatus
+  ) -> Action {
     if tornMessageBytes > 0, !isAnswered {
       if case .proxying = state {
         // The OAP gets the same torn stream it would have got directly.
@@ -184,7 +185,7 @@ struct GRPCStreamStateMachine {
     case .health(var health):
       health.clientFinished = true
       state = .health(health)
-      return health.watch ? watchUpdate(readiness) : answerHealthCheck(readiness)
+      return health.watch ? watchUpdate(readiness()) : answerHealthCheck(readiness())
     case .answeringAtEnd(let response):
       return answer(response, clientFinished: true)
     default:
