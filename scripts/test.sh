@@ -7,7 +7,7 @@ scripts/bootstrap.sh
 python="$(scripts/python-env.sh)"
 
 echo "== format"
-find Sources Tests Package.swift -name '*.swift' -not -path '*/Generated/*' -print0 \
+find Sources Tests Fuzz Package.swift -name '*.swift' -not -path '*/Generated/*' -print0 \
   | xargs -0 swift format lint --strict --configuration .swift-format
 
 echo "== build"
@@ -15,6 +15,9 @@ swift build --build-tests
 
 echo "== swift tests"
 swift test --skip-build --disable-xctest
+
+echo "== fuzzers (bounded)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}" scripts/fuzz.sh
 
 echo "== python end-to-end tests"
 SWIFT_BIN_DIR="$(swift build --show-bin-path)" "$python" -m pytest -q tests-python

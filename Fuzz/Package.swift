@@ -1,0 +1,40 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// Coverage-guided fuzzers (libFuzzer) of the code that reads bytes an attacker or a crash
+// controls, kept out of the main package: build and run them with scripts/fuzz.sh.
+//
+// SwiftPM gives every executable its own `main`, so each target hands its entry point to
+// libFuzzer's driver (`LLVMFuzzerRunDriver`) instead of relying on libFuzzer's `main`.
+let fuzzerSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+let package = Package(
+  name: "RelayFuzzers",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "fuzz-wire", targets: ["FuzzWire"]),
+    .executable(name: "fuzz-queue-recovery", targets: ["FuzzQueueRecovery"]),
+  ],
+  dependencies: [
+    .package(name: "skywalking-kafka-relay", path: ".."),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+  ],
+  targets: [
+    // Any bytes, as the message of every kind of agent call.
+    .executableTarget(
+      name: "FuzzWire",
+      dependencies: [.product(name: "SkyWalkingWire", package: "skywalking-kafka-relay")],
+      swiftSettings: fuzzerSettings
+    ),
+    // Any bytes, as a queue file that recovery must open, read and report on.
+    .executableTarget(
+      name: "FuzzQueueRecovery",
+      dependencies: [
+        .product(name: "DurableQueue", package: "skywalking-kafka-relay"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+      ],
+      swiftSettings: fuzzerSettings
+    ),
+  ]
+)
