@@ -20,16 +20,20 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
   ],
   targets: [
+    .target(name: "FuzzDriver", swiftSettings: fuzzerSettings),
     // Any bytes, as the message of every kind of agent call.
     .executableTarget(
       name: "FuzzWire",
-      dependencies: [.product(name: "SkyWalkingWire", package: "skywalking-kafka-relay")],
+      dependencies: [
+        "FuzzDriver", .product(name: "SkyWalkingWire", package: "skywalking-kafka-relay"),
+      ],
       swiftSettings: fuzzerSettings
     ),
     // Any bytes, as a queue file that recovery must open, read and report on.
     .executableTarget(
       name: "FuzzQueueRecovery",
       dependencies: [
+        "FuzzDriver",
         .product(name: "DurableQueue", package: "skywalking-kafka-relay"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),

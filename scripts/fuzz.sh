@@ -14,9 +14,9 @@ build="$PWD/.build-fuzz"
   | grep -v "Cannot export local symbol" || true
 mkdir -p "$build/artifacts"
 for target in wire queue-recovery; do
-  # The queue's writer and syncer are detached threads that can still be starting up when an
-  # input ends; LeakSanitizer's per-input check then reports their in-flight temporaries. Leak
-  # detection is off for that target only; AddressSanitizer's other checks stay on.
+  # The queue's syncer is a detached thread that `close()` stops without waiting for, so it can
+  # still be starting up when an input ends; LeakSanitizer's per-input check then reports its
+  # in-flight temporaries. Leak detection is off for that target only; ASan's other checks stay.
   leaks=1
   [[ "$target" == queue-recovery ]] && leaks=0
   binary="$build/debug/fuzz-$target"
