@@ -167,16 +167,22 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     }
   }
 
+  /// Feeds the machine an event that arrived from another thread (the queue writer, the OAP
+  /// link), once back on the stream's event loop; nothing happens once the stream is gone.
+  private func performIfActive(
+    _ event: (inout GRPCStreamStateMachine) -> GRPCStreamStateMachine.Action
+  ) {
+    guard let context else { return }
+    perform(event(&machine), context: context)
+  }
+
   private func submit(_ batch: RecordBatch, context: ChannelHandlerContext) {
     let handler = loopBoundSelf!
     let eventLoop = context.eventLoop
     let (records, bytes) = (batch.count, batch.byteCount)
     shared.queue.append(batch) { result in
       eventLoop.execute {
-        let handler = handler.value
-        guard let context = handler.context else { return }
-        handler.perform(
-          handler.machine.appendFinished(result, records: records, bytes: bytes), context: context)
+        handler.value.performIfActive { $0.appendFinished(result, records: records, bytes: bytes) }
       }
     }
   }
@@ -289,17 +295,13 @@ extension GRPCStreamHandler {
     let (stream, continuation) = AsyncStream.makeStream(of: [UInt8].self)
     let requests = ProxiedRequests(stream: stream) { bytes in
       eventLoop.execute {
-        let handler = handler.value
-        guard let context = handler.context else { return }
-        handler.perform(handler.machine.forwarded(bytes: bytes), context: context)
+        handler.value.performIfActive { $0.forwarded(bytes: bytes) }
       }
     }
     let responder = ProxiedCallResponder(
       headers: { metadata in
         try? await eventLoop.submit {
-          let handler = handler.value
-          guard let context = handler.context else { return }
-          handler.perform(handler.machine.proxyResponseHeaders(metadata), context: context)
+          handler.value.performIfActive { $0.proxyResponseHeaders(metadata) }
         }.get()
       },
       message: { bytes in
@@ -310,9 +312,7 @@ extension GRPCStreamHandler {
     let task = Task {
       let outcome = await forwarder.proxy(head, requests: requests, responder: responder)
       eventLoop.execute {
-        let handler = handler.value
-        guard let context = handler.context else { return }
-        handler.perform(handler.machine.proxyFinished(outcome), context: context)
+        handler.value.performIfActive { $0.proxyFinished(outcome) }
       }
     }
     proxy = (task, continuation)
