@@ -14,10 +14,11 @@ let package = Package(
   products: [
     .executable(name: "skywalking-kafka-relay", targets: ["skywalking-kafka-relay"]),
     .executable(name: "relay-mock-kafka", targets: ["relay-mock-kafka"]),
-    .executable(name: "relay-loadgen", targets: ["relay-loadgen"]),
-    // For the micro-benchmarks in Benchmarks/, a separate package.
+    // For Benchmarks/ (micro-benchmarks and the load generator), a separate package.
     .library(name: "SkyWalkingWire", targets: ["SkyWalkingWire"]),
+    .library(name: "SkyWalkingProtocol", targets: ["SkyWalkingProtocol"]),
     .library(name: "DurableQueue", targets: ["DurableQueue"]),
+    .library(name: "KafkaPublisher", targets: ["KafkaPublisher"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -32,8 +33,6 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
     .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
-    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
-    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
   ],
   targets: [
     // The skywalking.v3 wire format: a copy-free scanner and the table of agent calls.
@@ -68,7 +67,7 @@ let package = Package(
       pkgConfig: "rdkafka",
       providers: [.apt(["librdkafka-dev"])]
     ),
-    // Drains the queue into Kafka through librdkafka; also hosts librdkafka's mock cluster.
+    // Drains the queue into Kafka through librdkafka.
     .target(
       name: "KafkaPublisher",
       dependencies: [
@@ -137,8 +136,16 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
-    .executableTarget(
-      name: "skywalking-kafka-relay",
+    // librdkafka's in-process mock cluster: the tests' Kafka, and the relay's opt-in embedded
+    // development Kafka.
+    .target(
+      name: "MockKafka",
+      dependencies: ["CRdKafka", "KafkaPublisher"],
+      swiftSettings: strictSettings
+    ),
+    // Reads the environment and wires the modules together; the executable only calls it.
+    .target(
+      name: "RelayApp",
       dependencies: [
         .product(name: "NIOCore", package: "swift-nio"),
         "SkyWalkingWire",
@@ -146,6 +153,7 @@ let package = Package(
         "AdminServer",
         "DurableQueue",
         "KafkaPublisher",
+        "MockKafka",
         "OAPForwarder",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -155,26 +163,15 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
+    .executableTarget(
+      name: "skywalking-kafka-relay",
+      dependencies: ["RelayApp"],
+      swiftSettings: strictSettings
+    ),
     // A standalone librdkafka mock cluster for tests and local development.
     .executableTarget(
       name: "relay-mock-kafka",
-      dependencies: ["KafkaPublisher"],
-      swiftSettings: strictSettings
-    ),
-    // Behaves like many agents at once and measures the relay against the machine's ceilings.
-    .executableTarget(
-      name: "relay-loadgen",
-      dependencies: [
-        "CRdKafka",
-        "SkyWalkingProtocol",
-        .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "NIOPosix", package: "swift-nio"),
-        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
-        .product(name: "NIOHPACK", package: "swift-nio-http2"),
-        .product(name: "Histogram", package: "hdrhistogram-swift"),
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-      ],
+      dependencies: ["MockKafka"],
       swiftSettings: strictSettings
     ),
     .target(
@@ -182,6 +179,7 @@ let package = Package(
       dependencies: [
         "CRdKafka",
         "KafkaPublisher",
+        "MockKafka",
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Tests/RelayTestSupport",
@@ -206,7 +204,7 @@ let package = Package(
     .testTarget(
       name: "KafkaPublisherTests",
       dependencies: [
-        "KafkaPublisher", "DurableQueue", "RelayTestSupport",
+        "KafkaPublisher", "DurableQueue", "MockKafka", "RelayTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -252,12 +250,14 @@ let package = Package(
     .testTarget(
       name: "RelayTests",
       dependencies: [
+        "AgentReceiver",
         "DurableQueue",
         "KafkaPublisher",
         "SkyWalkingWire",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        "skywalking-kafka-relay",
+        "MockKafka",
+        "RelayApp",
         "SkyWalkingProtocol",
         "RelayTestSupport",
         .product(name: "Logging", package: "swift-log"),

@@ -34,9 +34,9 @@ done
 
 log "building release binaries (scratch path $SCRATCH)"
 for product in skywalking-kafka-relay relay-mock-kafka relay-loadgen; do
-  swift build -c release --scratch-path "$SCRATCH" --product "$product" >&2
+  swift build -c release --package-path Benchmarks --scratch-path "$SCRATCH" --product "$product" >&2
 done
-BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
+BIN=$(swift build -c release --package-path Benchmarks --scratch-path "$SCRATCH" --show-bin-path)
 LOADGEN="$BIN/relay-loadgen"
 
 mkdir -p "$OUT_DIR"

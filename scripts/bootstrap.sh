@@ -7,6 +7,8 @@ pkg-config --exists rdkafka 2>/dev/null || missing+=(librdkafka-dev)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# readelf, for scripts/validate.sh's check of the relay's linked libraries.
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 # The power-loss filesystem of the power-cut tests (tests-python/lazyfs.py, fusepy over libfuse2).
 { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep 'libfuse\.so\.2 ' >/dev/null || missing+=(libfuse2)
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)

@@ -8,7 +8,11 @@
 #
 # The plugins are built from the package's own dependencies (swift-protobuf,
 # grpc-swift-protobuf) so they always match the runtime libraries they generate for.
-# PROTOC_PLUGIN_DIR may point at a directory that already holds both plugin binaries.
+# PROTOC_PLUGIN_DIR may point at a directory that already holds both plugin binaries;
+# otherwise plugins already built from those dependencies are reused (this script's own
+# .build-protoc, or the package's .build) when newer than Package.resolved, and built into
+# .build-protoc only when there are none. That build needs no network once SwiftPM's
+# repository cache holds the dependencies (as for `swift build`).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,11 +29,35 @@ esac
 
 command -v protoc >/dev/null || { echo "protoc not found (apt-get install protobuf-compiler)" >&2; exit 1; }
 
+has_plugins() {
+  [[ -x "$1/protoc-gen-swift" && -x "$1/protoc-gen-grpc-swift-2" ]]
+}
+
+# Prints the first directory holding both plugins built since the dependencies were last
+# resolved; fails when there is none.
+prebuilt_plugin_dir() {
+  local dir resolved="$root/Package.resolved"
+  for dir in "$scratch/release" "$root/.build/release" "$root/.build/debug"; do
+    has_plugins "$dir" || continue
+    if [[ -f "$resolved" ]] \
+      && { [[ "$resolved" -nt "$dir/protoc-gen-swift" ]] \
+        || [[ "$resolved" -nt "$dir/protoc-gen-grpc-swift-2" ]]; }; then
+      continue
+    fi
+    echo "$dir"
+    return 0
+  done
+  return 1
+}
+
 plugin_dir() {
   if [[ -n "${PROTOC_PLUGIN_DIR:-}" ]]; then
+    has_plugins "$PROTOC_PLUGIN_DIR" \
+      || { echo "PROTOC_PLUGIN_DIR=$PROTOC_PLUGIN_DIR lacks protoc-gen-swift or protoc-gen-grpc-swift-2" >&2; exit 1; }
     echo "$PROTOC_PLUGIN_DIR"
     return
   fi
+  prebuilt_plugin_dir && return
   local product
   for product in protoc-gen-swift protoc-gen-grpc-swift-2; do
     swift build --package-path "$root" --scratch-path "$scratch" -c release \
@@ -63,13 +91,15 @@ generate_into() {
 }
 
 plugins="$(plugin_dir)"
+echo "Plugins: ${plugins#"$root"/}, $(protoc --version)" >&2
 
 if [[ "$mode" == "check" ]]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   generate_into "$tmp/Generated" "$plugins"
-  if ! diff -r "$generated_dir" "$tmp/Generated"; then
-    echo "Generated code is stale: run scripts/generate-protos.sh" >&2
+  if ! diff -ru "$generated_dir" "$tmp/Generated"; then
+    echo "Generated code is stale: ${generated_dir#"$root"/} differs from what protos/ generate" \
+      "(diff above, committed first). Run scripts/generate-protos.sh and commit the result." >&2
     exit 1
   fi
   echo "Generated code is up to date."

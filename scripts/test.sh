@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Runs every check and test: formatting, the Swift suites, and the Python end-to-end suites
-# (real SkyWalking agent, grpcio interop, kill -9) against the built binaries.
+# Runs every check and test: formatting and generated code, the build (and no Foundation in the
+# relay binary), the Swift suites, the fuzzers, and the Python end-to-end suites (real SkyWalking
+# agent, grpcio interop, kill -9) against the built binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 python="$(scripts/python-env.sh)"
 
-echo "== format"
-find Sources Tests Fuzz Package.swift -name '*.swift' -not -path '*/Generated/*' -print0 \
-  | xargs -0 swift format lint --strict --configuration .swift-format
+scripts/validate.sh lint protos
 
 echo "== build"
 swift build --build-tests
+scripts/validate.sh linkage "$(swift build --show-bin-path)/skywalking-kafka-relay"
 
 echo "== swift tests"
 swift test --skip-build --disable-xctest

@@ -69,9 +69,8 @@ public final class AdminServer: Service, Sendable {
         .bind(host: host, port: port).get()
     } catch {
       throw AdminServerError(
-        message:
-          "cannot listen for admin HTTP on \(host):\(port) (SW_RELAY_ADMIN_ADDRESS): \(error)"
-      )
+        code: .bindFailed, field: "host",
+        message: "cannot listen for admin HTTP on \(host):\(port)", cause: error)
     }
     logger.info("admin endpoint listening", metadata: ["address": "\(channel.localAddress!)"])
     onListening(channel.localAddress!)
@@ -87,9 +86,29 @@ public final class AdminServer: Service, Sendable {
   }
 }
 
+/// A failure of the admin endpoint itself, naming the parameter to fix.
 public struct AdminServerError: Error, CustomStringConvertible {
-  public let message: String
-  public var description: String { message }
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Value: String {
+      case bindFailed
+    }
+    private let value: Value
+
+    /// The address cannot be listened on (in use, not local, no permission).
+    public static let bindFailed = Code(value: .bindFailed)
+
+    public var description: String { value.rawValue }
+  }
+
+  public var code: Code
+  /// The ``AdminServer`` parameter to fix, e.g. `host`.
+  public var field: String
+  public var message: String
+  public var cause: (any Error)?
+
+  public var description: String {
+    "\(message) (\(field))" + (cause.map { ": \($0)" } ?? "")
+  }
 }
 
 /// Answers one HTTP/1.1 request at a time on a keep-alive connection, and closes the

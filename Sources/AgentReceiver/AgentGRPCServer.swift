@@ -58,8 +58,10 @@ public final class AgentGRPCServer: Service, Sendable {
       channel = try await makeBootstrap(quiescing: quiescing)
         .bind(host: shared.configuration.host, port: shared.configuration.port).get()
     } catch {
-      throw AgentReceiverError.bindFailed(
-        host: shared.configuration.host, port: shared.configuration.port, underlying: error)
+      let (host, port) = (shared.configuration.host, shared.configuration.port)
+      throw AgentReceiverError(
+        code: .bindFailed, field: "host", message: "cannot listen for gRPC on \(host):\(port)",
+        cause: error)
     }
     shared.logger.info("gRPC endpoint listening", metadata: ["address": "\(channel.localAddress!)"])
     onListening(channel.localAddress!)
@@ -179,35 +181,36 @@ public final class AgentGRPCServer: Service, Sendable {
   }
 
   /// Loads the certificate chain, key and optional client CA once, so a bad file stops the relay
-  /// at startup with the variable to fix instead of failing every handshake.
+  /// at startup with the field to fix instead of failing every handshake.
   private static func makeTLSContext(
     _ tls: AgentReceiverTLS
   ) throws(AgentReceiverError) -> NIOSSLContext {
     func load<T>(
-      _ what: String, _ path: String, _ variable: String, _ body: () throws -> T
+      _ what: String, _ path: String, _ field: String, _ body: () throws -> T
     ) throws(AgentReceiverError) -> T {
       do { return try body() } catch {
         throw AgentReceiverError(
-          code: .tlsUnusable, message: "cannot use \(what) \(path) (\(variable)): \(error)")
+          code: .tlsUnusable, field: field, message: "cannot use \(what) \(path)", cause: error)
       }
     }
-    let chain = try load("certificate chain", tls.certificateChainPath, "SW_RELAY_GRPC_TLS_CERT") {
+    let chain = try load("certificate chain", tls.certificateChainPath, "tls.certificateChainPath")
+    {
       try NIOSSLCertificate.fromPEMFile(tls.certificateChainPath)
     }
-    let key = try load("private key", tls.privateKeyPath, "SW_RELAY_GRPC_TLS_KEY") {
+    let key = try load("private key", tls.privateKeyPath, "tls.privateKeyPath") {
       try NIOSSLPrivateKey(file: tls.privateKeyPath, format: .pem)
     }
     var configuration = TLSConfiguration.makeServerConfiguration(
       certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
     configuration.applicationProtocols = ["h2"]
     if let caPath = tls.clientCAPath {
-      let roots = try load("client CA", caPath, "SW_RELAY_GRPC_TLS_CLIENT_CA") {
+      let roots = try load("client CA", caPath, "tls.clientCAPath") {
         try NIOSSLCertificate.fromPEMFile(caPath)
       }
       configuration.trustRoots = .certificates(roots)
       configuration.certificateVerification = .noHostnameVerification
     }
-    return try load("the key with the certificate", tls.privateKeyPath, "SW_RELAY_GRPC_TLS_KEY") {
+    return try load("the key with the certificate", tls.privateKeyPath, "tls.privateKeyPath") {
       try NIOSSLContext(configuration: configuration)
     }
   }

@@ -37,6 +37,20 @@ public struct AgentReceiverConfiguration: Sendable {
   public var authenticationToken: String?
   /// TLS (and optionally client-certificate verification) on the gRPC port.
   public var tls: AgentReceiverTLS?
+  /// How refusals sent to agents name the settings behind them, so the message says what to
+  /// change.
+  public var settingNames = SettingNames()
+
+  /// Each defaults to the field's own name; a program configured otherwise (environment
+  /// variables, flags) passes its names.
+  public struct SettingNames: Sendable {
+    public var maxMessageBytes = "maxMessageBytes"
+    public var maxRecordBytes = "maxRecordBytes"
+    public var streamIdleTimeout = "streamIdleTimeout"
+    /// Where the OAP is, for calls only the OAP can answer.
+    public var forwarder = "forwarder"
+    public init() {}
+  }
 
   public init(
     host: String = "0.0.0.0",

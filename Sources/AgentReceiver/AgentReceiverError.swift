@@ -1,18 +1,33 @@
-/// Failures of the agent-facing endpoint itself, each naming the variable to fix.
+/// A failure of the agent-facing endpoint itself, naming the configuration field to fix.
 public struct AgentReceiverError: Error, CustomStringConvertible {
-  public struct Code: Hashable, Sendable {
-    private let name: String
-    public static let bindFailed = Code(name: "bindFailed")
-    public static let tlsUnusable = Code(name: "tlsUnusable")
-  }
-  public let code: Code
-  public let message: String
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Value: String {
+      case bindFailed, tlsUnusable
+    }
+    private let value: Value
 
-  static func bindFailed(host: String, port: Int, underlying: any Error) -> Self {
-    AgentReceiverError(
-      code: .bindFailed,
-      message: "cannot listen for gRPC on \(host):\(port) (SW_RELAY_GRPC_ADDRESS): \(underlying)")
+    /// The address cannot be listened on (in use, not local, no permission).
+    public static let bindFailed = Code(value: .bindFailed)
+    /// A TLS file is missing or unreadable, or the key does not match the certificate.
+    public static let tlsUnusable = Code(value: .tlsUnusable)
+
+    public var description: String { value.rawValue }
   }
 
-  public var description: String { message }
+  public var code: Code
+  /// The field of ``AgentReceiverConfiguration`` to fix, e.g. `tls.privateKeyPath`.
+  public var field: String
+  public var message: String
+  public var cause: (any Error)?
+
+  public init(code: Code, field: String, message: String, cause: (any Error)? = nil) {
+    self.code = code
+    self.field = field
+    self.message = message
+    self.cause = cause
+  }
+
+  public var description: String {
+    "\(message) (\(field))" + (cause.map { ": \($0)" } ?? "")
+  }
 }

@@ -34,7 +34,8 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   init(shared: ReceiverShared) {
     self.shared = shared
     self.machine = GRPCStreamStateMachine(
-      maxPendingBytes: shared.configuration.maxPendingBytesPerStream)
+      maxPendingBytes: shared.configuration.maxPendingBytesPerStream,
+      settingNames: shared.configuration.settingNames)
     self.deframer = GRPCMessageDeframer(maxMessageBytes: shared.configuration.maxMessageBytes)
   }
 
@@ -252,7 +253,9 @@ extension GRPCStreamHandler {
       return .publish(
         PublishingCall(
           kind: kind, topic: shared.configuration.topics[kind.topic] ?? kind.topic.defaultName,
-          maxRecordBytes: shared.configuration.maxRecordBytes, metrics: shared.metrics))
+          maxRecordBytes: shared.configuration.maxRecordBytes,
+          maxRecordBytesSetting: shared.configuration.settingNames.maxRecordBytes,
+          metrics: shared.metrics))
     case .forward(let isQuery):
       return forwardingRoute(path: path, headers: headers, timeout: timeout, isQuery: isQuery)
     case .health:
@@ -267,6 +270,7 @@ extension GRPCStreamHandler {
     path: String, headers: HPACKHeaders, timeout: TimeAmount?, isQuery: Bool
   ) -> GRPCStreamStateMachine.Route {
     guard shared.forwarder != nil else {
+      let forwarderSetting = shared.configuration.settingNames.forwarder
       // Without an OAP, a query is answered "no tasks, no configuration change", and anything
       // else is refused with a status agents tolerate, naming what to configure.
       if isQuery { return .answerAtEnd(GRPCResponse(status: .ok)) }
@@ -274,7 +278,7 @@ extension GRPCStreamHandler {
         .trailersOnly(
           GRPCStatus(
             code: .unimplemented,
-            message: "\(path) has no Kafka topic in the OAP's fetcher; set SW_RELAY_OAP_ADDRESS "
+            message: "\(path) has no Kafka topic in the OAP's fetcher; set \(forwarderSetting) "
               + "so the relay forwards it to the OAP")))
     }
     let metadata = headers.compactMap { header -> (name: String, value: String)? in

@@ -66,9 +66,11 @@ struct GRPCStreamStateMachine {
 
   private(set) var state = State.awaitingHeaders
   let maxPendingBytes: Int
+  let settingNames: AgentReceiverConfiguration.SettingNames
 
-  init(maxPendingBytes: Int) {
+  init(maxPendingBytes: Int, settingNames: AgentReceiverConfiguration.SettingNames = .init()) {
     self.maxPendingBytes = maxPendingBytes
+    self.settingNames = settingNames
   }
 
   /// What the headers chose, as decided by the handler from the call table and configuration.
@@ -140,7 +142,7 @@ struct GRPCStreamStateMachine {
         GRPCStatus(
           code: .resourceExhausted,
           message: "message of \(length) bytes exceeds the limit of \(limit) bytes "
-            + "(SW_RELAY_GRPC_MAX_MESSAGE_BYTES)")
+            + "(\(settingNames.maxMessageBytes))")
       case .compressedWithoutEncoding:
         GRPCStatus(
           code: .internal, message: "message is flagged compressed but grpc-encoding is identity")
@@ -281,7 +283,7 @@ struct GRPCStreamStateMachine {
         GRPCStatus(
           code: .cancelled,
           message: "stream received nothing for \(timeout.nanoseconds / 1_000_000_000) s "
-            + "(SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S) and was closed unacknowledged")),
+            + "(\(settingNames.streamIdleTimeout)) and was closed unacknowledged")),
       clientFinished: false)
   }
 

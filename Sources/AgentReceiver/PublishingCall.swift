@@ -14,6 +14,8 @@ struct PublishingCall {
   /// The largest record (key + value) Kafka takes; bigger ones are refused here, at ingest,
   /// instead of being acknowledged and then refused by the broker.
   let maxRecordBytes: Int
+  /// How the refusal of a too-large record names `maxRecordBytes`.
+  let maxRecordBytesSetting: String
   private let metrics: ReceiverMetrics
   private var extractor: RecordExtractor?
   private var batch = RecordBatch()
@@ -24,10 +26,14 @@ struct PublishingCall {
   private var rejections = RejectionTally()
   private(set) var queueFailure: QueueError?
 
-  init(kind: RecordKind, topic: String, maxRecordBytes: Int, metrics: ReceiverMetrics) {
+  init(
+    kind: RecordKind, topic: String, maxRecordBytes: Int,
+    maxRecordBytesSetting: String = "maxRecordBytes", metrics: ReceiverMetrics
+  ) {
     self.kind = kind
     self.topic = topic
     self.maxRecordBytes = maxRecordBytes
+    self.maxRecordBytesSetting = maxRecordBytesSetting
     self.metrics = metrics
     if kind != .segment && kind != .segmentCollection {
       extractor = RecordExtractor(kind: kind, maxRecordBytes: maxRecordBytes)
@@ -84,13 +90,13 @@ struct PublishingCall {
   }
 
   private mutating func append(_ record: ExtractedRecord, from message: UnsafeRawBufferPointer) {
-    let (label, limit) = (kind.label, maxRecordBytes)
+    let (label, limit, limitSetting) = (kind.label, maxRecordBytes, maxRecordBytesSetting)
     record.key.withBytes(in: message) { key in
       record.value.withBytes(in: message) { value in
         guard key.count + value.count <= limit else {
           let example =
             "a \(label) record of \(key.count + value.count) bytes exceeds the Kafka record "
-            + "limit of \(limit) bytes (SW_RELAY_KAFKA_MAX_RECORD_BYTES)"
+            + "limit of \(limit) bytes (\(limitSetting))"
           reject(reason: "too_large", example: example, counted: true)
           return
         }

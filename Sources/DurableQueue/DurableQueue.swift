@@ -82,7 +82,7 @@ public final class DurableQueue: Sendable {
   public func append(
     _ batch: RecordBatch, completion: @escaping @Sendable (Result<Void, QueueError>) -> Void
   ) {
-    let maxBytes = configuration.maxBytes
+    let (maxBytes, setting) = (configuration.maxBytes, configuration.settingNames.maxBytes)
     let accepted: Result<Bool, QueueError> = state.withLock { state in
       if state.closed {
         return .failure(QueueError(code: .closed, message: "the queue is closed"))
@@ -92,7 +92,7 @@ public final class DurableQueue: Sendable {
           QueueError(
             code: .recordTooLarge,
             message: "a batch of \(batch.byteCount) bytes can never fit in a queue of "
-              + "\(maxBytes) bytes (SW_RELAY_QUEUE_MAX_BYTES)"))
+              + "\(maxBytes) bytes (\(setting))"))
       }
       let used = state.diskBytes + state.pendingBytes
       if used + batch.byteCount > maxBytes {
@@ -100,7 +100,7 @@ public final class DurableQueue: Sendable {
         return .failure(
           QueueError(
             code: .full,
-            message: "queue full: \(used) of \(maxBytes) bytes used (SW_RELAY_QUEUE_MAX_BYTES); "
+            message: "queue full: \(used) of \(maxBytes) bytes used (\(setting)); "
               + "waiting for Kafka to confirm deliveries"))
       }
       state.refusedBatchBytes = nil

@@ -17,6 +17,15 @@ public struct DurableQueueConfiguration: Sendable {
   public var fsyncPolicy: FsyncPolicy
   /// How often the writer thread syncs data under `.interval`.
   public var fsyncInterval: Duration
+  /// How refusals name the settings behind them, so the message says what to change.
+  public var settingNames = SettingNames()
+
+  /// Each defaults to the field's own name; a program configured otherwise (environment
+  /// variables, flags) passes its names.
+  public struct SettingNames: Sendable {
+    public var maxBytes = "maxBytes"
+    public init() {}
+  }
 
   public init(
     directory: String, segmentBytes: Int = 64 << 20, maxBytes: Int = 1 << 30,

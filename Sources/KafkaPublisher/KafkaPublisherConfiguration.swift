@@ -68,6 +68,25 @@ extension KafkaPublisherConfiguration {
     "client.id": "skywalking-kafka-relay",
   ]
 
+  /// Every property the relay's producer is created with, in the order they are set: the
+  /// defaults, then the user's (which win). The load generator's produce ceiling uses the same.
+  public var effectiveProducerProperties: [(name: String, value: String)] {
+    var properties: [(name: String, value: String)] = [("bootstrap.servers", bootstrapServers)]
+    properties += Self.defaultProducerProperties.map { ($0.key, $0.value) }
+    properties += [("log.queue", "true"), ("message.max.bytes", String(derivedMessageMaxBytes))]
+    properties += producerProperties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    return properties
+  }
+
+  /// Whether a librdkafka property holds a credential or a private key, so logs, summaries and
+  /// error messages show it redacted. One rule for every place that prints properties.
+  public static func isSecret(property name: String) -> Bool {
+    let lowered = name.lowercased()
+    return ["password", "secret", "token", "keystore"].contains { lowered.contains($0) }
+      || lowered.hasPrefix("ssl.key") || lowered.hasSuffix(".pem")
+      || lowered.hasPrefix("sasl.oauthbearer.config") || lowered.hasPrefix("sasl.jaas")
+  }
+
   /// In-flight caps keep memory bounded during broker outages: records beyond them stay on disk.
   /// They follow librdkafka's own queue limits when the user set those, so the two agree.
   var maxInFlightRecords: Int {

@@ -8,8 +8,6 @@ public struct KafkaPublisherError: Error, Sendable, CustomStringConvertible {
     public static let invalidProperty = Code("invalidProperty")
     /// librdkafka could not create a client handle from an otherwise accepted configuration.
     public static let clientCreationFailed = Code("clientCreationFailed")
-    /// A mock-cluster operation (topic creation, broker control) failed.
-    public static let mockClusterFailed = Code("mockClusterFailed")
     /// A dead-lettered record could not be written to `dead-letter.log`.
     public static let deadLetterWriteFailed = Code("deadLetterWriteFailed")
     /// `dead-letter.log` reached its size cap.

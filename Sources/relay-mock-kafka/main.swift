@@ -9,7 +9,7 @@
 //   topic <name> <partitions>
 // Exits 0 on stdin EOF, SIGTERM or SIGINT.
 
-import KafkaPublisher
+import MockKafka
 
 #if canImport(Glibc)
   import Glibc
@@ -67,12 +67,12 @@ struct Options {
 }
 
 /// Runs one stdin command against the cluster; the error text becomes the `ERR` reason.
-func execute(_ words: [Substring], on cluster: KafkaMockCluster) throws(KafkaPublisherError) {
-  func invalid(_ usage: String) -> KafkaPublisherError {
-    KafkaPublisherError(code: .mockClusterFailed, message: "usage: \(usage)")
+func execute(_ words: [Substring], on cluster: KafkaMockCluster) throws(MockKafkaError) {
+  func invalid(_ usage: String) -> MockKafkaError {
+    MockKafkaError("usage: \(usage)", code: .invalidCommand)
   }
   func integer<T: FixedWidthInteger>(_ word: Substring, _ usage: String)
-    throws(KafkaPublisherError) -> T
+    throws(MockKafkaError) -> T
   {
     guard let value = T(word) else { throw invalid(usage) }
     return value
@@ -100,8 +100,7 @@ func execute(_ words: [Substring], on cluster: KafkaMockCluster) throws(KafkaPub
     guard words.count == 3 else { throw invalid(usage) }
     try cluster.createTopic(String(words[1]), partitions: integer(words[2], usage))
   default:
-    throw KafkaPublisherError(
-      code: .mockClusterFailed, message: "unknown command '\(words.first ?? "")'")
+    throw MockKafkaError("unknown command '\(words.first ?? "")'", code: .invalidCommand)
   }
 }
 
@@ -130,7 +129,7 @@ while let line = readLine() {
     try execute(words, on: cluster)
     emit("OK")
   } catch {
-    emit("ERR \(error.message)")
+    emit("ERR \(error)")
   }
 }
 exit(0)

@@ -124,7 +124,7 @@ import Testing
       Self.answer(machine.appendFinished(.success(()), records: 1, bytes: batch.byteCount)))
     #expect(status.code == .invalidArgument)
     #expect(status.message.contains("too_large"))
-    #expect(status.message.contains("SW_RELAY_KAFKA_MAX_RECORD_BYTES"))
+    #expect(status.message.contains("maxRecordBytes"))
     #expect(status.message.contains("rejected 1 of 2"))
   }
 

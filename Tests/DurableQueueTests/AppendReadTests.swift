@@ -185,7 +185,7 @@ import Testing
     let error = try #require(refusal)
     #expect(error.code == .full)
     #expect(error.message.hasPrefix("queue full: "))
-    #expect(error.message.contains("of 1000 bytes used (SW_RELAY_QUEUE_MAX_BYTES)"))
+    #expect(error.message.contains("of 1000 bytes used (maxBytes)"))
     #expect(queue.status.isFull)
     #expect(metrics.value("relay_queue_full_rejections_total") == 1)
     let bytesBefore = queue.status.bytes

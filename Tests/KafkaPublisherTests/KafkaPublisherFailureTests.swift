@@ -1,6 +1,7 @@
 import DurableQueue
 import Foundation
 import KafkaPublisher
+import MockKafka
 import RelayTestSupport
 import Testing
 

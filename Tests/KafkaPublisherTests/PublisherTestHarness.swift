@@ -3,6 +3,7 @@ import DurableQueue
 import Foundation
 import KafkaPublisher
 import Logging
+import MockKafka
 import RelayTestSupport
 import ServiceLifecycle
 

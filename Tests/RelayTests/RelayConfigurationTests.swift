@@ -1,10 +1,12 @@
+import AgentReceiver
 import DurableQueue
 import Foundation
+import KafkaPublisher
 import Logging
 import SkyWalkingWire
 import Testing
 
-@testable import skywalking_kafka_relay
+@testable import RelayApp
 
 @Suite struct RelayConfigurationTests {
   /// The one variable without a default.
@@ -12,19 +14,32 @@ import Testing
 
   @Test func defaultsMatchTheDocumentedOnes() throws {
     let configuration = try RelayConfiguration(environment: Self.minimal)
-    #expect(configuration.grpcAddress == HostAndPort(host: "0.0.0.0", port: 11800))
+    #expect(configuration.receiver.host == "0.0.0.0" && configuration.receiver.port == 11800)
     #expect(configuration.adminAddress == HostAndPort(host: "0.0.0.0", port: 1234))
-    #expect(configuration.grpcMaxMessageBytes == 50 << 20)
-    #expect(configuration.queueSegmentBytes == 64 << 20)
-    #expect(configuration.queueMaxBytes == 1 << 30)
-    #expect(configuration.fsyncPolicy == .interval)
-    #expect(configuration.fsyncIntervalMilliseconds == 200)
-    #expect(configuration.kafkaBootstrapServers == nil)
-    #expect(configuration.topics[.segments] == "skywalking-segments")
-    #expect(configuration.shutdownTimeoutSeconds == 20)
-    #expect(configuration.grpcStreamIdleTimeoutSeconds == 0, "quiet streams live on by default")
-    #expect(configuration.kafkaMaxRecordBytes == 1_000_000)
+    #expect(configuration.receiver.maxMessageBytes == 50 << 20)
+    #expect(configuration.queue.segmentBytes == 64 << 20)
+    #expect(configuration.queue.maxBytes == 1 << 30)
+    #expect(configuration.queue.fsyncPolicy == .interval)
+    #expect(configuration.queue.fsyncInterval == .milliseconds(200))
+    #expect(configuration.embeddedKafka)
+    #expect(configuration.receiver.topics[.segments] == "skywalking-segments")
+    #expect(configuration.publisher.shutdownTimeout == .seconds(20))
+    #expect(configuration.receiver.streamIdleTimeout == nil, "quiet streams live on by default")
+    #expect(configuration.publisher.maxRecordBytes == 1_000_000)
     #expect(configuration.logFormat == .text)
+  }
+
+  /// The modules name their own fields; what agents and operators read names the variable.
+  @Test func refusalsAndStartupErrorsNameTheVariables() throws {
+    let configuration = try RelayConfiguration(environment: Self.minimal)
+    let names = configuration.receiver.settingNames
+    #expect(names.maxMessageBytes == "SW_RELAY_GRPC_MAX_MESSAGE_BYTES")
+    #expect(names.maxRecordBytes == "SW_RELAY_KAFKA_MAX_RECORD_BYTES")
+    #expect(names.streamIdleTimeout == "SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S")
+    #expect(names.forwarder == "SW_RELAY_OAP_ADDRESS")
+    #expect(configuration.queue.settingNames.maxBytes == "SW_RELAY_QUEUE_MAX_BYTES")
+    #expect(EnvironmentVariable.receiverField("tls.privateKeyPath").name == "SW_RELAY_GRPC_TLS_KEY")
+    #expect(EnvironmentVariable.receiverField("host").name == "SW_RELAY_GRPC_ADDRESS")
   }
 
   /// A pod whose brokers variable went missing must not acknowledge into an in-memory Kafka.
@@ -72,21 +87,22 @@ import Testing
       "SW_RELAY_SHUTDOWN_TIMEOUT_S": "5",
       "SW_RELAY_LOG_LEVEL": "debug",
     ])
-    #expect(configuration.grpcAddress == HostAndPort(host: "::1", port: 11801))
-    #expect(configuration.grpcMaxMessageBytes == 4 << 20)
+    #expect(configuration.receiver.host == "::1" && configuration.receiver.port == 11801)
+    #expect(configuration.receiver.maxMessageBytes == 4 << 20)
     #expect(configuration.adminAddress == HostAndPort(host: "0.0.0.0", port: 9000))
-    #expect(configuration.queueDirectory == "/data/q")
-    #expect(configuration.queueSegmentBytes == 512 << 10)
-    #expect(configuration.queueMaxBytes == 2 << 30)
-    #expect(configuration.fsyncPolicy == .always)
-    #expect(configuration.fsyncIntervalMilliseconds == 50)
-    #expect(configuration.kafkaBootstrapServers == "k1:9092,k2:9092")
-    #expect(configuration.topics[.segments] == "prod-segs")
+    #expect(configuration.queue.directory == "/data/q")
+    #expect(configuration.queue.segmentBytes == 512 << 10)
+    #expect(configuration.queue.maxBytes == 2 << 30)
+    #expect(configuration.queue.fsyncPolicy == .always)
+    #expect(configuration.queue.fsyncInterval == .milliseconds(50))
+    #expect(!configuration.embeddedKafka)
+    #expect(configuration.publisher.bootstrapServers == "k1:9092,k2:9092")
+    #expect(configuration.receiver.topics[.segments] == "prod-segs")
     #expect(
-      configuration.producerProperties == [
+      configuration.publisher.producerProperties == [
         "compression.type": "lz4", "sasl.password": "hunter2",
       ])
-    #expect(configuration.shutdownTimeoutSeconds == 5)
+    #expect(configuration.publisher.shutdownTimeout == .seconds(5))
     #expect(configuration.logLevel == .debug)
   }
 

@@ -3,13 +3,14 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import KafkaPublisher
 import Logging
+import MockKafka
 import NIOCore
 import RelayTestSupport
 import SkyWalkingProtocol
 import SwiftProtobuf
 import Testing
 
-@testable import skywalking_kafka_relay
+@testable import RelayApp
 
 #if canImport(FoundationNetworking)
   import FoundationNetworking

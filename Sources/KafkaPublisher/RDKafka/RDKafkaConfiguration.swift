@@ -19,15 +19,7 @@ package final class RDKafkaConfiguration {
   convenience init(producer configuration: KafkaPublisherConfiguration) throws(KafkaPublisherError)
   {
     self.init()
-    try set("bootstrap.servers", configuration.bootstrapServers)
-    for (name, value) in KafkaPublisherConfiguration.defaultProducerProperties {
-      try set(name, value)
-    }
-    try set("log.queue", "true")
-    try set("message.max.bytes", String(configuration.derivedMessageMaxBytes))
-    for (name, value) in configuration.producerProperties.sorted(by: { $0.key < $1.key }) {
-      try set(name, value)
-    }
+    for (name, value) in configuration.effectiveProducerProperties { try set(name, value) }
   }
 
   /// Sets one property; librdkafka validates names and values here, so a typo fails at startup.
@@ -37,7 +29,9 @@ package final class RDKafkaConfiguration {
     guard result == RD_KAFKA_CONF_OK else {
       var reason = String(cStringBuffer: errorText)
       // librdkafka quotes rejected values; a rejected secret must not reach the logs that way.
-      if Self.isSecret(name), !value.isEmpty, reason.contains(value) {
+      if KafkaPublisherConfiguration.isSecret(property: name), !value.isEmpty,
+        reason.contains(value)
+      {
         reason = "invalid value for \(name) (value redacted)"
       }
       throw KafkaPublisherError(
@@ -60,14 +54,6 @@ package final class RDKafkaConfiguration {
     }
     pointer = nil
     return handle
-  }
-
-  /// Properties whose values are credentials and must never be logged or echoed.
-  package static func isSecret(_ name: String) -> Bool {
-    let lowered = name.lowercased()
-    return lowered.contains("password") || lowered.contains("secret")
-      || lowered.hasPrefix("ssl.key") || lowered.hasSuffix(".pem")
-      || lowered.hasPrefix("sasl.oauthbearer.config") || lowered.hasPrefix("sasl.jaas")
   }
 }
 

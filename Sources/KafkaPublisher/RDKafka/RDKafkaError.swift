@@ -16,10 +16,10 @@ enum DeliveryFailureKind: Equatable {
 
 extension rd_kafka_resp_err_t {
   /// librdkafka's symbolic name, e.g. `_MSG_TIMED_OUT`; a bounded set, so usable as a label.
-  var name: String { String(cString: rd_kafka_err2name(self)) }
+  package var name: String { String(cString: rd_kafka_err2name(self)) }
 
   /// librdkafka's human-readable description.
-  var text: String { String(cString: rd_kafka_err2str(self)) }
+  package var text: String { String(cString: rd_kafka_err2str(self)) }
 
   var failureKind: DeliveryFailureKind {
     switch self {

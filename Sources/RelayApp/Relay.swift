@@ -4,6 +4,7 @@ import CoreMetrics
 import DurableQueue
 import KafkaPublisher
 import Logging
+import MockKafka
 import NIOCore
 import OAPForwarder
 import Prometheus
@@ -13,13 +14,29 @@ import UnixSignals
 
 /// Wires the stages together: agents → gRPC endpoint → disk queue → publisher → Kafka, with the
 /// admin endpoint watching all of them.
-struct Relay {
+public struct Relay {
   let configuration: RelayConfiguration
   let logger: Logger
   /// Called once both endpoints listen, with their addresses (tests bind port 0).
   var onReady: @Sendable (_ grpc: SocketAddress, _ admin: SocketAddress) -> Void = { _, _ in }
 
-  func run() async throws {
+  public init(configuration: RelayConfiguration, logger: Logger) {
+    self.configuration = configuration
+    self.logger = logger
+  }
+
+  /// Runs every stage until SIGTERM or SIGINT has drained them; errors name the variable to fix.
+  public func run() async throws {
+    do {
+      try await runStages()
+    } catch let error as AgentReceiverError {
+      throw StartupError(error, variable: EnvironmentVariable.receiverField(error.field))
+    } catch let error as AdminServerError {
+      throw StartupError(error, variable: .adminAddress)
+    }
+  }
+
+  private func runStages() async throws {
     logger.info(
       "starting skywalking-kafka-relay", metadata: ["config": "\(configuration.redactedSummary)"])
     let registry = PrometheusCollectorRegistry()
@@ -27,18 +44,24 @@ struct Relay {
     metrics.defaultDurationHistogramBuckets = Self.latencyBuckets
 
     let queue = try DurableQueue(
-      configuration: configuration.queueConfiguration, logger: logger, metricsFactory: metrics)
+      configuration: configuration.queue, logger: logger, metricsFactory: metrics)
     defer { queue.close() }
 
-    let budget = configuration.shutdownBudget
-    let (bootstrapServers, embeddedKafka) = try startKafkaIfEmbedded()
+    let budget = (
+      total: configuration.publisher.shutdownTimeout,
+      drain: configuration.receiver.shutdownGracePeriod
+    )
+    var publisherConfiguration = configuration.publisher
+    let embeddedKafka = try startKafkaIfEmbedded()
     defer { withExtendedLifetime(embeddedKafka) {} }
+    if let embeddedKafka {
+      publisherConfiguration.bootstrapServers = embeddedKafka.bootstrapServers
+    }
+    let bootstrapServers = publisherConfiguration.bootstrapServers
 
     for name in configuration.ignoredServiceLinks {
       logger.debug("ignoring a Kubernetes service-link variable", metadata: ["variable": "\(name)"])
     }
-    let publisherConfiguration = configuration.publisherConfiguration(
-      bootstrapServers: bootstrapServers)
     if let warning = publisherConfiguration.producerLimitWarning {
       logger.warning("\(warning)")
     }
@@ -57,29 +80,13 @@ struct Relay {
         publisher.limitShutdown(by: .now + budget.total)
       })
     let grpc = try AgentGRPCServer(
-      configuration: AgentReceiverConfiguration(
-        host: configuration.grpcAddress.host,
-        port: configuration.grpcAddress.port,
-        maxMessageBytes: configuration.grpcMaxMessageBytes,
-        maxRecordBytes: configuration.kafkaMaxRecordBytes,
-        topics: configuration.topics,
-        shutdownGracePeriod: budget.drain,
-        maxConnections: configuration.grpcMaxConnections,
-        connectionIdleTimeout: .seconds(configuration.grpcIdleTimeoutSeconds),
-        maxConnectionAge: configuration.grpcMaxConnectionAgeSeconds == 0
-          ? nil : .seconds(configuration.grpcMaxConnectionAgeSeconds),
-        streamIdleTimeout: configuration.grpcStreamIdleTimeoutSeconds == 0
-          ? nil : .seconds(configuration.grpcStreamIdleTimeoutSeconds),
-        keepaliveInterval: configuration.grpcKeepaliveSeconds == 0
-          ? nil : .seconds(configuration.grpcKeepaliveSeconds),
-        authenticationToken: configuration.authenticationToken,
-        tls: configuration.tls),
-      queue: queue, logger: logger, metricsFactory: metrics, forwarder: forwarder,
+      configuration: configuration.receiver, queue: queue, logger: logger, metricsFactory: metrics,
+      forwarder: forwarder,
       readiness: { health.notReadyReason == nil ? .serving : .notServing },
       onListening: { announcer.listening(.grpc, at: $0) })
     let exposition = MetricsExposition(
       registry: registry, health: health, publisher: publisher,
-      queueCapacityBytes: configuration.queueMaxBytes)
+      queueCapacityBytes: configuration.queue.maxBytes)
     let admin = AdminServer(
       host: configuration.adminAddress.host, port: configuration.adminAddress.port,
       routes: [
@@ -128,11 +135,17 @@ struct Relay {
   /// What `--check-config` adds to parsing: the TLS files loaded, every librdkafka property set
   /// on a throwaway configuration, the OAP link built. Returns warnings that do not stop a start.
   static func check(_ configuration: RelayConfiguration) throws -> [String] {
-    if let tls = configuration.tls { try AgentGRPCServer.validate(tls) }
+    if let tls = configuration.receiver.tls {
+      do {
+        try AgentGRPCServer.validate(tls)
+      } catch {
+        throw StartupError(error, variable: EnvironmentVariable.receiverField(error.field))
+      }
+    }
     _ = try makeForwarder(
       configuration, logger: Logger(label: "check"), metrics: NOOPMetricsHandler.instance)
-    let publisher = configuration.publisherConfiguration(
-      bootstrapServers: configuration.kafkaBootstrapServers ?? "127.0.0.1:9092")
+    var publisher = configuration.publisher
+    if configuration.embeddedKafka { publisher.bootstrapServers = "127.0.0.1:9092" }
     try publisher.validateProducerProperties()
     return publisher.producerLimitWarning.map { [$0] } ?? []
   }
@@ -140,15 +153,11 @@ struct Relay {
   private static func makeForwarder(
     _ configuration: RelayConfiguration, logger: Logger, metrics: any MetricsFactory
   ) throws -> OAPForwarder? {
-    guard let address = configuration.oapAddress else { return nil }
+    guard let oap = configuration.oap else { return nil }
     do {
-      return try OAPForwarder(
-        configuration: OAPForwarderConfiguration(
-          host: address.host, port: address.port,
-          maxMessageBytes: configuration.grpcMaxMessageBytes, tls: configuration.oapTLS),
-        logger: logger, metricsFactory: metrics)
+      return try OAPForwarder(configuration: oap, logger: logger, metricsFactory: metrics)
     } catch {
-      let tls = configuration.oapTLS
+      let tls = oap.tls
       let (variable, value) =
         switch error.field {
         case "tls.trustedCAPath": (EnvironmentVariable.oapTLSCA, tls?.trustedCAPath)
@@ -163,11 +172,12 @@ struct Relay {
     }
   }
 
-  private func startKafkaIfEmbedded() throws -> (String, KafkaMockCluster?) {
-    if let servers = configuration.kafkaBootstrapServers { return (servers, nil) }
+  private func startKafkaIfEmbedded() throws -> KafkaMockCluster? {
+    guard configuration.embeddedKafka else { return nil }
     let cluster = try KafkaMockCluster(brokers: 1)
-    for topic in configuration.topics.values { try cluster.createTopic(topic, partitions: 3) }
-    let segments = configuration.topics[.segments]!
+    let topics = configuration.receiver.topics
+    for topic in topics.values { try cluster.createTopic(topic, partitions: 3) }
+    let segments = topics[.segments]!
     logger.warning(
       """
       SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=embedded: using an EMBEDDED, IN-MEMORY development Kafka. \
@@ -176,6 +186,6 @@ struct Relay {
       """,
       metadata: ["bootstrap": "\(cluster.bootstrapServers)"])
     logger.notice("embedded Kafka bootstrap=\(cluster.bootstrapServers)")
-    return (cluster.bootstrapServers, cluster)
+    return cluster
   }
 }

@@ -1,4 +1,5 @@
 import CRdKafka
+internal import KafkaPublisher
 
 /// librdkafka's in-process mock Kafka cluster: real brokers on 127.0.0.1 ports speaking the
 /// Kafka protocol, for tests, local development and the relay's embedded mode.
@@ -12,20 +13,22 @@ public final class KafkaMockCluster: @unchecked Sendable {
   public let bootstrapServers: String
   public let brokerCount: Int
 
-  public init(brokers: Int = 1) throws(KafkaPublisherError) {
+  public init(brokers: Int = 1) throws(MockKafkaError) {
     guard brokers >= 1 else {
-      throw KafkaPublisherError(
-        code: .mockClusterFailed, message: "a mock cluster needs at least one broker")
+      throw MockKafkaError("a mock cluster needs at least one broker")
     }
     let conf = RDKafkaConfiguration()
-    try conf.set("client.id", "relay-mock-kafka")
-    // Only warnings and worse: its notices (e.g. "no bootstrap.servers") would be noise here.
-    try conf.set("log_level", "4")
-    client = try conf.makeClient(RD_KAFKA_PRODUCER)
+    do {
+      try conf.set("client.id", "relay-mock-kafka")
+      // Only warnings and worse: its notices (e.g. "no bootstrap.servers") would be noise here.
+      try conf.set("log_level", "4")
+      client = try conf.makeClient(RD_KAFKA_PRODUCER)
+    } catch {
+      throw MockKafkaError("cannot create the mock cluster's client", cause: error)
+    }
     guard let cluster = rd_kafka_mock_cluster_new(client, Int32(brokers)) else {
       rd_kafka_destroy(client)
-      throw KafkaPublisherError(
-        code: .mockClusterFailed, message: "librdkafka could not create the mock cluster")
+      throw MockKafkaError("librdkafka could not create the mock cluster")
     }
     self.cluster = cluster
     bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
@@ -39,7 +42,7 @@ public final class KafkaMockCluster: @unchecked Sendable {
 
   /// Creates a topic; the replication factor cannot exceed the broker count.
   public func createTopic(_ name: String, partitions: Int, replicationFactor: Int = 1)
-    throws(KafkaPublisherError)
+    throws(MockKafkaError)
   {
     try check(
       rd_kafka_mock_topic_create(cluster, name, Int32(partitions), Int32(replicationFactor)),
@@ -47,15 +50,15 @@ public final class KafkaMockCluster: @unchecked Sendable {
   }
 
   /// Makes the broker drop its connections and refuse new ones.
-  public func setBrokerDown(_ id: Int32) throws(KafkaPublisherError) {
+  public func setBrokerDown(_ id: Int32) throws(MockKafkaError) {
     try check(rd_kafka_mock_broker_set_down(cluster, id), "take broker \(id) down")
   }
 
-  public func setBrokerUp(_ id: Int32) throws(KafkaPublisherError) {
+  public func setBrokerUp(_ id: Int32) throws(MockKafkaError) {
     try check(rd_kafka_mock_broker_set_up(cluster, id), "bring broker \(id) up")
   }
 
-  public func setRoundTripTime(broker id: Int32, milliseconds: Int) throws(KafkaPublisherError) {
+  public func setRoundTripTime(broker id: Int32, milliseconds: Int) throws(MockKafkaError) {
     try check(
       rd_kafka_mock_broker_set_rtt(cluster, id, Int32(milliseconds)),
       "set the round-trip time of broker \(id)")
@@ -70,11 +73,9 @@ public final class KafkaMockCluster: @unchecked Sendable {
     }
   }
 
-  private func check(_ result: rd_kafka_resp_err_t, _ action: String) throws(KafkaPublisherError) {
+  private func check(_ result: rd_kafka_resp_err_t, _ action: String) throws(MockKafkaError) {
     guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
-      throw KafkaPublisherError(
-        code: .mockClusterFailed,
-        message: "could not \(action): \(result.name) (\(result.text))")
+      throw MockKafkaError("could not \(action): \(result.name) (\(result.text))")
     }
   }
 }

@@ -1,10 +1,10 @@
 /// A configuration value the relay cannot run with, naming the variable and the accepted form.
-struct ConfigurationError: Error, Equatable, CustomStringConvertible {
+public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
   let variable: String
   let value: String
   let expected: String
 
-  var description: String {
+  public var description: String {
     "invalid \(variable)=\"\(value)\": expected \(expected)"
   }
 }

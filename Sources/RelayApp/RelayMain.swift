@@ -7,9 +7,9 @@ import Logging
   import Glibc
 #endif
 
-@main
-enum RelayMain {
-  static func main() async {
+/// The process: arguments, environment, logging, then the relay until it stops.
+public enum RelayMain {
+  public static func main() async {
     let arguments = CommandLine.arguments.dropFirst()
     if arguments.contains("--help") || arguments.contains("-h") {
       print(RelayConfiguration.helpText)
@@ -73,13 +73,13 @@ enum RelayMain {
   private static func replayDeadLetters(_ configuration: RelayConfiguration) async {
     do {
       let queue = try DurableQueue(
-        configuration: configuration.queueConfiguration, logger: Logger(label: "replay"),
+        configuration: configuration.queue, logger: Logger(label: "replay"),
         metricsFactory: NOOPMetricsHandler.instance)
       defer { queue.close() }
       let replayed = try await DeadLetterFile.replay(
-        directory: configuration.queueDirectory, into: queue)
+        directory: configuration.queue.directory, into: queue)
       guard let movedTo = replayed.movedTo else {
-        print("no dead letters in \(configuration.queueDirectory)")
+        print("no dead letters in \(configuration.queue.directory)")
         return
       }
       print(

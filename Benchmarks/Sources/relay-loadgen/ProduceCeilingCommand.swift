@@ -1,5 +1,6 @@
 import ArgumentParser
 import CRdKafka
+import KafkaPublisher
 
 /// Ceiling (a): librdkafka producing the same segments straight to the same cluster, with the
 /// relay's producer settings, so the Kafka side of the relay can be read as a fraction of it.
@@ -22,21 +23,21 @@ struct ProduceCeilingCommand: AsyncParsableCommand {
   @OptionGroup var segments: SegmentOptions
   @OptionGroup var bounds: BoundOptions
 
-  /// The relay's defaults (KafkaPublisherConfiguration.defaultProducerProperties).
-  static let relayProducerProperties = [
-    ("enable.idempotence", "true"), ("acks", "all"), ("partitioner", "murmur2_random"),
-    ("linger.ms", "5"),
-  ]
-
   func run() async throws {
     let corpus = try segments.corpus()
-    var properties = [("bootstrap.servers", kafka)] + Self.relayProducerProperties
+    var extra: [String: String] = [:]
     for property in producerProperties {
       let parts = property.split(separator: "=", maxSplits: 1).map(String.init)
       guard parts.count == 2 else { throw ValidationError("--producer-property needs name=value") }
-      properties.append((parts[0], parts[1]))
+      extra[parts[0]] = parts[1]
     }
-    let producer = try KafkaClient.make(RD_KAFKA_PRODUCER, properties: properties)
+    // Exactly the relay's producer (its defaults, then the same overrides), minus the relay's
+    // log forwarding, which needs a consumer of librdkafka's log queue.
+    let relay = KafkaPublisherConfiguration(
+      bootstrapServers: kafka, producerProperties: extra, deadLetterDirectory: "")
+    let properties = relay.effectiveProducerProperties.filter { $0.name != "log.queue" }
+    let producer = try KafkaClient.make(
+      RD_KAFKA_PRODUCER, properties: properties.map { ($0.name, $0.value) })
     defer { rd_kafka_destroy(producer) }
     let events = rd_kafka_queue_get_main(producer)
     defer { rd_kafka_queue_destroy(events) }

@@ -1,0 +1,142 @@
+import AgentReceiver
+import DurableQueue
+import KafkaPublisher
+import Logging
+import OAPForwarder
+import SkyWalkingWire
+
+/// Everything the relay is told by its environment, validated before anything starts, as the
+/// modules' own configurations; this type and `EnvironmentVariable` are the only places that
+/// know a variable's name.
+public struct RelayConfiguration: Sendable {
+  var receiver: AgentReceiverConfiguration
+  var queue: DurableQueueConfiguration
+  /// `bootstrapServers` is empty while `embeddedKafka` is set, until that cluster starts.
+  var publisher: KafkaPublisherConfiguration
+  /// Only when asked for by name: the in-memory development cluster, which is not durable.
+  var embeddedKafka: Bool
+  /// nil answers OAP-only calls locally.
+  var oap: OAPForwarderConfiguration?
+  var adminAddress: HostAndPort
+  var logLevel: Logger.Level
+  var logFormat: LogFormat
+  /// Variables that look like Kubernetes service links (`SW_RELAY_SERVICE_HOST` for a Service
+  /// named `sw-relay`), ignored rather than refused, so a Service's name cannot stop the relay.
+  var ignoredServiceLinks: [String]
+
+  public init(environment: [String: String]) throws(ConfigurationError) {
+    var reader = EnvironmentReader(environment)
+    let grpcAddress = try reader.address(.grpcAddress)
+    let maxMessageBytes = try reader.byteSize(.grpcMaxMessageBytes, range: 1...(Int(Int32.max)))
+    let maxConnections = try reader.integer(.grpcMaxConnections, range: 1...1_000_000)
+    let idleTimeout = try reader.integer(.grpcIdleTimeoutSeconds, range: 1...86_400)
+    let streamIdleTimeout = try reader.integer(.grpcStreamIdleTimeoutSeconds, range: 0...86_400)
+    let maxConnectionAge = try reader.integer(
+      .grpcMaxConnectionAgeSeconds, range: 0...(30 * 86_400))
+    let keepalive = try reader.integer(.grpcKeepaliveSeconds, range: 0...86_400)
+    let token = reader.string(.authToken)
+    let tls = try reader.tls()
+    adminAddress = try reader.address(.adminAddress)
+    let queueDirectory = try reader.nonEmptyString(.queueDirectory)
+    queue = DurableQueueConfiguration(
+      directory: queueDirectory,
+      segmentBytes: try reader.byteSize(.queueSegmentBytes, range: (64 << 10)...(1 << 40)),
+      maxBytes: try reader.byteSize(.queueMaxBytes, range: (1 << 20)...Int.max),
+      fsyncPolicy: try reader.choice(.queueFsync),
+      fsyncInterval: .milliseconds(
+        try reader.integer(.queueFsyncIntervalMilliseconds, range: 1...60_000)))
+    queue.settingNames.maxBytes = EnvironmentVariable.queueMaxBytes.name
+    let bootstrap = try reader.nonEmptyString(
+      .kafkaBootstrapServers,
+      expected: "Kafka brokers (host:port,...); or \(EnvironmentVariable.embeddedKafka) for the "
+        + "in-memory development Kafka, which loses everything when the relay stops")
+    embeddedKafka = bootstrap == EnvironmentVariable.embeddedKafka
+    let maxRecordBytes = try reader.byteSize(.kafkaMaxRecordBytes, range: 1024...(1 << 30))
+    let deadLetterMaxBytes = try reader.byteSize(.deadLetterMaxBytes, range: (1 << 20)...Int.max)
+    let namespace = reader.string(.kafkaNamespace)
+    var topics: [AgentTopic: String] = [:]
+    for topic in AgentTopic.allCases {
+      let name = try reader.topicName(.kafkaTopic(topic))
+      topics[topic] = namespace.isEmpty ? name : "\(namespace)-\(name)"
+    }
+    let oapAddress = try reader.optionalAddress(.oapAddress)
+    let oapTLS = try reader.oapTLS()
+    // SIGTERM's one budget: calls get half of it to drain, Kafka's flush what the drain left.
+    // The process exits within the total plus about two seconds, hence the grace-period rule.
+    let shutdownTimeout = Duration.seconds(
+      try reader.integer(.shutdownTimeoutSeconds, range: 0...3600))
+    logLevel = try reader.choice(.logLevel)
+    logFormat = try reader.choice(.logFormat)
+    let producerProperties = reader.producerProperties()
+    ignoredServiceLinks = try reader.rejectUnknownVariables()
+    if !namespace.isEmpty, let longest = topics.values.max(by: { $0.count < $1.count }) {
+      try EnvironmentReader.validateTopic(longest, variable: .kafkaNamespace, value: namespace)
+    }
+
+    receiver = AgentReceiverConfiguration(
+      host: grpcAddress.host, port: grpcAddress.port, maxMessageBytes: maxMessageBytes,
+      maxRecordBytes: maxRecordBytes, topics: topics,
+      shutdownGracePeriod: max(.seconds(1), shutdownTimeout / 2),
+      maxConnections: maxConnections, connectionIdleTimeout: .seconds(idleTimeout),
+      maxConnectionAge: maxConnectionAge == 0 ? nil : .seconds(maxConnectionAge),
+      streamIdleTimeout: streamIdleTimeout == 0 ? nil : .seconds(streamIdleTimeout),
+      keepaliveInterval: keepalive == 0 ? nil : .seconds(keepalive),
+      authenticationToken: token.isEmpty ? nil : token, tls: tls)
+    receiver.settingNames.maxMessageBytes = EnvironmentVariable.grpcMaxMessageBytes.name
+    receiver.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
+    receiver.settingNames.streamIdleTimeout = EnvironmentVariable.grpcStreamIdleTimeoutSeconds.name
+    receiver.settingNames.forwarder = EnvironmentVariable.oapAddress.name
+    publisher = KafkaPublisherConfiguration(
+      bootstrapServers: embeddedKafka ? "" : bootstrap, producerProperties: producerProperties,
+      shutdownTimeout: shutdownTimeout, deadLetterDirectory: queueDirectory,
+      deadLetterMaxBytes: deadLetterMaxBytes, maxRecordBytes: maxRecordBytes)
+    oap = oapAddress.map {
+      OAPForwarderConfiguration(
+        host: $0.host, port: $0.port, maxMessageBytes: maxMessageBytes, tls: oapTLS)
+    }
+  }
+
+  /// The effective configuration for the startup log, with secrets replaced.
+  var redactedSummary: String {
+    let grpc = HostAndPort(host: receiver.host, port: receiver.port)
+    let topics = receiver.topics.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value)
+    let oapTLS = oap?.tls
+    var lines = [
+      "grpc=\(grpc)", "admin=\(adminAddress)", "queue_dir=\(queue.directory)",
+      "queue_max_bytes=\(queue.maxBytes)", "queue_segment_bytes=\(queue.segmentBytes)",
+      "fsync=\(queue.fsyncPolicy.rawValue)/\(queue.fsyncInterval.milliseconds)ms",
+      "kafka=\(embeddedKafka ? "embedded" : publisher.bootstrapServers)",
+      "topics=\(topics.joined(separator: ","))",
+      "max_message_bytes=\(receiver.maxMessageBytes)",
+      "max_connections=\(receiver.maxConnections)",
+      "auth_token=\(receiver.authenticationToken == nil ? "none" : "<redacted>")",
+      "tls=\(receiver.tls == nil ? "off" : receiver.tls?.clientCAPath == nil ? "on" : "mutual")",
+      "oap=\(oap.map { "\(HostAndPort(host: $0.host, port: $0.port))" } ?? "none")",
+      "oap_tls=\(oapTLS == nil ? "off" : oapTLS?.certificateChainPath == nil ? "on" : "mutual")",
+      "max_record_bytes=\(publisher.maxRecordBytes)",
+      "shutdown_timeout_s=\(publisher.shutdownTimeout.components.seconds)",
+    ]
+    for (name, value) in publisher.producerProperties.sorted(by: { $0.key < $1.key }) {
+      let shown = KafkaPublisherConfiguration.isSecret(property: name) ? "<redacted>" : value
+      lines.append("kafka.\(name)=\(shown)")
+    }
+    return lines.joined(separator: " ")
+  }
+}
+
+extension Duration {
+  var milliseconds: Int64 {
+    components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+  }
+}
+
+enum LogFormat: String, CaseIterable, Sendable {
+  case text, json
+}
+
+/// A listening address, `host:port`, `[v6]:port` or `:port` (all interfaces).
+struct HostAndPort: Sendable, Equatable, CustomStringConvertible {
+  var host: String
+  var port: Int
+  var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}

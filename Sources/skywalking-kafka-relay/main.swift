@@ -1,0 +1,3 @@
+import RelayApp
+
+await RelayMain.main()
