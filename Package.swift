@@ -51,6 +51,8 @@ let package = Package(
     .target(name: "CCRC32C"),
     // OS threads for loops that block in system calls, without Foundation.
     .target(name: "DedicatedThread", swiftSettings: strictSettings),
+    // One warning per interval with a count of the ones held back, for repeating failures.
+    .target(name: "LogThrottling", swiftSettings: strictSettings),
     // The durable, group-committed, CRC-framed record log. Knows nothing of gRPC or Kafka.
     .target(
       name: "DurableQueue",
@@ -74,6 +76,7 @@ let package = Package(
         "CRdKafka",
         "DedicatedThread",
         "DurableQueue",
+        "LogThrottling",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -113,6 +116,7 @@ let package = Package(
     .target(
       name: "OAPForwarder",
       dependencies: [
+        "LogThrottling",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -185,6 +189,8 @@ let package = Package(
       path: "Tests/RelayTestSupport",
       swiftSettings: strictSettings
     ),
+    .testTarget(
+      name: "LogThrottlingTests", dependencies: ["LogThrottling"], swiftSettings: strictSettings),
     .testTarget(
       name: "SkyWalkingWireTests",
       dependencies: [

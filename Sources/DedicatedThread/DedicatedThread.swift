@@ -12,7 +12,8 @@
 /// Foundation at all.
 public enum DedicatedThread {
   /// Runs `body` on a new detached thread named `name` (at most 15 characters on Linux).
-  public static func start(name: String, _ body: @escaping @Sendable () -> Void) {
+  /// `sending`: the thread may own state that no other thread touches.
+  public static func start(name: String, _ body: sending @escaping () -> Void) {
     let context = Unmanaged.passRetained(ThreadBody(name: name, run: body)).toOpaque()
     var thread = pthread_t()
     let result = pthread_create(&thread, nil, dedicatedThreadEntry, context)
@@ -23,9 +24,9 @@ public enum DedicatedThread {
 
 private final class ThreadBody {
   let name: String
-  let run: @Sendable () -> Void
+  let run: () -> Void
 
-  init(name: String, run: @escaping @Sendable () -> Void) {
+  init(name: String, run: @escaping () -> Void) {
     self.name = name
     self.run = run
   }

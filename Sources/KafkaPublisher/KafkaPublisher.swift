@@ -12,9 +12,10 @@ import Synchronization
 /// librdkafka's event fd and the queue's append signal, which keeps delivery latency low without
 /// spinning and without blocking Swift concurrency's threads.
 public final class KafkaPublisher: Service, Sendable {
-  private let loop: PublisherLoop
+  private let control: PublisherControl
+  /// Handed to the thread by `run()`, so only one thread ever owns it.
+  private let unstartedLoop: Mutex<PublisherLoop?>
   private let shutdownTimeout: Duration
-  private let started = Atomic<Bool>(false)
   private let shutdownDeadline = Mutex<ContinuousClock.Instant?>(nil)
 
   /// Creates the librdkafka producer right away, so an invalid property fails at startup with an
@@ -23,8 +24,12 @@ public final class KafkaPublisher: Service, Sendable {
     configuration: KafkaPublisherConfiguration, queue: DurableQueue, logger: Logger,
     metricsFactory: any MetricsFactory
   ) throws(KafkaPublisherError) {
-    loop = try PublisherLoop(
-      configuration: configuration, queue: queue, logger: logger, metricsFactory: metricsFactory)
+    let control = try PublisherControl()
+    self.control = control
+    unstartedLoop = Mutex(
+      try PublisherLoop(
+        configuration: configuration, queue: queue, logger: logger,
+        metricsFactory: metricsFactory, control: control))
     shutdownTimeout = configuration.shutdownTimeout
   }
 
@@ -35,34 +40,57 @@ public final class KafkaPublisher: Service, Sendable {
   }
 
   public var status: PublisherStatus {
-    loop.sharedStatus.withLock { $0 }
+    control.status
   }
 
   /// Runs until graceful shutdown (then flushes for up to `shutdownTimeout`, or until the
   /// deadline given to ``limitShutdown(by:)`` when that is sooner) or cancellation
   /// (then stops at once); undelivered records stay in the queue either way.
   public func run() async throws {
-    guard !started.exchange(true, ordering: .relaxed) else {
+    guard let loop = unstartedLoop.withLock({ $0.take() }) else {
       throw KafkaPublisherError(
         code: .alreadyRunning, message: "a KafkaPublisher can only be run once")
     }
-    let loop = self.loop
-    let shutdownTimeout = self.shutdownTimeout
+    let (control, shutdownTimeout) = (self.control, self.shutdownTimeout)
+    let stopped = ThreadExit()
+    DedicatedThread.start(name: "kafka-publisher") {
+      loop.run()
+      stopped.signal()
+    }
     await withTaskCancellationHandler {
       await withGracefulShutdownHandler {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-          DedicatedThread.start(name: "kafka-publisher") {
-            loop.run()
-            continuation.resume()
-          }
-        }
+        await stopped.wait()
       } onGracefulShutdown: {
         let ownDeadline = ContinuousClock.now + shutdownTimeout
         let limit = self.shutdownDeadline.withLock { $0 } ?? ownDeadline
-        loop.requestStop(deadline: min(ownDeadline, limit))
+        control.requestStop(deadline: min(ownDeadline, limit))
       }
     } onCancel: {
-      loop.requestStop(deadline: .now)
+      control.requestStop(deadline: .now)
+    }
+  }
+}
+
+/// Lets a task await the end of a dedicated thread.
+private final class ThreadExit: Sendable {
+  private let state = Mutex<(exited: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+  func signal() {
+    let waiter = state.withLock { state in
+      state.exited = true
+      defer { state.waiter = nil }
+      return state.waiter
+    }
+    waiter?.resume()
+  }
+
+  func wait() async {
+    await withCheckedContinuation { continuation in
+      let exited = state.withLock { state in
+        if !state.exited { state.waiter = continuation }
+        return state.exited
+      }
+      if exited { continuation.resume() }
     }
   }
 }

@@ -1,5 +1,6 @@
 import CRdKafka
 import CoreMetrics
+import LogThrottling
 import Logging
 
 extension PublisherLoop {
@@ -47,7 +48,7 @@ extension PublisherLoop {
     status.lastDeliveryMillis = now
     status.brokersUp = true
     metrics.delivered.increment(by: delivered)
-    retryDelay = Self.initialRetryDelay
+    machine.recordsDelivered()
   }
 
   private func handleErrorEvent(_ event: OpaquePointer) {
@@ -55,7 +56,7 @@ extension PublisherLoop {
     let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? code.text
     noteError("\(code.name): \(text)")
     if rd_kafka_event_error_is_fatal(event) != 0 {
-      producerNeedsRecreation = true
+      machine.producerFailedFatally(now: .now)
       metrics.failed(reason: RD_KAFKA_RESP_ERR__FATAL.name)
       logger.error("librdkafka producer hit a fatal error", metadata: ["error": "\(text)"])
       return
@@ -94,7 +95,6 @@ extension PublisherLoop {
   /// Replaces a producer that librdkafka declared unusable and produces again everything after
   /// the confirmed position (at-least-once: some records may reach Kafka twice).
   func recreateProducer() {
-    producerNeedsRecreation = false
     let reason = producer?.fatalError().map { "\($0.code.name): \($0.reason)" } ?? "unknown"
     logger.error(
       "recreating the kafka producer after a fatal error",
@@ -105,12 +105,12 @@ extension PublisherLoop {
     readPosition = confirmedThrough
     do {
       producer = try RDKafkaProducer(
-        configuration: configuration, wakeDescriptor: wakeup.writeDescriptor)
+        configuration: configuration, wakeDescriptor: control.wakeup.writeDescriptor)
+      machine.producerRecreated()
     } catch {
       logger.critical("cannot recreate the kafka producer", metadata: ["error": "\(error)"])
       noteError(error.message)
-      producerNeedsRecreation = true
-      retryNotBefore = .now + Self.maximumRetryDelay
+      machine.producerRecreationFailed(now: .now)
     }
   }
 }

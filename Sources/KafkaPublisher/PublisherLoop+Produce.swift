@@ -1,6 +1,7 @@
 import CRdKafka
 import CoreMetrics
 import DurableQueue
+import LogThrottling
 import Logging
 
 extension PublisherLoop {
@@ -10,10 +11,10 @@ extension PublisherLoop {
     guard let producer else { return false }
     var progressed = false
     if window.awaitingProduceCount > 0 {
-      guard ContinuousClock.now >= retryNotBefore else { return false }
+      guard machine.mayRetry(now: .now) else { return false }
       progressed = produceAwaiting(producer)
       // New records wait until the retried ones are in, which keeps a key's records in order.
-      if window.awaitingProduceCount > 0 || producerNeedsRecreation { return progressed }
+      if window.awaitingProduceCount > 0 || !machine.producerIsUsable { return progressed }
     }
     while window.count < maxInFlightRecords, window.byteCount < maxInFlightBytes {
       let read = queue.read(
@@ -21,18 +22,18 @@ extension PublisherLoop {
         maxRecords: min(Self.readBatchRecords, maxInFlightRecords - window.count),
         maxBytes: min(Self.readBatchBytes, maxInFlightBytes - window.byteCount))
       readPosition = read.next
-      caughtUpWithQueue = read.records.isEmpty
+      machine.queueRead(foundRecords: !read.records.isEmpty)
       guard !read.records.isEmpty else { break }
       progressed = true
       for record in read.records { produceNew(record, with: producer) }
-      if window.awaitingProduceCount > 0 || producerNeedsRecreation { break }
+      if window.awaitingProduceCount > 0 || !machine.producerIsUsable { break }
     }
     return progressed
   }
 
   private func produceNew(_ record: QueuedRecord, with producer: RDKafkaProducer) {
     // Once one record could not be enqueued, the rest of the batch queues up behind it.
-    let blocked = window.awaitingProduceCount > 0 || producerNeedsRecreation
+    let blocked = window.awaitingProduceCount > 0 || !machine.producerIsUsable
     let sequence = window.append(
       InFlightWindow.Entry(
         position: record.position, end: record.end, timestampMillis: record.timestampMillis,
@@ -85,7 +86,7 @@ extension PublisherLoop {
     let kind = error.failureKind
     if kind == .backpressure {
       window.update(sequence, to: .awaitingProduce)
-      retryNotBefore = .now + .milliseconds(5)
+      machine.producerQueueFull(now: .now)
       return
     }
     status.failed += 1
@@ -94,14 +95,14 @@ extension PublisherLoop {
     switch kind {
     case .fatal:
       window.update(sequence, to: .awaitingProduce)
-      producerNeedsRecreation = true
+      machine.producerFailedFatally(now: .now)
     case .permanent:
       deadLetter(sequence, entry: entry, topic: topic, key: key, value: value, error: error)
     case .retriable where entry.failedAttempts + 1 >= Self.maximumRetriableAttempts:
       deadLetter(sequence, entry: entry, topic: topic, key: key, value: value, error: error)
     case .transient, .retriable, .backpressure:
       window.update(sequence, to: .awaitingProduce, countingFailure: true)
-      backoffPending = true
+      machine.recordFailedTransiently()
       if let suppressed = errorThrottle.admit() {
         logger.warning(
           "kafka delivery failed; the record will be produced again",
@@ -126,7 +127,7 @@ extension PublisherLoop {
         error: "\(error.name): \(error.text)")
     } catch {
       window.update(sequence, to: .awaitingProduce)
-      backoffPending = true
+      machine.recordFailedTransiently()
       noteError(error.message)
       if let suppressed = deadLetterThrottle.admit() {
         logger.error(

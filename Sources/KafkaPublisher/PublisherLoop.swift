@@ -1,94 +1,95 @@
 import CoreMetrics
 import DurableQueue
+import LogThrottling
 import Logging
 import Synchronization
 
-/// The publisher thread: reads the disk queue, produces into librdkafka, serves delivery reports
-/// and confirms the delivered prefix of the queue.
-///
-/// `@unchecked Sendable`: `control` and `sharedStatus` are behind mutexes and `wakeup` is
-/// thread-safe; every other mutable property is touched only on the publisher thread, from
-/// `run()` entering until it returns (init happens before the thread starts, which orders it).
-final class PublisherLoop: @unchecked Sendable {
-  struct Control {
-    var stopRequested = false
-    var stopDeadline = ContinuousClock.Instant.now
+/// What the publisher thread shares with other threads: the stop request, the status
+/// snapshot and the wake-up pipe. Everything else the loop owns alone.
+final class PublisherControl: Sendable {
+  let wakeup: PublisherWakeup
+  private let stopDeadline = Mutex<ContinuousClock.Instant?>(nil)
+  private let sharedStatus = Mutex(PublisherStatus())
+
+  init() throws(KafkaPublisherError) {
+    wakeup = try PublisherWakeup()
   }
 
-  static let initialRetryDelay = Duration.milliseconds(100)
-  static let maximumRetryDelay = Duration.seconds(5)
+  /// Asks the thread to stop reading and to wait for outstanding deliveries until `deadline`.
+  func requestStop(deadline: ContinuousClock.Instant) {
+    stopDeadline.withLock { $0 = min($0 ?? deadline, deadline) }
+    wakeup.wake()
+  }
+
+  var requestedStopDeadline: ContinuousClock.Instant? { stopDeadline.withLock { $0 } }
+
+  var status: PublisherStatus { sharedStatus.withLock { $0 } }
+
+  /// Stores the thread's latest status; returns whether the in-flight count changed.
+  func publish(_ status: PublisherStatus) -> Bool {
+    sharedStatus.withLock { shared in
+      defer { shared = status }
+      return shared.inFlight != status.inFlight
+    }
+  }
+}
+
+/// The publisher thread: reads the disk queue, produces into librdkafka, serves delivery reports
+/// and confirms the delivered prefix of the queue. Its phases (backing off, recreating the
+/// producer, draining) are a ``PublisherStateMachine``; this class performs what it decides.
+///
+/// Not Sendable: created by ``KafkaPublisher`` and then owned by its thread alone.
+final class PublisherLoop {
   /// A record failing with an unclassified error this many times is dead-lettered, so one odd
   /// record cannot hold the queue back forever.
   static let maximumRetriableAttempts = 10
   /// One queue read stays small enough to interleave with event serving.
   static let readBatchRecords = 1000
   static let readBatchBytes = 4 << 20
-  static let idleWait = Duration.seconds(1)
 
-  let control = Mutex(Control())
-  let sharedStatus = Mutex(PublisherStatus())
-
+  let control: PublisherControl
   let configuration: KafkaPublisherConfiguration
   let queue: DurableQueue
   let logger: Logger
   let metrics: PublisherMetrics
-  let wakeup: PublisherWakeup
   let deadLetters: DeadLetterFile
   let maxInFlightRecords: Int
   let maxInFlightBytes: Int
 
+  var machine = PublisherStateMachine(now: .now)
   var producer: RDKafkaProducer?
-  var producerNeedsRecreation = false
   var window = InFlightWindow()
   /// Where the next new record is read from.
   var readPosition: QueuePosition
   /// The end of the last finished prefix handed to `queue.confirm`.
   var confirmedThrough: QueuePosition
-  var retryNotBefore = ContinuousClock.Instant.now
-  var retryDelay = PublisherLoop.initialRetryDelay
-  /// Set when a record failed transiently during this pass; the backoff grows once per pass.
-  var backoffPending = false
-  /// The last queue read found nothing new: everything appended so far is in the window.
-  var caughtUpWithQueue = false
   var status = PublisherStatus()
   var errorThrottle = LogThrottle(interval: .seconds(10))
   var deadLetterThrottle = LogThrottle(interval: .seconds(10))
 
   init(
     configuration: KafkaPublisherConfiguration, queue: DurableQueue, logger: Logger,
-    metricsFactory: any MetricsFactory
+    metricsFactory: any MetricsFactory, control: PublisherControl
   ) throws(KafkaPublisherError) {
     self.configuration = configuration
     self.queue = queue
     self.logger = logger
+    self.control = control
     metrics = PublisherMetrics(factory: metricsFactory)
-    wakeup = try PublisherWakeup()
     deadLetters = DeadLetterFile(
       directory: configuration.deadLetterDirectory, maxBytes: configuration.deadLetterMaxBytes)
     metrics.deadLetterBytes.record(deadLetters.byteCount)
     maxInFlightRecords = configuration.maxInFlightRecords
     maxInFlightBytes = configuration.maxInFlightBytes
     producer = try RDKafkaProducer(
-      configuration: configuration, wakeDescriptor: wakeup.writeDescriptor)
+      configuration: configuration, wakeDescriptor: control.wakeup.writeDescriptor)
     readPosition = queue.confirmedPosition
     confirmedThrough = readPosition
   }
 
-  /// Asks the thread to stop reading and to wait for outstanding deliveries until `deadline`.
-  func requestStop(deadline: ContinuousClock.Instant) {
-    control.withLock { control in
-      if control.stopRequested {
-        control.stopDeadline = min(control.stopDeadline, deadline)
-      } else {
-        control.stopRequested = true
-        control.stopDeadline = deadline
-      }
-    }
-    wakeup.wake()
-  }
-
   /// The thread body; returns once stopped, with the delivered prefix confirmed.
   func run() {
+    let wakeup = control.wakeup
     queue.setAppendHandler { [wakeup] in wakeup.wake() }
     logger.info(
       "kafka publisher started",
@@ -96,36 +97,26 @@ final class PublisherLoop: @unchecked Sendable {
         "bootstrap": "\(configuration.bootstrapServers)", "from": "\(readPosition)",
       ])
     while true {
-      let control = self.control.withLock { $0 }
-      if producerNeedsRecreation, ContinuousClock.now >= retryNotBefore { recreateProducer() }
       // Shutdown keeps reading until the deadline: the gRPC endpoint has already stopped, so
       // whatever its last calls appended is flushed too instead of waiting for the next start.
-      let now = ContinuousClock.now
-      var progressed = false
-      if !control.stopRequested || now < control.stopDeadline { progressed = feedProducer() }
+      if let deadline = control.requestedStopDeadline { machine.stopRequested(deadline: deadline) }
+      let pass = machine.beginPass(now: .now)
+      if pass.recreateProducer { recreateProducer() }
+      var progressed = pass.feedProducer && feedProducer()
       if serveEvents() { progressed = true }
-      applyPendingBackoff()
       confirmFinishedPrefix()
       publishStatus()
-      if control.stopRequested,
-        (window.isEmpty && caughtUpWithQueue) || ContinuousClock.now >= control.stopDeadline
-      {
-        break
+      let next = machine.endPass(
+        now: .now, progressed: progressed, windowIsEmpty: window.isEmpty,
+        awaitingRetry: window.awaitingProduceCount > 0)
+      switch next {
+      case .nextPass: continue
+      case .wait(let timeout): wakeup.wait(timeout: timeout)
+      case .finish:
+        finish()
+        return
       }
-      if !progressed { wakeup.wait(timeout: waitTimeout(control)) }
     }
-    finish()
-  }
-
-  private func waitTimeout(_ control: Control) -> Duration {
-    let now = ContinuousClock.now
-    if control.stopRequested {
-      return min(.milliseconds(50), max(.zero, control.stopDeadline - now))
-    }
-    if window.awaitingProduceCount > 0 || producerNeedsRecreation {
-      return min(Self.idleWait, max(.milliseconds(1), retryNotBefore - now))
-    }
-    return Self.idleWait
   }
 
   private func finish() {
@@ -153,20 +144,8 @@ final class PublisherLoop: @unchecked Sendable {
     status.lastError = message
   }
 
-  private func applyPendingBackoff() {
-    guard backoffPending else { return }
-    backoffPending = false
-    retryNotBefore = .now + retryDelay
-    retryDelay = min(retryDelay * 2, Self.maximumRetryDelay)
-  }
-
   private func publishStatus() {
     status.inFlight = window.count
-    let snapshot = status
-    let changed = sharedStatus.withLock { shared in
-      defer { shared = snapshot }
-      return shared.inFlight != snapshot.inFlight
-    }
-    if changed { metrics.inFlightRecords.record(snapshot.inFlight) }
+    if control.publish(status) { metrics.inFlightRecords.record(status.inFlight) }
   }
 }

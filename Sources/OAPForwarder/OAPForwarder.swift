@@ -1,6 +1,7 @@
 import CoreMetrics
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import LogThrottling
 import Logging
 import NIOSSL
 import ServiceLifecycle
@@ -18,7 +19,7 @@ public final class OAPForwarder: Service, Sendable {
   private let oapAddress: String
   private let logger: Logger
   private let metrics: ForwarderMetrics
-  private let failureWarnings = Mutex(WarningRateLimiter(interval: .seconds(10)))
+  private let failureWarnings = Mutex(LogThrottle(interval: .seconds(10)))
 
   public init(
     configuration: OAPForwarderConfiguration, logger: Logger, metricsFactory: any MetricsFactory
