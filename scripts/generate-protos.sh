@@ -58,12 +58,16 @@ plugin_dir() {
     return
   fi
   prebuilt_plugin_dir && return
-  local product
+  echo "Building the protoc plugins into ${scratch#"$root"/} (none built since the last resolution)" >&2
+  local product dir
   for product in protoc-gen-swift protoc-gen-grpc-swift-2; do
     swift build --package-path "$root" --scratch-path "$scratch" -c release \
-      --product "$product" >&2
+      --product "$product" >&2 || return 1
   done
-  swift build --package-path "$root" --scratch-path "$scratch" -c release --show-bin-path
+  dir="$(swift build --package-path "$root" --scratch-path "$scratch" -c release --show-bin-path)" \
+    || return 1
+  has_plugins "$dir" || { echo "protoc plugins missing from $dir after the build" >&2; return 1; }
+  echo "$dir"
 }
 
 # Writes the generated sources for every .proto into $1 (emptied first).

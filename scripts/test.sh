@@ -7,11 +7,16 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 python="$(scripts/python-env.sh)"
 
-scripts/validate.sh lint protos
+scripts/validate.sh lint
 
 echo "== build"
 swift build --build-tests
-scripts/validate.sh linkage "$(swift build --show-bin-path)/skywalking-kafka-relay"
+# The protoc plugins, built beside the relay so they reuse its compiled dependencies.
+swift build --product protoc-gen-swift
+swift build --product protoc-gen-grpc-swift-2
+bin="$(swift build --show-bin-path)"
+PROTOC_PLUGIN_DIR="$bin" scripts/validate.sh protos
+scripts/validate.sh linkage "$bin/skywalking-kafka-relay"
 
 echo "== swift tests"
 swift test --skip-build --disable-xctest

@@ -13,8 +13,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Shared libraries the relay must not load: Foundation and its parts (ICU alone is ~30 MiB).
-forbidden='^(libFoundation|lib_FoundationICU|libFoundationEssentials|libFoundationInternationalization)'
+# Shared libraries the relay must not load: Foundation, its internationalization and ICU
+# (~30 MiB). FoundationEssentials (no ICU) is allowed: swift-certificates, under the OAP link's
+# TLS in grpc-swift-nio-transport, needs it.
+forbidden='^(libFoundation\.so|libFoundationNetworking|libFoundationXML|lib_FoundationICU|libFoundationInternationalization)'
 
 fail() {
   echo "validate: $*" >&2

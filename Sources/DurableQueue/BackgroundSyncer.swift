@@ -63,7 +63,7 @@ final class BackgroundSyncer: Sendable {
       // the next interval tries again.
       let error = SystemCallError(errno: errno, operation: "syncing", path: path)
       queue.metrics.ioErrors.increment()
-      queue.state.withLock { $0.lastWriteError = error.description }
+      queue.state.withLock { $0.writes.syncFailed(error.description) }
       queue.logger.error("queue sync failed", metadata: ["error": "\(error)"])
       return
     }

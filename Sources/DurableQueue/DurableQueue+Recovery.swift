@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Logging
 import Synchronization
 
@@ -38,9 +37,9 @@ extension DurableQueue {
       throw unusable(error.description)
     }
     do {
-      names = try FileManager.default.contentsOfDirectory(atPath: directory)
+      names = try SegmentFile.fileNames(in: directory)
     } catch {
-      throw unusable("\(error)")
+      throw unusable(error.description)
     }
     let lock: SegmentFile
     do {

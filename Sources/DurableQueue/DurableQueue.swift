@@ -106,7 +106,7 @@ public final class DurableQueue: Sendable {
       state.refusedBatchBytes = nil
       state.pending.append(PendingAppend(batch: batch, completion: completion))
       state.pendingBytes += batch.byteCount
-      return .success(state.claimIdleWriter())
+      return .success(state.claimSleepingWriter())
     }
     switch accepted {
     case .success(let wakeWriter):
@@ -140,7 +140,7 @@ public final class DurableQueue: Sendable {
       guard position > state.confirmed else { return (false, state.status) }
       state.confirmed = min(position, state.writtenEnd)
       state.ledger.confirm(through: state.confirmed)
-      return (!state.writerTimerArmed && state.claimIdleWriter(), state.status)
+      return (state.claimSleepingWriter(evenIfTimed: false), state.status)
     }
     if wakeWriter { writerWakeup.signal() }
     metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
@@ -195,10 +195,7 @@ struct SegmentInfo: Sendable {
 struct QueueState: Sendable {
   var pending: [PendingAppend] = []
   var pendingBytes = 0
-  /// The writer is waiting on `writerWakeup`; whoever clears this flag must signal it.
-  var writerIdle = false
-  /// The idle writer will wake by itself soon (a sync or position write is due).
-  var writerTimerArmed = false
+  var writer = WriterActivity.working
   var closed = false
   /// Live segment files in order; the last one is being written.
   var segments: [SegmentInfo]
@@ -209,8 +206,7 @@ struct QueueState: Sendable {
   /// The size of the last batch refused for capacity: the queue reports itself full until that
   /// much room is free again, whether an append or a confirmation made the room.
   var refusedBatchBytes: Int?
-  var outOfSpace = false
-  var lastWriteError: String?
+  var writes = WriteHealth.healthy
   /// Corrupt records already counted, so re-reading the same damage does not count it again.
   var corruptPositions: Set<QueuePosition> = []
   var corruptRecordsSkipped = 0
@@ -228,7 +224,7 @@ struct QueueState: Sendable {
     QueueStatus(
       bytes: diskBytes, unconfirmedRecords: ledger.unconfirmedRecords(confirmed: confirmed),
       oldestUnconfirmedMillis: ledger.oldestTimestampMillis,
-      isFull: isOverCapacity || outOfSpace, lastWriteError: lastWriteError,
+      isFull: isOverCapacity || writes.isOutOfSpace, lastWriteError: writes.lastError,
       corruptRecordsSkipped: corruptRecordsSkipped, corruptBytesSkipped: corruptBytesSkipped,
       tornTailBytesTruncated: tornTailBytesTruncated)
   }
@@ -238,10 +234,51 @@ struct QueueState: Sendable {
     return diskBytes + pendingBytes + refusedBatchBytes > maxBytes
   }
 
-  /// Returns whether the caller must signal the writer.
-  mutating func claimIdleWriter() -> Bool {
-    guard writerIdle else { return false }
-    writerIdle = false
-    return true
+  /// Returns whether the caller must signal the writer: new work for a sleeping writer, or,
+  /// with `evenIfTimed`, a confirmation for one that does not wake by itself soon.
+  mutating func claimSleepingWriter(evenIfTimed: Bool = true) -> Bool {
+    switch writer {
+    case .working: return false
+    case .sleepingUntilTimer where !evenIfTimed: return false
+    case .sleeping, .sleepingUntilTimer:
+      writer = .working
+      return true
+    }
+  }
+}
+
+/// Whether the writer thread needs a signal to see new work.
+enum WriterActivity: Sendable, Equatable {
+  case working
+  /// Waiting on `writerWakeup` with no deadline; whoever moves it to `.working` signals it.
+  case sleeping
+  /// Waiting with a deadline (a sync or a position write is due soon).
+  case sleepingUntilTimer
+}
+
+/// What the last write or sync said about the disk.
+enum WriteHealth: Sendable, Equatable {
+  case healthy
+  /// A write or sync failed for another reason (EIO, EROFS…); appends are still tried.
+  case failed(String)
+  /// ENOSPC or EDQUOT: the queue reports itself full until space is found again.
+  case outOfSpace(String)
+
+  var isOutOfSpace: Bool {
+    if case .outOfSpace = self { return true }
+    return false
+  }
+
+  var lastError: String? {
+    switch self {
+    case .healthy: nil
+    case .failed(let error), .outOfSpace(let error): error
+    }
+  }
+
+  /// A failed sync is reported without undoing what a full disk already says.
+  mutating func syncFailed(_ error: String) {
+    if case .outOfSpace = self { return }
+    self = .failed(error)
   }
 }

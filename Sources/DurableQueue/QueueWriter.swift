@@ -18,25 +18,15 @@ struct ActiveSegment {
 
 /// The writer thread: the only code that writes, syncs, rolls, persists the position and
 /// deletes files, so none of that needs a lock. It sleeps on `writerWakeup` when idle (with a
-/// timeout only while a sync or a position write is due), never spins.
+/// timeout only while a sync or a position write is due), never spins; when to do what is
+/// its ``QueueWriterSchedule``.
 struct QueueWriter {
-  private static let positionPersistNanoseconds: UInt64 = 100_000_000
-  /// How often a queue that hit a full disk looks for free space while nothing is appended, so
-  /// it reports itself writable again without waiting for an agent to try.
-  private static let spaceProbeNanoseconds: UInt64 = 1_000_000_000
-
   private let queue: DurableQueue
   private let policy: FsyncPolicy
   private let segmentBytes: UInt64
-  private let syncIntervalNanoseconds: UInt64
+  private var schedule: QueueWriterSchedule
   private var active: ActiveSegment
-  private var persisted: QueuePosition?
   private var persistError: String?
-  /// Segments wholly before this position have been deleted.
-  private var cleanedThrough: QueuePosition?
-  private var unsynced = false
-  private var lastSync: UInt64
-  private var lastPersist: UInt64 = 0
   /// Reused between groups so a steady stream of commits allocates nothing here.
   private var group: [PendingAppend] = []
   private var buffers: [iovec] = []
@@ -51,46 +41,43 @@ struct QueueWriter {
     self.syncer = configuration.fsyncPolicy == .interval ? BackgroundSyncer(queue: queue) : nil
     self.segmentBytes = UInt64(max(1, configuration.segmentBytes))
     let interval = configuration.fsyncInterval.components
-    self.syncIntervalNanoseconds = UInt64(
-      max(0, interval.seconds * 1_000_000_000 + interval.attoseconds / 1_000_000_000))
+    self.schedule = QueueWriterSchedule(
+      syncInterval: UInt64(
+        max(0, interval.seconds * 1_000_000_000 + interval.attoseconds / 1_000_000_000)),
+      now: Self.now(), persisted: persisted)
     let last = queue.state.withLock { $0.segments[$0.segments.count - 1] }
     self.active = ActiveSegment(file: active, number: last.number, size: last.size)
-    self.persisted = persisted
-    self.lastSync = Self.now()
   }
 
   mutating func run() {
     while true {
-      let (confirmed, closed, spaceWanted, outOfSpace) = queue.state.withLock { state in
-        state.writerIdle = false
-        state.writerTimerArmed = false
+      let (observed, spaceWanted) = queue.state.withLock { state in
+        state.writer = .working
         swap(&state.pending, &group)
-        return (
-          state.confirmed, state.closed, state.isOverCapacity || state.outOfSpace,
-          state.outOfSpace
-        )
+        let observed = QueueWriterSchedule.Observed(
+          confirmed: state.confirmed, closed: state.closed,
+          outOfSpace: state.writes.isOutOfSpace, nothingToWrite: group.isEmpty)
+        return (observed, state.isOverCapacity || state.writes.isOutOfSpace)
       }
-      if outOfSpace && group.isEmpty { probeFreeSpace() }
+      let (confirmed, closed) = (observed.confirmed, observed.closed)
+      if schedule.duties(now: Self.now(), observed: observed).probeFreeSpace { probeFreeSpace() }
       if !group.isEmpty {
         writeGroup()
         group.removeAll(keepingCapacity: true)
       }
       let now = Self.now()
-      if unsynced && (closed || now - lastSync >= syncIntervalNanoseconds) {
+      let duties = schedule.duties(now: now, observed: observed)
+      if duties.sync {
         if !closed, let syncer, syncer.sync(active.file) {
-          lastSync = now
-          unsynced = false
+          schedule.synced(at: now)
         } else {
           syncActive()
         }
       }
-      if confirmed != persisted && (closed || now - lastPersist >= Self.positionPersistNanoseconds)
-      {
-        persist(confirmed, at: now, durable: closed)
-      }
-      if confirmed != cleanedThrough {
-        deleteSegments(before: confirmed)
-        cleanedThrough = confirmed
+      if let (position, durable) = duties.persist { persist(position, at: now, durable: durable) }
+      if let position = duties.deleteFilesBefore {
+        deleteSegments(before: position)
+        schedule.deletedFiles(before: position)
       }
       if !closed, active.size > 0,
         confirmed >= QueuePosition(segment: active.number, offset: active.size),
@@ -111,7 +98,7 @@ struct QueueWriter {
         queue.writerExited.signal()
         return
       }
-      sleep(confirmed: confirmed, probingSpace: outOfSpace)
+      sleep(confirmed: confirmed, probingSpace: observed.outOfSpace)
     }
   }
 
@@ -121,26 +108,18 @@ struct QueueWriter {
     guard statvfs(queue.configuration.directory, &stats) == 0 else { return }
     let available = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
     guard available >= UInt64(min(segmentBytes, 1 << 20)) else { return }
-    queue.state.withLock { state in
-      state.outOfSpace = false
-      state.lastWriteError = nil
-    }
+    queue.state.withLock { $0.writes = .healthy }
     queue.logger.notice(
       "disk space is available again; the queue accepts appends",
       metadata: ["available_bytes": "\(available)"])
   }
 
   private mutating func sleep(confirmed: QueuePosition, probingSpace: Bool) {
-    var deadline: UInt64?
-    if unsynced { deadline = lastSync + syncIntervalNanoseconds }
-    if probingSpace { deadline = min(deadline ?? .max, Self.now() + Self.spaceProbeNanoseconds) }
-    if confirmed != persisted {
-      deadline = min(deadline ?? .max, lastPersist + Self.positionPersistNanoseconds)
-    }
+    let deadline = schedule.wakeDeadline(
+      now: Self.now(), confirmed: confirmed, probingSpace: probingSpace)
     let idle = queue.state.withLock { state in
       guard state.pending.isEmpty, !state.closed, state.confirmed == confirmed else { return false }
-      state.writerIdle = true
-      state.writerTimerArmed = deadline != nil
+      state.writer = deadline == nil ? .sleeping : .sleepingUntilTimer
       return true
     }
     guard idle else { return }
@@ -193,7 +172,7 @@ struct QueueWriter {
       throw error
     }
     active.size = start + UInt64(bytes)
-    if policy == .interval { unsynced = true }
+    if policy == .interval { schedule.wroteUnsynced() }
     commit(run, start: start, bytes: bytes)
   }
 
@@ -213,8 +192,7 @@ struct QueueWriter {
       state.segments[state.segments.count - 1].size = active.size
       state.diskBytes += bytes
       state.pendingBytes -= bytes
-      state.outOfSpace = false
-      state.lastWriteError = nil
+      state.writes = .healthy
       return (state.appendHandler, state.status)
     }
     queue.metrics.writes.increment()
@@ -228,9 +206,11 @@ struct QueueWriter {
     let bytes = run.reduce(0) { $0 + group[$1].batch.byteCount }
     let isNewError = queue.state.withLock { state in
       state.pendingBytes -= bytes
-      state.outOfSpace = error.isOutOfSpace
-      defer { state.lastWriteError = error.description }
-      return state.lastWriteError != error.description
+      defer {
+        state.writes =
+          error.isOutOfSpace ? .outOfSpace(error.description) : .failed(error.description)
+      }
+      return state.writes.lastError != error.description
     }
     (error.isOutOfSpace ? queue.metrics.diskFullErrors : queue.metrics.ioErrors).increment()
     // Logged once per distinct error: a full disk under load would otherwise flood the log.
@@ -258,8 +238,7 @@ struct QueueWriter {
     try active.file.sync()
     let end = Self.now()
     queue.metrics.fsyncDuration.recordNanoseconds(Int64(end - start))
-    lastSync = end
-    unsynced = false
+    schedule.synced(at: end)
   }
 
   /// The `.interval` sync. Its data was already acknowledged, so a failure can only be logged;
@@ -268,9 +247,9 @@ struct QueueWriter {
     do {
       try timedSync()
     } catch {
-      lastSync = Self.now()
+      schedule.syncFailed(at: Self.now())
       queue.metrics.ioErrors.increment()
-      queue.state.withLock { $0.lastWriteError = error.description }
+      queue.state.withLock { $0.writes.syncFailed(error.description) }
       queue.logger.error("queue sync failed", metadata: ["error": "\(error)"])
     }
   }
@@ -296,12 +275,12 @@ struct QueueWriter {
   }
 
   private mutating func persist(_ confirmed: QueuePosition, at now: UInt64, durable: Bool) {
-    lastPersist = now
     do {
       try PositionFile.write(confirmed, directory: queue.configuration.directory, durable: durable)
-      persisted = confirmed
+      schedule.persistAttempted(confirmed, at: now, succeeded: true)
       persistError = nil
     } catch {
+      schedule.persistAttempted(confirmed, at: now, succeeded: false)
       // Retried at the next interval; logged once per distinct error (a full disk repeats it).
       queue.logger.log(
         level: persistError == error.description ? .debug : .warning,

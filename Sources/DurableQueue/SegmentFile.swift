@@ -208,6 +208,23 @@ struct SegmentFile: Sendable {
   }
 
   /// Makes a create, rename or unlink inside `directory` durable.
+  /// The names in `directory` (without `.` and `..`), read with `readdir` so the queue needs
+  /// no Foundation.
+  static func fileNames(in directory: String) throws(SystemCallError) -> [String] {
+    guard let stream = opendir(directory) else {
+      throw SystemCallError(errno: errno, operation: "listing", path: directory)
+    }
+    defer { closedir(stream) }
+    var names: [String] = []
+    while let entry = readdir(stream) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+        String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+      }
+      if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+  }
+
   static func syncDirectory(_ directory: String) throws(SystemCallError) {
     let handle = try open(directory, flags: O_RDONLY | O_DIRECTORY)
     defer { handle.close() }
