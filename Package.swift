@@ -99,6 +99,7 @@ let package = Package(
         "ConnectionLimiter",
         "SkyWalkingWire",
         "DurableQueue",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -204,6 +205,7 @@ let package = Package(
       dependencies: [
         "DurableQueue", .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "MetricsTestKit", package: "swift-metrics"),
       ],
       swiftSettings: strictSettings
     ),

@@ -1,7 +1,10 @@
+import GRPCCore
+
 /// Carries a call the relay does not publish to the OAP as a live stream: each request message
 /// as it arrives, each response message as the OAP sends it, trailers at the end.
 ///
 /// The receiver stays free of any gRPC client: the executable adapts its OAP client to this.
+/// Both sides speak grpc-swift's status codes, the one vocabulary of gRPC statuses here.
 public protocol AgentCallForwarder: Sendable {
   /// Runs the call until the OAP ends it or the task is cancelled (the agent reset the stream).
   /// Reports the OAP's response headers and messages to `responder` as they come, and returns
@@ -36,7 +39,7 @@ public struct ProxiedCallHead: Sendable {
 /// How a proxied call ended.
 public enum ProxyOutcome: Sendable {
   /// The OAP answered with this status (OK or not) and trailing metadata.
-  case finished(code: Int, message: String, trailers: [(name: String, value: String)])
+  case finished(code: Status.Code, message: String, trailers: [(name: String, value: String)])
   /// The OAP never answered; the reason names where and why.
   case unreachable(reason: String)
 }

@@ -1,3 +1,4 @@
+import GRPCCore
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -112,7 +113,7 @@ enum GRPCRequestHead {
     else {
       return .http(
         status: 415,
-        reason: GRPCStatus(code: .internal, message: "content-type must be application/grpc"))
+        reason: GRPCStatus(code: .internalError, message: "content-type must be application/grpc"))
     }
     if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
       return .trailersOnly(

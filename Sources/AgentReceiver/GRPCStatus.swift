@@ -1,25 +1,13 @@
+import GRPCCore
+
 /// The gRPC status codes the endpoint answers with.
 ///
 /// The agent's reaction depends on the code: the Java agent stops tracing for up to 30 s after
 /// UNAVAILABLE, PERMISSION_DENIED, UNAUTHENTICATED, RESOURCE_EXHAUSTED or UNKNOWN, so each code
 /// here is chosen for what it makes the agent do, not only for what it says.
 struct GRPCStatus: Sendable, Equatable {
-  /// All standard codes, since an OAP's answer to a forwarded call is passed through as is.
-  enum Code: Int, Sendable, CaseIterable {
-    case ok, cancelled, unknown, invalidArgument, deadlineExceeded, notFound, alreadyExists
-    case permissionDenied, resourceExhausted, failedPrecondition, aborted, outOfRange
-    case unimplemented, `internal`, unavailable, dataLoss, unauthenticated
-
-    /// The lower-case label used in metrics, e.g. `resource_exhausted`.
-    var label: String { Self.labels[rawValue] }
-
-    private static let labels = [
-      "ok", "cancelled", "unknown", "invalid_argument", "deadline_exceeded", "not_found",
-      "already_exists", "permission_denied", "resource_exhausted", "failed_precondition",
-      "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss",
-      "unauthenticated",
-    ]
-  }
+  /// grpc-swift's codes, shared with the OAP link, so an OAP's answer is passed through as is.
+  typealias Code = Status.Code
 
   var code: Code
   var message: String
@@ -45,5 +33,30 @@ struct GRPCStatus: Sendable, Equatable {
       }
     }
     return encoded
+  }
+}
+
+extension Status.Code {
+  /// The lower-case label used in metrics, e.g. `resource_exhausted`.
+  var label: String {
+    switch self {
+    case .ok: "ok"
+    case .cancelled: "cancelled"
+    case .invalidArgument: "invalid_argument"
+    case .deadlineExceeded: "deadline_exceeded"
+    case .notFound: "not_found"
+    case .alreadyExists: "already_exists"
+    case .permissionDenied: "permission_denied"
+    case .resourceExhausted: "resource_exhausted"
+    case .failedPrecondition: "failed_precondition"
+    case .aborted: "aborted"
+    case .outOfRange: "out_of_range"
+    case .unimplemented: "unimplemented"
+    case .internalError: "internal"
+    case .unavailable: "unavailable"
+    case .dataLoss: "data_loss"
+    case .unauthenticated: "unauthenticated"
+    default: "unknown"
+    }
   }
 }

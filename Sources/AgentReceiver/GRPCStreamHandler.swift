@@ -1,5 +1,6 @@
 import CoreMetrics
 import DurableQueue
+import GRPCCore
 import Logging
 import NIOCore
 import NIOHPACK

@@ -1,4 +1,5 @@
 import DurableQueue
+import GRPCCore
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -145,7 +146,8 @@ struct GRPCStreamStateMachine {
             + "(\(settingNames.maxMessageBytes))")
       case .compressedWithoutEncoding:
         GRPCStatus(
-          code: .internal, message: "message is flagged compressed but grpc-encoding is identity")
+          code: .internalError,
+          message: "message is flagged compressed but grpc-encoding is identity")
       }
     return answer(.trailersOnly(status), clientFinished: false)
   }
@@ -171,7 +173,7 @@ struct GRPCStreamStateMachine {
         return answer(
           .trailersOnly(
             GRPCStatus(
-              code: .internal,
+              code: .internalError,
               message: "stream ended inside a message (\(tornMessageBytes) bytes left over)")),
           clientFinished: true)
       }
@@ -340,7 +342,7 @@ struct GRPCStreamStateMachine {
     let response: GRPCResponse
     switch outcome {
     case .finished(let code, let message, let trailers):
-      let status = GRPCStatus(code: GRPCStatus.Code(rawValue: code) ?? .unknown, message: message)
+      let status = GRPCStatus(code: code, message: message)
       response =
         proxying.responseHeadersSent
         ? GRPCResponse(status: status, frames: GRPCResponse.trailers(status, metadata: trailers))

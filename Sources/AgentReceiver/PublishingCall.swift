@@ -1,4 +1,5 @@
 import DurableQueue
+import GRPCCore
 import NIOCore
 import SkyWalkingWire
 

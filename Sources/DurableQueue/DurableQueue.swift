@@ -153,9 +153,14 @@ public final class DurableQueue: Sendable {
   }
 
   public var status: QueueStatus {
-    let status = state.withLock { $0.status }
+    state.withLock { $0.status }
+  }
+
+  /// Sets the occupancy gauges from the current state. Appends, confirmations and deletions set
+  /// them as they happen, but the oldest record's age grows with no event at all, so a scraper
+  /// calls this before it reads them.
+  public func refreshOccupancyGauges() {
     metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
-    return status
   }
 
   /// Stops accepting appends, lets the writer write what is pending, sync, persist the

@@ -1,3 +1,5 @@
+import GRPCCore
+
 /// One agent call the relay proxies to the OAP, as the receiver saw its headers.
 public struct ForwardedCall: Sendable {
   /// The HTTP/2 `:path` as the agent sent it: `/skywalking.v3.ProfileTask/getProfileTaskCommands`,
@@ -19,8 +21,8 @@ public struct ForwardedCall: Sendable {
 /// How a proxied call ended. Every failure is folded in here so the receiver has a single shape
 /// to turn into trailers.
 public struct ForwardedResponse: Sendable {
-  /// The gRPC status code the OAP returned (0 = OK), or the code of a local failure.
-  public var code: Int
+  /// The gRPC status code the OAP returned, or the code of a local failure.
+  public var code: Status.Code
   public var message: String
   /// The OAP's trailing metadata, passed back to the agent.
   public var trailers: [(name: String, value: String)]
@@ -29,7 +31,8 @@ public struct ForwardedResponse: Sendable {
   public var reachedOAP: Bool
 
   public init(
-    code: Int, message: String, trailers: [(name: String, value: String)] = [], reachedOAP: Bool
+    code: Status.Code, message: String, trailers: [(name: String, value: String)] = [],
+    reachedOAP: Bool
   ) {
     self.code = code
     self.message = message

@@ -1,4 +1,5 @@
 import CoreMetrics
+import GRPCCore
 
 /// How a forwarded call ended, as counted by `relay_oap_forwarded_total{outcome}`.
 enum ForwardOutcome: String, Sendable, CaseIterable {
@@ -13,7 +14,7 @@ enum ForwardOutcome: String, Sendable, CaseIterable {
     if !response.reachedOAP {
       self = .unreachable
     } else {
-      self = response.code == 0 ? .ok : .oapError
+      self = response.code == .ok ? .ok : .oapError
     }
   }
 }

@@ -59,7 +59,7 @@ extension ForwardedResponse {
 
   init(_ error: RPCError, responseHeadersReceived: Bool) {
     self.init(
-      code: error.code.rawValue,
+      code: Status.Code(error.code),
       message: error.message,
       trailers: error.metadata.forwardedPairs,
       reachedOAP: responseHeadersReceived || !Self.localFailureCodes.contains(error.code)

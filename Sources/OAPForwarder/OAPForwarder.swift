@@ -124,7 +124,7 @@ public final class OAPForwarder: Service, Sendable {
     guard let method = MethodDescriptor(forwardedPath: call.path) else {
       metrics.count(.invalid)
       return ForwardedResponse(
-        code: RPCError.Code.unimplemented.rawValue, message: "cannot forward malformed path",
+        code: .unimplemented, message: "cannot forward malformed path",
         reachedOAP: false)
     }
     var options = CallOptions.defaults
@@ -169,7 +169,7 @@ public final class OAPForwarder: Service, Sendable {
             case .trailingMetadata(let metadata): trailers = metadata.forwardedPairs
             }
           }
-          return ForwardedResponse(code: 0, message: "", trailers: trailers, reachedOAP: true)
+          return ForwardedResponse(code: .ok, message: "", trailers: trailers, reachedOAP: true)
         } catch let error as RPCError {
           return ForwardedResponse(error, responseHeadersReceived: true)
         }
@@ -180,7 +180,7 @@ public final class OAPForwarder: Service, Sendable {
       // Not an RPC status: the client is not running (never started or shut down), the
       // transport failed outright, or the agent's side went away mid-call.
       response = ForwardedResponse(
-        code: RPCError.Code.unavailable.rawValue, message: "\(error)", reachedOAP: false)
+        code: .unavailable, message: "\(error)", reachedOAP: false)
     }
     if !response.reachedOAP {
       response.message = "relay could not reach the OAP at \(oapAddress): \(response.message)"

@@ -94,9 +94,7 @@ public struct Relay {
         "/readyz": { health.readiness },
         "/status": { health.statusJSON },
         "/metrics": {
-          // Reading the status refreshes the queue's occupancy gauges (the oldest record's age
-          // grows without any event to update it).
-          _ = queue.status
+          queue.refreshOccupancyGauges()
           return AdminResponse(
             status: 200, contentType: "text/plain; version=0.0.4", body: exposition.render())
         },

@@ -1,5 +1,6 @@
 import CoreMetrics
 import DurableQueue
+import GRPCCore
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -147,7 +148,7 @@ import Testing
     var machine = Self.publishing()
     let (status, _) = try #require(
       Self.answer(machine.clientFinished(at: .now(), tornMessageBytes: 3, readiness: .serving)))
-    #expect(status.code == .internal)
+    #expect(status.code == .internalError)
   }
 
   @Test func theDeadlineAnswersAPublishingCallOnce() throws {
@@ -207,7 +208,8 @@ import Testing
       return
     }
     let (status, reset) = try #require(
-      Self.answer(machine.proxyFinished(.finished(code: 7, message: "denied", trailers: []))))
+      Self.answer(
+        machine.proxyFinished(.finished(code: .permissionDenied, message: "denied", trailers: []))))
     #expect(status.code == .permissionDenied)
     #expect(!reset)
   }

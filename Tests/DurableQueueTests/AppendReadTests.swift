@@ -1,5 +1,7 @@
 import DurableQueue
 import Foundation
+import Logging
+import MetricsTestKit
 import Testing
 
 @Suite struct AppendReadTests {
@@ -259,5 +261,31 @@ import Testing
     queue.close()
     let again = try openQueue(directory)
     again.close()
+  }
+}
+
+/// The oldest record's age grows with no event; only an explicit refresh (what `/metrics` does
+/// before rendering) moves its gauge, and reading the status never does.
+@Suite struct OccupancyGaugeTests {
+  @Test func theOldestRecordsAgeIsRefreshedOnlyWhenAsked() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let metrics = MetricsTestKit.TestMetrics()
+    let queue = try DurableQueue(
+      configuration: DurableQueueConfiguration(directory: directory.path),
+      logger: Logger(label: "occupancy-tests"), metricsFactory: metrics)
+    defer { queue.close() }
+    let appendedAt = RecordBatch.wallClockMillis() - 60_000
+    try await queue.append(makeBatch(values: ["1"], timestampMillis: appendedAt))
+    let age = try metrics.expectGauge("relay_queue_oldest_unconfirmed_age_seconds")
+    let afterAppend = try #require(age.lastValue)
+    #expect(afterAppend >= 60)
+
+    let recordedBefore = age.values.count
+    _ = queue.status
+    #expect(age.values.count == recordedBefore, "a status read has no side effect")
+    queue.refreshOccupancyGauges()
+    #expect(age.values.count == recordedBefore + 1)
+    #expect(try #require(age.lastValue) >= afterAppend)
   }
 }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import GRPCCore
 import Logging
 import OAPForwarder
 import SkyWalkingProtocol
@@ -74,7 +75,7 @@ struct WholeCall: Sendable {
 
 /// What came back: the status, every response message and whether the OAP answered.
 struct WholeResponse: Sendable {
-  var code: Int
+  var code: Status.Code
   var message: String
   var reachedOAP: Bool
   var responseMessages: [[UInt8]]

@@ -1,3 +1,4 @@
+import GRPCCore
 import OAPForwarder
 import SkyWalkingProtocol
 import SwiftProtobuf
@@ -10,7 +11,7 @@ struct OAPForwarderTests {
       try await withForwarder(port: port) { forwarder in
         let response = await forwarder.exchange(try AgentCalls.profileQuery(service: "checkout"))
 
-        #expect(response.code == 0)
+        #expect(response.code == .ok)
         #expect(response.reachedOAP)
         let bytes = try #require(response.responseMessage)
         let commands = try Skywalking_V3_Commands(serializedBytes: bytes)
@@ -36,7 +37,7 @@ struct OAPForwarderTests {
         ]
         let response = await forwarder.exchange(try AgentCalls.profileQuery(metadata: metadata))
 
-        #expect(response.code == 0)
+        #expect(response.code == .ok)
         #expect(oap.observed.authentications == [StubOAP.token])
       }
     }
@@ -48,7 +49,7 @@ struct OAPForwarderTests {
         let call = try AgentCalls.profileQuery(path: "/ProfileTask/getProfileTaskCommands")
         let response = await forwarder.exchange(call)
 
-        #expect(response.code == 0)
+        #expect(response.code == .ok)
         let commands = try Skywalking_V3_Commands(
           serializedBytes: #require(response.responseMessage))
         #expect(commands.commands.map(\.command) == ["ProfileTaskQuery"])
@@ -70,7 +71,7 @@ struct OAPForwarderTests {
             messages: [try report.serializedBytes()], metadata: AgentCalls.authentication,
             isQuery: true))
 
-        #expect(response.code == 0)
+        #expect(response.code == .ok)
         #expect(response.responseMessage == [])
         #expect(oap.observed.paths == ["/skywalking.v3.ProfileTask/reportTaskFinish"])
       }
@@ -97,7 +98,7 @@ struct OAPForwarderTests {
             path: "/skywalking.v3.EventService/collect", messages: events,
             metadata: AgentCalls.authentication, isQuery: false))
 
-        #expect(response.code == 0)
+        #expect(response.code == .ok)
         #expect(response.responseMessage == [])
         #expect(oap.observed.events == events)
         #expect(oap.observed.authentications == [StubOAP.token])
@@ -112,7 +113,7 @@ struct OAPForwarderTests {
           metadata: [(name: "authentication", value: "wrong")])
         let response = await forwarder.exchange(call)
 
-        #expect(response.code == 7)  // PERMISSION_DENIED
+        #expect(response.code == .permissionDenied)
         #expect(response.message == "stub OAP: wrong authentication")
         #expect(response.reachedOAP)
         #expect(response.responseMessage == nil)
@@ -127,7 +128,7 @@ struct OAPForwarderTests {
     try await withForwarder(port: port, callTimeout: .seconds(30)) { forwarder in
       let response = await forwarder.exchange(try AgentCalls.profileQuery())
 
-      #expect(response.code == 14)
+      #expect(response.code == .unavailable)
       #expect(!response.reachedOAP)
       #expect(response.message.contains("127.0.0.1:\(port)"))
       #expect(response.responseMessage == nil)
@@ -140,7 +141,7 @@ struct OAPForwarderTests {
     try await withForwarder(port: listener.port, callTimeout: .milliseconds(500)) { forwarder in
       let response = await forwarder.exchange(try AgentCalls.profileQuery())
 
-      #expect(response.code == 4)  // DEADLINE_EXCEEDED
+      #expect(response.code == .deadlineExceeded)
       #expect(!response.reachedOAP)
     }
   }
@@ -153,18 +154,18 @@ struct OAPForwarderTests {
       let query = { await forwarder.exchange(try AgentCalls.profileQuery()) }
 
       try await withStubOAP(port: port) { oap, _ in
-        let beforeStop = try await poll(query) { $0.code == 0 }
-        #expect(beforeStop.code == 0)
+        let beforeStop = try await poll(query) { $0.code == .ok }
+        #expect(beforeStop.code == .ok)
         #expect(oap.observed.paths.last == "/skywalking.v3.ProfileTask/getProfileTaskCommands")
       }
 
       let whileDown = try await poll(query) { !$0.reachedOAP }
-      #expect(whileDown.code == 14)
+      #expect(whileDown.code == .unavailable)
       #expect(!whileDown.reachedOAP)
 
       try await withStubOAP(port: port) { oap, _ in
-        let afterRestart = try await poll(query) { $0.code == 0 }
-        #expect(afterRestart.code == 0)
+        let afterRestart = try await poll(query) { $0.code == .ok }
+        #expect(afterRestart.code == .ok)
         #expect(afterRestart.reachedOAP)
         #expect(oap.observed.paths.last == "/skywalking.v3.ProfileTask/getProfileTaskCommands")
       }
@@ -182,7 +183,7 @@ struct OAPForwarderTests {
           WholeCall(
             path: path, messages: [query], metadata: AgentCalls.authentication, isQuery: true))
 
-        #expect(response.code == 12)
+        #expect(response.code == .unimplemented)
         #expect(!response.reachedOAP)
         #expect(oap.observed.paths.isEmpty)
       }
@@ -200,7 +201,7 @@ struct OAPForwarderTests {
             path: "/skywalking.v3.ProfileTask/getProfileTaskCommands", messages: [query, query],
             metadata: AgentCalls.authentication, isQuery: true))
 
-        #expect(response.code != 0)
+        #expect(response.code != .ok)
         #expect(response.reachedOAP)
       }
     }
