@@ -27,7 +27,7 @@ final class BackgroundSyncer: Sendable {
   }
 
   /// Syncs `file` soon; returns false when it cannot (then the caller syncs inline).
-  func sync(_ file: SegmentFile) -> Bool {
+  func sync(_ file: LogFile) -> Bool {
     let descriptor = dup(file.descriptor)
     guard descriptor >= 0 else { return false }
     pending.withLock { $0.descriptors.append((descriptor, file.path)) }

@@ -18,9 +18,9 @@ enum PositionFile {
   private static let size = 28
 
   static func read(directory: String) -> Contents {
-    let file: SegmentFile
+    let file: LogFile
     do {
-      file = try SegmentFile.open(directory + "/" + fileName, flags: O_RDONLY)
+      file = try LogFile.open(directory + "/" + fileName, flags: O_RDONLY)
     } catch {
       return error.errno == ENOENT ? .missing : .corrupt(error.description)
     }
@@ -41,16 +41,16 @@ enum PositionFile {
       }
       return .valid(
         QueuePosition(
-          segment: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+          file: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
           offset: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 16, as: UInt64.self))))
     }
   }
 
   /// Flushes the current `position`'s data to disk, when there is one.
   static func syncIfPresent(directory: String) throws(SystemCallError) {
-    let file: SegmentFile
+    let file: LogFile
     do {
-      file = try SegmentFile.open(directory + "/" + fileName, flags: O_RDONLY)
+      file = try LogFile.open(directory + "/" + fileName, flags: O_RDONLY)
     } catch {
       if error.errno == ENOENT { return }
       throw error
@@ -68,12 +68,12 @@ enum PositionFile {
     _ position: QueuePosition, directory: String, durable: Bool
   ) throws(SystemCallError) {
     var bytes = magic
-    withUnsafeBytes(of: position.segment.littleEndian) { bytes.append(contentsOf: $0) }
+    withUnsafeBytes(of: position.file.littleEndian) { bytes.append(contentsOf: $0) }
     withUnsafeBytes(of: position.offset.littleEndian) { bytes.append(contentsOf: $0) }
     let crc = bytes.withUnsafeBytes { CRC32C.checksum($0) }
     withUnsafeBytes(of: crc.littleEndian) { bytes.append(contentsOf: $0) }
     let temporaryPath = directory + "/" + fileName + ".tmp"
-    let file = try SegmentFile.open(temporaryPath, flags: O_WRONLY | O_CREAT | O_TRUNC)
+    let file = try LogFile.open(temporaryPath, flags: O_WRONLY | O_CREAT | O_TRUNC)
     do {
       defer { file.close() }
       try file.write(bytes, at: 0)
@@ -82,6 +82,6 @@ enum PositionFile {
     guard rename(temporaryPath, directory + "/" + fileName) == 0 else {
       throw SystemCallError(errno: errno, operation: "renaming", path: temporaryPath)
     }
-    if durable { try SegmentFile.syncDirectory(directory) }
+    if durable { try LogFile.syncDirectory(directory) }
   }
 }

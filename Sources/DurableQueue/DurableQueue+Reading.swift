@@ -12,28 +12,28 @@ extension DurableQueue {
   /// Reads records from `start` with `pread` into one buffer; the records' key and value are
   /// slices of it. Stops at `maxRecords`, at `maxBytes` (but returns at least one record when
   /// one is available, however large), or at the end the writer has published. Moves across
-  /// segment files, starts at the next existing file when `start`'s file is gone, and skips
+  /// log files, starts at the next existing file when `start`'s file is gone, and skips
   /// corrupt records (counted and logged once per damaged offset). Returns no records and
   /// `next == start` when caught up, or when a read error stops it (logged; retry later).
   public func read(from start: QueuePosition, maxRecords: Int, maxBytes: Int) -> QueueRead {
-    var reader = SegmentReader(maxRecords: max(1, maxRecords), maxBytes: max(1, maxBytes))
+    var reader = LogFileReader(maxRecords: max(1, maxRecords), maxBytes: max(1, maxBytes))
     var position = start
     while !reader.isDone {
-      guard let segment = segment(atOrAfter: position.segment) else { break }
-      if segment.number != position.segment {
-        position = QueuePosition(segment: segment.number, offset: 0)
+      guard let info = logFileInfo(atOrAfter: position.file) else { break }
+      if info.number != position.file {
+        position = QueuePosition(file: info.number, offset: 0)
       }
-      if position.offset >= segment.size {
-        if segment.isLast { break }
-        position = QueuePosition(segment: segment.number + 1, offset: 0)
+      if position.offset >= info.size {
+        if info.isLast { break }
+        position = QueuePosition(file: info.number + 1, offset: 0)
         continue
       }
-      let file: SegmentFile
+      let file: LogFile
       do {
-        file = try SegmentFile.open(segmentPath(segment.number), flags: O_RDONLY)
+        file = try LogFile.open(logFilePath(info.number), flags: O_RDONLY)
       } catch  where error.errno == ENOENT {
         // Deleted behind a confirmation while we looked; what follows is in the next file.
-        position = QueuePosition(segment: segment.number + 1, offset: 0)
+        position = QueuePosition(file: info.number + 1, offset: 0)
         continue
       } catch {
         logger.error("queue read failed", metadata: ["error": "\(error)"])
@@ -41,10 +41,10 @@ extension DurableQueue {
       }
       defer { file.close() }
       do {
-        if let damage = try reader.read(file, from: &position, end: segment.size) {
-          let resume = try Self.nextValidRecord(in: file, after: damage.offset, end: segment.size)
-          noteCorruption(at: damage, resumingAt: resume, fileEnd: segment.size)
-          position = QueuePosition(segment: segment.number, offset: resume ?? segment.size)
+        if let damage = try reader.read(file, from: &position, end: info.size) {
+          let resume = try Self.nextValidRecord(in: file, after: damage.offset, end: info.size)
+          noteCorruption(at: damage, resumingAt: resume, fileEnd: info.size)
+          position = QueuePosition(file: info.number, offset: resume ?? info.size)
         }
       } catch {
         logger.error("queue read failed", metadata: ["error": "\(error)"])
@@ -54,13 +54,15 @@ extension DurableQueue {
     return QueueRead(records: reader.records(), next: position)
   }
 
-  private func segment(atOrAfter number: UInt64) -> (number: UInt64, size: UInt64, isLast: Bool)? {
+  private func logFileInfo(atOrAfter number: UInt64) -> (
+    number: UInt64, size: UInt64, isLast: Bool
+  )? {
     state.withLock { state in
-      guard let index = state.segments.firstIndex(where: { $0.number >= number }) else {
+      guard let index = state.logFiles.firstIndex(where: { $0.number >= number }) else {
         return nil
       }
-      let segment = state.segments[index]
-      return (segment.number, segment.size, index == state.segments.count - 1)
+      let file = state.logFiles[index]
+      return (file.number, file.size, index == state.logFiles.count - 1)
     }
   }
 
@@ -81,7 +83,7 @@ extension DurableQueue {
     logger.warning(
       "corrupt queue record skipped",
       metadata: [
-        "file": "\(SegmentFile.segmentName(damage.segment))", "offset": "\(damage.offset)",
+        "file": "\(LogFile.logFileName(damage.file))", "offset": "\(damage.offset)",
         "resumedAt": "\(resume.map { "\($0)" } ?? "next file")", "skippedBytes": "\(skipped)",
       ])
   }
@@ -89,7 +91,7 @@ extension DurableQueue {
 
 /// Accumulates one `read` call: the shared buffer, where each record lies in it, and the
 /// limits. Records become slices only at the end, once the buffer has stopped growing.
-private struct SegmentReader {
+private struct LogFileReader {
   private struct Layout {
     var position: QueuePosition
     var end: QueuePosition
@@ -118,7 +120,7 @@ private struct SegmentReader {
   /// past them. Returns the position of a corrupt record when it meets one.
   static let maxChunkBytes = 1 << 20
 
-  mutating func read(_ file: SegmentFile, from position: inout QueuePosition, end: UInt64)
+  mutating func read(_ file: LogFile, from position: inout QueuePosition, end: UInt64)
     throws(SystemCallError) -> QueuePosition?
   {
     let budget = layouts.isEmpty ? maxBytes : maxBytes - bytesTaken
@@ -143,7 +145,7 @@ private struct SegmentReader {
       switch check {
       case .valid(let frame):
         let start = QueuePosition(
-          segment: position.segment, offset: position.offset + UInt64(offset))
+          file: position.file, offset: position.offset + UInt64(offset))
         let topic = buffer.withUnsafeBytes {
           topics.topic(
             for: UnsafeRawBufferPointer(
@@ -153,7 +155,7 @@ private struct SegmentReader {
         layouts.append(
           Layout(
             position: start,
-            end: QueuePosition(segment: start.segment, offset: start.offset + UInt64(frame.length)),
+            end: QueuePosition(file: start.file, offset: start.offset + UInt64(frame.length)),
             timestampMillis: frame.timestampMillis, topic: topic,
             key: (regionStart + frame.key.lowerBound)..<(regionStart + frame.key.upperBound),
             value: (regionStart + frame.value.lowerBound)..<(regionStart + frame.value.upperBound)))
@@ -197,7 +199,7 @@ private struct SegmentReader {
   }
 
   /// Appends up to `count` bytes of `file` at `offset` to the buffer; returns how many it got.
-  private mutating func fill(_ file: SegmentFile, at offset: UInt64, count: Int)
+  private mutating func fill(_ file: LogFile, at offset: UInt64, count: Int)
     throws(SystemCallError) -> Int
   {
     try file.read(appendingTo: &buffer, count: count, at: offset)

@@ -9,14 +9,14 @@ import Synchronization
 
 extension DurableQueue {
   struct RecoveredLog {
-    var lock: SegmentFile
+    var lock: LogFile
     var tornTailBytes = 0
-    var segments: [SegmentInfo]
+    var logFiles: [LogFileInfo]
     var confirmed: QueuePosition
     /// What the `position` file holds, nil when it must be (re)written.
     var persisted: QueuePosition?
-    /// The last segment, open for writing at its valid end.
-    var active: SegmentFile
+    /// The last log file, open for writing at its valid end.
+    var active: LogFile
   }
 
   /// Brings the directory to a consistent state: lock it, drop confirmed files, cut a torn tail
@@ -32,18 +32,18 @@ extension DurableQueue {
     }
     let names: [String]
     do {
-      try SegmentFile.createDirectoryDurably(directory)
+      try LogFile.createDirectoryDurably(directory)
     } catch {
       throw unusable(error.description)
     }
     do {
-      names = try SegmentFile.fileNames(in: directory)
+      names = try LogFile.fileNames(in: directory)
     } catch {
       throw unusable(error.description)
     }
-    let lock: SegmentFile
+    let lock: LogFile
     do {
-      lock = try SegmentFile.open(directory + "/lock", flags: O_RDWR | O_CREAT)
+      lock = try LogFile.open(directory + "/lock", flags: O_RDWR | O_CREAT)
     } catch {
       throw unusable(error.description)
     }
@@ -54,7 +54,7 @@ extension DurableQueue {
     do {
       return try recoverLocked(
         configuration: configuration, logger: logger, lock: lock,
-        numbers: names.compactMap(SegmentFile.segmentNumber(fileName:)).sorted())
+        numbers: names.compactMap(LogFile.logFileNumber(fileName:)).sorted())
     } catch {
       lock.close()
       throw unusable(error.description)
@@ -62,12 +62,12 @@ extension DurableQueue {
   }
 
   private static func recoverLocked(
-    configuration: DurableQueueConfiguration, logger: Logger, lock: SegmentFile, numbers: [UInt64]
+    configuration: DurableQueueConfiguration, logger: Logger, lock: LogFile, numbers: [UInt64]
   ) throws(SystemCallError) -> RecoveredLog {
     let directory = configuration.directory
     var numbers = numbers
     var persisted: QueuePosition?
-    var confirmed = QueuePosition(segment: numbers.first ?? 1, offset: 0)
+    var confirmed = QueuePosition(file: numbers.first ?? 1, offset: 0)
     switch PositionFile.read(directory: directory) {
     case .valid(let position):
       persisted = position
@@ -76,83 +76,83 @@ extension DurableQueue {
       break
     case .missing:
       logger.warning(
-        "queue position file missing; replaying every segment file (at-least-once)",
+        "queue position file missing; replaying every log file (at-least-once)",
         metadata: ["from": "\(confirmed)"])
     case .corrupt(let reason):
       logger.warning(
-        "queue position file unreadable; replaying every segment file (at-least-once)",
+        "queue position file unreadable; replaying every log file (at-least-once)",
         metadata: ["reason": "\(reason)", "from": "\(confirmed)"])
     }
 
-    while let first = numbers.first, first < confirmed.segment, numbers.count > 1 {
-      unlink(directory + "/" + SegmentFile.segmentName(first))
+    while let first = numbers.first, first < confirmed.file, numbers.count > 1 {
+      unlink(directory + "/" + LogFile.logFileName(first))
       numbers.removeFirst()
     }
-    var segments: [SegmentInfo] = []
+    var logFiles: [LogFileInfo] = []
     for number in numbers.dropLast() {
-      let file = try SegmentFile.open(
-        directory + "/" + SegmentFile.segmentName(number), flags: O_RDONLY)
+      let file = try LogFile.open(
+        directory + "/" + LogFile.logFileName(number), flags: O_RDONLY)
       defer { file.close() }
-      segments.append(SegmentInfo(number: number, size: try file.size()))
+      logFiles.append(LogFileInfo(number: number, size: try file.size()))
     }
 
-    let active: SegmentFile
+    let active: LogFile
     var tornTailBytes = 0
-    if let last = numbers.last, last >= confirmed.segment {
-      active = try SegmentFile.open(
-        directory + "/" + SegmentFile.segmentName(last), flags: O_RDWR)
+    if let last = numbers.last, last >= confirmed.file {
+      active = try LogFile.open(
+        directory + "/" + LogFile.logFileName(last), flags: O_RDWR)
       let size = try active.size()
-      let scanFrom = last == confirmed.segment ? min(confirmed.offset, size) : 0
+      let scanFrom = last == confirmed.file ? min(confirmed.offset, size) : 0
       let validEnd = try validEnd(of: active, from: scanFrom, size: size)
       if validEnd < size {
         logger.warning(
-          "truncating torn tail of the last queue segment",
+          "truncating torn tail of the last queue log file",
           metadata: [
-            "file": "\(SegmentFile.segmentName(last))", "offset": "\(validEnd)",
+            "file": "\(LogFile.logFileName(last))", "offset": "\(validEnd)",
             "droppedBytes": "\(size - validEnd)",
           ])
         tornTailBytes = Int(size - validEnd)
         try active.truncate(to: validEnd)
         try active.sync()
       }
-      segments.append(SegmentInfo(number: last, size: validEnd))
-      if confirmed.segment == last && confirmed.offset > validEnd {
+      logFiles.append(LogFileInfo(number: last, size: validEnd))
+      if confirmed.file == last && confirmed.offset > validEnd {
         logger.warning(
           "confirmed position lies beyond the data; continuing from the end of the log",
           metadata: ["position": "\(confirmed)", "end": "\(validEnd)"])
         confirmed.offset = validEnd
       }
     } else {
-      // No data at or after the confirmed position: start a fresh segment there, so new
+      // No data at or after the confirmed position: start a fresh log file there, so new
       // records can never land behind the confirmed position.
       if let last = numbers.last {
         logger.warning(
-          "confirmed position lies beyond the last segment; starting a new one",
+          "confirmed position lies beyond the last log file; starting a new one",
           metadata: ["position": "\(confirmed)", "lastSegment": "\(last)"])
       }
-      let number = max(confirmed.segment, (numbers.last ?? 0) + 1)
-      active = try SegmentFile.open(
-        directory + "/" + SegmentFile.segmentName(number), flags: O_RDWR | O_CREAT | O_TRUNC)
-      try SegmentFile.syncDirectory(directory)
-      segments.append(SegmentInfo(number: number, size: 0))
-      if confirmed.segment != number || confirmed.offset != 0 {
-        confirmed = QueuePosition(segment: number, offset: 0)
+      let number = max(confirmed.file, (numbers.last ?? 0) + 1)
+      active = try LogFile.open(
+        directory + "/" + LogFile.logFileName(number), flags: O_RDWR | O_CREAT | O_TRUNC)
+      try LogFile.syncDirectory(directory)
+      logFiles.append(LogFileInfo(number: number, size: 0))
+      if confirmed.file != number || confirmed.offset != 0 {
+        confirmed = QueuePosition(file: number, offset: 0)
       }
     }
-    if confirmed.segment < segments[0].number {
+    if confirmed.file < logFiles[0].number {
       // Files were deleted behind a confirmation the position file had not caught up with.
-      confirmed = QueuePosition(segment: segments[0].number, offset: 0)
+      confirmed = QueuePosition(file: logFiles[0].number, offset: 0)
     }
     if persisted != confirmed { persisted = nil }
     return RecoveredLog(
-      lock: lock, tornTailBytes: tornTailBytes, segments: segments, confirmed: confirmed,
+      lock: lock, tornTailBytes: tornTailBytes, logFiles: logFiles, confirmed: confirmed,
       persisted: persisted, active: active)
   }
 
   /// The end of the last complete, valid record of `file`, scanning from `start`. Corruption
   /// followed by a valid record is mid-file damage (skipped later by readers); corruption with
   /// nothing valid after it is a torn tail.
-  private static func validEnd(of file: SegmentFile, from start: UInt64, size: UInt64)
+  private static func validEnd(of file: LogFile, from start: UInt64, size: UInt64)
     throws(SystemCallError) -> UInt64
   {
     let windowBytes = 8 << 20
@@ -199,7 +199,7 @@ extension DurableQueue {
     return position
   }
 
-  static func readRange(of file: SegmentFile, at offset: UInt64, count: Int, reusing: [UInt8])
+  static func readRange(of file: LogFile, at offset: UInt64, count: Int, reusing: [UInt8])
     throws(SystemCallError) -> [UInt8]
   {
     var buffer = reusing
@@ -210,8 +210,8 @@ extension DurableQueue {
 
   /// Resynchronisation after damage at `damaged`: the first later offset (before `end`) where
   /// a complete valid record starts. Reads the rest of the file at once; this only happens on
-  /// corruption, and segment files are bounded by `segmentBytes` (or one oversized batch).
-  static func nextValidRecord(in file: SegmentFile, after damaged: UInt64, end: UInt64)
+  /// corruption, and log files are bounded by `fileBytes` (or one oversized batch).
+  static func nextValidRecord(in file: LogFile, after damaged: UInt64, end: UInt64)
     throws(SystemCallError) -> UInt64?
   {
     guard end > damaged + 1 else { return nil }

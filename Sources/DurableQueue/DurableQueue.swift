@@ -9,7 +9,7 @@ import Synchronization
 /// Appenders only enqueue encoded batches under a lock; one writer thread writes every pending
 /// batch with a single `pwritev`, syncs according to the policy, and then runs the completions.
 /// Readers `pread` up to the end the writer has published. Confirmations move the position that
-/// a restart replays from; whole segment files behind it are deleted.
+/// a restart replays from; whole log files behind it are deleted.
 ///
 /// `close()` must be called: the writer thread keeps the queue alive until then.
 public final class DurableQueue: Sendable {
@@ -20,7 +20,7 @@ public final class DurableQueue: Sendable {
   /// Wakes the idle writer; a semaphore so a signal sent before the writer waits is not lost.
   let writerWakeup = DispatchSemaphore(value: 0)
   let writerExited = DispatchSemaphore(value: 0)
-  private let directoryLock: SegmentFile
+  private let directoryLock: LogFile
 
   /// Opens (creating if needed) the queue directory and recovers it: replays from the confirmed
   /// position, truncates a torn tail, and skips (counting and logging) corrupt records. Damaged
@@ -36,8 +36,8 @@ public final class DurableQueue: Sendable {
     self.directoryLock = recovered.lock
     self.state = Mutex(
       QueueState(
-        segments: recovered.segments, confirmed: recovered.confirmed,
-        diskBytes: recovered.segments.reduce(0) { $0 + Int($1.size) },
+        logFiles: recovered.logFiles, confirmed: recovered.confirmed,
+        diskBytes: recovered.logFiles.reduce(0) { $0 + Int($1.size) },
         maxBytes: configuration.maxBytes))
     state.withLock { $0.tornTailBytesTruncated = recovered.tornTailBytes }
     metrics.tornTailBytes.increment(by: recovered.tornTailBytes)
@@ -47,7 +47,7 @@ public final class DurableQueue: Sendable {
       "durable queue opened",
       metadata: [
         "directory": "\(configuration.directory)", "confirmed": "\(recovered.confirmed)",
-        "segments": "\(recovered.segments.count)", "bytes": "\(status.bytes)",
+        "logFiles": "\(recovered.logFiles.count)", "bytes": "\(status.bytes)",
         "unconfirmedRecords": "\(status.unconfirmedRecords)",
         "corruptRecordsSkipped": "\(status.corruptRecordsSkipped)",
       ])
@@ -132,7 +132,7 @@ public final class DurableQueue: Sendable {
   }
 
   /// Marks everything before `position` as delivered. Never blocks on I/O: the writer thread
-  /// persists the position (at most every ~100 ms, and on close) and deletes whole segment files
+  /// persists the position (at most every ~100 ms, and on close) and deletes whole log files
   /// behind it. Positions at or before the current one are ignored; positions past the written
   /// end are clamped to it.
   public func confirm(through position: QueuePosition) {
@@ -179,8 +179,8 @@ public final class DurableQueue: Sendable {
     logger.info("durable queue closed", metadata: ["confirmed": "\(confirmedPosition)"])
   }
 
-  func segmentPath(_ number: UInt64) -> String {
-    configuration.directory + "/" + SegmentFile.segmentName(number)
+  func logFilePath(_ number: UInt64) -> String {
+    configuration.directory + "/" + LogFile.logFileName(number)
   }
 }
 
@@ -189,8 +189,8 @@ struct PendingAppend: Sendable {
   var completion: @Sendable (Result<Void, QueueError>) -> Void
 }
 
-/// A live segment file; `size` is the end the writer has published (always a record boundary).
-struct SegmentInfo: Sendable {
+/// A live log file; `size` is the end the writer has published (always a record boundary).
+struct LogFileInfo: Sendable {
   var number: UInt64
   var size: UInt64
 }
@@ -202,8 +202,8 @@ struct QueueState: Sendable {
   var pendingBytes = 0
   var writer = WriterActivity.working
   var closed = false
-  /// Live segment files in order; the last one is being written.
-  var segments: [SegmentInfo]
+  /// Live log files in order; the last one is being written.
+  var logFiles: [LogFileInfo]
   var confirmed: QueuePosition
   var diskBytes: Int
   var ledger = UnconfirmedLedger()
@@ -221,8 +221,8 @@ struct QueueState: Sendable {
   var appendHandler: (@Sendable () -> Void)?
 
   var writtenEnd: QueuePosition {
-    let last = segments[segments.count - 1]
-    return QueuePosition(segment: last.number, offset: last.size)
+    let last = logFiles[logFiles.count - 1]
+    return QueuePosition(file: last.number, offset: last.size)
   }
 
   var status: QueueStatus {

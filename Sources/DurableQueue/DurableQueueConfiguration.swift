@@ -9,9 +9,9 @@ public enum FsyncPolicy: String, Sendable, CaseIterable {
 
 public struct DurableQueueConfiguration: Sendable {
   public var directory: String
-  /// A segment file is rolled once the next batch would push it past this size.
-  public var segmentBytes: Int
-  /// Appends are refused once the live segment files (plus batches waiting to be written) would
+  /// A log file is rolled once the next batch would push it past this size.
+  public var fileBytes: Int
+  /// Appends are refused once the live log files (plus batches waiting to be written) would
   /// exceed this many bytes.
   public var maxBytes: Int
   public var fsyncPolicy: FsyncPolicy
@@ -28,11 +28,11 @@ public struct DurableQueueConfiguration: Sendable {
   }
 
   public init(
-    directory: String, segmentBytes: Int = 64 << 20, maxBytes: Int = 1 << 30,
+    directory: String, fileBytes: Int = 64 << 20, maxBytes: Int = 1 << 30,
     fsyncPolicy: FsyncPolicy = .interval, fsyncInterval: Duration = .milliseconds(200)
   ) {
     self.directory = directory
-    self.segmentBytes = segmentBytes
+    self.fileBytes = fileBytes
     self.maxBytes = maxBytes
     self.fsyncPolicy = fsyncPolicy
     self.fsyncInterval = fsyncInterval

@@ -20,7 +20,7 @@ public struct QueueRead: Sendable {
 }
 
 public struct QueueStatus: Sendable {
-  /// Bytes on disk in live segment files.
+  /// Bytes on disk in live log files.
   public var bytes: Int
   /// Records appended but not yet confirmed. After a restart this is what recovery found past
   /// the confirmed position; when a confirmation ends inside a batch, that batch's share is

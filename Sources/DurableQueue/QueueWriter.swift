@@ -10,8 +10,8 @@ import Synchronization
 #endif
 
 /// The file being appended to, owned by the writer thread alone.
-struct ActiveSegment {
-  var file: SegmentFile
+struct ActiveLogFile {
+  var file: LogFile
   var number: UInt64
   var size: UInt64
 }
@@ -23,9 +23,9 @@ struct ActiveSegment {
 struct QueueWriter {
   private let queue: DurableQueue
   private let policy: FsyncPolicy
-  private let segmentBytes: UInt64
+  private let fileBytes: UInt64
   private var schedule: QueueWriterSchedule
-  private var active: ActiveSegment
+  private var active: ActiveLogFile
   private var persistError: String?
   /// Reused between groups so a steady stream of commits allocates nothing here.
   private var group: [PendingAppend] = []
@@ -34,19 +34,19 @@ struct QueueWriter {
   /// acknowledgement's contract and stays inline.
   private let syncer: BackgroundSyncer?
 
-  init(queue: DurableQueue, active: SegmentFile, persisted: QueuePosition?) {
+  init(queue: DurableQueue, active: LogFile, persisted: QueuePosition?) {
     let configuration = queue.configuration
     self.queue = queue
     self.policy = configuration.fsyncPolicy
     self.syncer = configuration.fsyncPolicy == .interval ? BackgroundSyncer(queue: queue) : nil
-    self.segmentBytes = UInt64(max(1, configuration.segmentBytes))
+    self.fileBytes = UInt64(max(1, configuration.fileBytes))
     let interval = configuration.fsyncInterval.components
     self.schedule = QueueWriterSchedule(
       syncInterval: UInt64(
         max(0, interval.seconds * 1_000_000_000 + interval.attoseconds / 1_000_000_000)),
       now: Self.now(), persisted: persisted)
-    let last = queue.state.withLock { $0.segments[$0.segments.count - 1] }
-    self.active = ActiveSegment(file: active, number: last.number, size: last.size)
+    let last = queue.state.withLock { $0.logFiles[$0.logFiles.count - 1] }
+    self.active = ActiveLogFile(file: active, number: last.number, size: last.size)
   }
 
   mutating func run() {
@@ -80,8 +80,8 @@ struct QueueWriter {
         schedule.deletedFiles(before: position)
       }
       if !closed, active.size > 0,
-        confirmed >= QueuePosition(segment: active.number, offset: active.size),
-        spaceWanted || active.size >= segmentBytes
+        confirmed >= QueuePosition(file: active.number, offset: active.size),
+        spaceWanted || active.size >= fileBytes
       {
         // The whole active file is delivered and its space is wanted: move on so it can go.
         do {
@@ -89,7 +89,7 @@ struct QueueWriter {
           deleteSegments(before: confirmed)
         } catch {
           queue.logger.warning(
-            "could not roll a confirmed segment", metadata: ["error": "\(error)"])
+            "could not roll a confirmed log file", metadata: ["error": "\(error)"])
         }
       }
       if closed {
@@ -102,12 +102,12 @@ struct QueueWriter {
     }
   }
 
-  /// Clears the out-of-space state once the filesystem has room for a segment file again.
+  /// Clears the out-of-space state once the filesystem has room for a log file again.
   private func probeFreeSpace() {
     var stats = statvfs()
     guard statvfs(queue.configuration.directory, &stats) == 0 else { return }
     let available = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
-    guard available >= UInt64(min(segmentBytes, 1 << 20)) else { return }
+    guard available >= UInt64(min(fileBytes, 1 << 20)) else { return }
     queue.state.withLock { $0.writes = .healthy }
     queue.logger.notice(
       "disk space is available again; the queue accepts appends",
@@ -130,16 +130,16 @@ struct QueueWriter {
     }
   }
 
-  /// Writes the group in as few `pwritev` calls as segment boundaries allow.
+  /// Writes the group in as few `pwritev` calls as log file boundaries allow.
   private mutating func writeGroup() {
     var first = 0
     while first < group.count {
       var bytes = group[first].batch.byteCount
       do {
-        if active.size > 0 && active.size + UInt64(bytes) > segmentBytes { try roll() }
+        if active.size > 0 && active.size + UInt64(bytes) > fileBytes { try roll() }
         var end = first + 1
         while end < group.count
-          && active.size + UInt64(bytes + group[end].batch.byteCount) <= segmentBytes
+          && active.size + UInt64(bytes + group[end].batch.byteCount) <= fileBytes
         {
           bytes += group[end].batch.byteCount
           end += 1
@@ -184,12 +184,12 @@ struct QueueWriter {
         let batch = group[index].batch
         let end = offset + UInt64(batch.byteCount)
         state.ledger.append(
-          start: QueuePosition(segment: active.number, offset: offset),
-          end: QueuePosition(segment: active.number, offset: end), count: batch.count,
+          start: QueuePosition(file: active.number, offset: offset),
+          end: QueuePosition(file: active.number, offset: end), count: batch.count,
           timestampMillis: batch.timestampMillis)
         offset = end
       }
-      state.segments[state.segments.count - 1].size = active.size
+      state.logFiles[state.logFiles.count - 1].size = active.size
       state.diskBytes += bytes
       state.pendingBytes -= bytes
       state.writes = .healthy
@@ -257,21 +257,21 @@ struct QueueWriter {
   private mutating func roll() throws(SystemCallError) {
     try timedSync()
     let number = active.number + 1
-    let file = try SegmentFile.open(
-      queue.segmentPath(number), flags: O_RDWR | O_CREAT | O_TRUNC)
+    let file = try LogFile.open(
+      queue.logFilePath(number), flags: O_RDWR | O_CREAT | O_TRUNC)
     do {
       // The directory sync below also makes the last renamed `position` durable; its data must
       // be on disk first, or a power cut leaves an empty position and a full replay.
       try PositionFile.syncIfPresent(directory: queue.configuration.directory)
-      try SegmentFile.syncDirectory(queue.configuration.directory)
+      try LogFile.syncDirectory(queue.configuration.directory)
     } catch {
       file.close()
-      unlink(queue.segmentPath(number))
+      unlink(queue.logFilePath(number))
       throw error
     }
     active.file.close()
-    active = ActiveSegment(file: file, number: number, size: 0)
-    queue.state.withLock { $0.segments.append(SegmentInfo(number: number, size: 0)) }
+    active = ActiveLogFile(file: file, number: number, size: 0)
+    queue.state.withLock { $0.logFiles.append(LogFileInfo(number: number, size: 0)) }
   }
 
   private mutating func persist(_ confirmed: QueuePosition, at now: UInt64, durable: Bool) {
@@ -296,21 +296,21 @@ struct QueueWriter {
   private func deleteSegments(before confirmed: QueuePosition) {
     let (doomed, status) = queue.state.withLock { state -> ([UInt64], QueueStatus) in
       var doomed: [UInt64] = []
-      while state.segments.count > 1, let first = state.segments.first,
-        first.number < confirmed.segment
-          || (first.number == confirmed.segment && confirmed.offset >= first.size)
+      while state.logFiles.count > 1, let first = state.logFiles.first,
+        first.number < confirmed.file
+          || (first.number == confirmed.file && confirmed.offset >= first.size)
       {
         doomed.append(first.number)
         state.diskBytes -= Int(first.size)
-        state.segments.removeFirst()
+        state.logFiles.removeFirst()
       }
       return (doomed, state.status)
     }
     guard !doomed.isEmpty else { return }
-    for number in doomed where unlink(queue.segmentPath(number)) != 0 {
+    for number in doomed where unlink(queue.logFilePath(number)) != 0 {
       queue.logger.warning(
-        "could not delete a confirmed segment; it is removed at the next start",
-        metadata: ["file": "\(SegmentFile.segmentName(number))", "errno": "\(errno)"])
+        "could not delete a confirmed log file; it is removed at the next start",
+        metadata: ["file": "\(LogFile.logFileName(number))", "errno": "\(errno)"])
     }
     queue.metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
   }

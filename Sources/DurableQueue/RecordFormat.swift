@@ -1,11 +1,11 @@
 /// The on-disk format of the durable queue.
 ///
 /// The queue directory holds:
-/// - `<20-digit segment number>.log`: append-only segment files, numbered from 1 upwards. A batch
-///   never spans files; a segment is rolled when the next batch would push it past
-///   `segmentBytes`, and a batch larger than that goes alone into a fresh file.
+/// - `<20-digit log file number>.log`: append-only log files, numbered from 1 upwards. A batch
+///   never spans files; a log file is rolled when the next batch would push it past
+///   `fileBytes`, and a batch larger than that goes alone into a fresh file.
 /// - `position`: the confirmed position (everything before it was delivered), replaced
-///   atomically: `"SWRQPOS1" | u64 LE segment | u64 LE offset | u32 LE crc32c(previous 24 bytes)`.
+///   atomically: `"SWRQPOS1" | u64 LE log file | u64 LE offset | u32 LE crc32c(previous 24 bytes)`.
 /// - `position.tmp` (transient) and `lock` (an `flock` that keeps two relays off one directory,
 ///   released by the kernel when the process dies). Any other file is ignored.
 ///

@@ -49,7 +49,7 @@ extension PublisherLoop {
       guard let entry = window.entry(sequence) else { continue }
       // The exact encoded size, so the re-read fetches this record and nothing more.
       let encodedBytes =
-        entry.end.segment == entry.position.segment
+        entry.end.file == entry.position.file
         ? Int(entry.end.offset - entry.position.offset) : 1
       let read = queue.read(from: entry.position, maxRecords: 1, maxBytes: max(1, encodedBytes))
       guard let record = read.records.first, record.position == entry.position else {

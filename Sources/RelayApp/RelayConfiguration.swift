@@ -40,7 +40,7 @@ public struct RelayConfiguration: Sendable {
     let queueDirectory = try reader.nonEmptyString(.queueDirectory)
     queue = DurableQueueConfiguration(
       directory: queueDirectory,
-      segmentBytes: try reader.byteSize(.queueSegmentBytes, range: (64 << 10)...(1 << 40)),
+      fileBytes: try reader.byteSize(.queueSegmentBytes, range: (64 << 10)...(1 << 40)),
       maxBytes: try reader.byteSize(.queueMaxBytes, range: (1 << 20)...Int.max),
       fsyncPolicy: try reader.choice(.queueFsync),
       fsyncInterval: .milliseconds(
@@ -103,7 +103,7 @@ public struct RelayConfiguration: Sendable {
     let oapTLS = oap?.tls
     var lines = [
       "grpc=\(grpc)", "admin=\(adminAddress)", "queue_dir=\(queue.directory)",
-      "queue_max_bytes=\(queue.maxBytes)", "queue_segment_bytes=\(queue.segmentBytes)",
+      "queue_max_bytes=\(queue.maxBytes)", "queue_segment_bytes=\(queue.fileBytes)",
       "fsync=\(queue.fsyncPolicy.rawValue)/\(queue.fsyncInterval.milliseconds)ms",
       "kafka=\(embeddedKafka ? "embedded" : publisher.bootstrapServers)",
       "topics=\(topics.joined(separator: ","))",

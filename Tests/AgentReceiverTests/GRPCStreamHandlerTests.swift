@@ -24,7 +24,7 @@ import Testing
     defer { try? FileManager.default.removeItem(at: directory) }
     let queue = try DurableQueue(
       configuration: DurableQueueConfiguration(
-        directory: directory.path, segmentBytes: 1 << 20, maxBytes: 64 << 20),
+        directory: directory.path, fileBytes: 1 << 20, maxBytes: 64 << 20),
       logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
     defer { queue.close() }
     var configuration = AgentReceiverConfiguration()

@@ -26,7 +26,7 @@ struct ReceiverHarness {
     defer { try? FileManager.default.removeItem(at: directory) }
     let queue = try DurableQueue(
       configuration: DurableQueueConfiguration(
-        directory: directory.path, segmentBytes: 1 << 20, maxBytes: queueMaxBytes),
+        directory: directory.path, fileBytes: 1 << 20, maxBytes: queueMaxBytes),
       logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
     defer { queue.close() }
     let (addresses, continuation) = AsyncStream.makeStream(of: NIOCore.SocketAddress.self)

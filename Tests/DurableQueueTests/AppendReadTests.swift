@@ -128,7 +128,7 @@ import Testing
   @Test func segmentsRollAndConfirmedFilesAreDeleted() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
-    let queue = try openQueue(directory, segmentBytes: 300)
+    let queue = try openQueue(directory, fileBytes: 300)
     defer { queue.close() }
     let payload = String(repeating: "p", count: 100)
     for index in 0..<10 {
@@ -148,11 +148,11 @@ import Testing
     #expect(all.values == (0..<10).map { "\($0)-\(payload)" } + [oversized, "after"])
 
     queue.confirm(through: all.records[9].end)
-    let oversizedSegment = all.records[10].position.segment
+    let oversizedSegment = all.records[10].position.file
     #expect(
       await waitUntil {
         directory.segmentFiles.count == 2
-          && !FileManager.default.fileExists(atPath: directory.segmentPath(oversizedSegment - 1))
+          && !FileManager.default.fileExists(atPath: directory.logFilePath(oversizedSegment - 1))
       })
     #expect(
       queue.status.bytes
@@ -160,7 +160,7 @@ import Testing
           $0 + directory.fileSize(directory.path + "/" + $1)
         })
     // A position past the end of a file continues with the next file.
-    let pastTheEnd = QueuePosition(segment: oversizedSegment, offset: 1_000_000)
+    let pastTheEnd = QueuePosition(file: oversizedSegment, offset: 1_000_000)
     #expect(readAll(queue, from: pastTheEnd).values == ["after"])
     // A position inside a deleted file starts at the next existing one.
     #expect(readAll(queue, from: all.records[0].position).values == [oversized, "after"])
@@ -170,7 +170,7 @@ import Testing
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
     let metrics = TestMetrics()
-    let queue = try openQueue(directory, segmentBytes: 400, maxBytes: 1000, metrics: metrics)
+    let queue = try openQueue(directory, fileBytes: 400, maxBytes: 1000, metrics: metrics)
     defer { queue.close() }
     let payload = String(repeating: "p", count: 150)
     var accepted = 0

@@ -23,7 +23,7 @@ import Testing
     }
     defer { _ = run("/bin/umount", [directory.path]) }
     let metrics = TestMetrics()
-    let queue = try openQueue(directory, segmentBytes: 256 << 10, metrics: metrics)
+    let queue = try openQueue(directory, fileBytes: 256 << 10, metrics: metrics)
     let filler = String(repeating: "f", count: 20_000)
     var acknowledged: [String] = []
     var failure: QueueError?
@@ -80,7 +80,7 @@ import Testing
     #expect(queue.status.lastWriteError == nil)
     queue.close()
 
-    let reopened = try openQueue(directory, segmentBytes: 256 << 10)
+    let reopened = try openQueue(directory, fileBytes: 256 << 10)
     defer { reopened.close() }
     #expect(readAll(reopened, from: reopened.confirmedPosition).values == ["after"])
     #expect(reopened.status.corruptRecordsSkipped == 0)

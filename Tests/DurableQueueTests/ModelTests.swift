@@ -50,7 +50,7 @@ private struct ModelRecord {
 
 /// One seed's run: the queue under test, its directory, and the model it must agree with.
 private struct QueueModelRun {
-  private static let segmentBytes = 400
+  private static let fileBytes = 400
   private let seed: UInt64
   private var random: SplitMix64
   private var directory: TemporaryDirectory
@@ -76,7 +76,7 @@ private struct QueueModelRun {
     self.seed = seed
     random = SplitMix64(seed: seed)
     directory = try TemporaryDirectory()
-    queue = try openQueue(directory, segmentBytes: Self.segmentBytes)
+    queue = try openQueue(directory, fileBytes: Self.fileBytes)
     readPosition = queue.confirmedPosition
   }
 
@@ -154,12 +154,12 @@ private struct QueueModelRun {
     // The copy is not atomic: a file the writer deleted while it was taken can be missing even
     // though older files are present. Only confirmed records may be in such a file.
     let files = segmentNumbersOnDisk()
-    let vanished = records.indices.filter { !files.contains(records[$0].position.segment) }
+    let vanished = records.indices.filter { !files.contains(records[$0].position.file) }
     #expect(vanished.allSatisfy { $0 < confirmed }, note)
-    records.removeAll { !files.contains($0.position.segment) }
+    records.removeAll { !files.contains($0.position.file) }
     confirmed -= vanished.count
     let tornTail = expectedTornTail()
-    queue = try openQueue(directory, segmentBytes: Self.segmentBytes)
+    queue = try openQueue(directory, fileBytes: Self.fileBytes)
     let replayFrom = replayIndex()
     #expect(replayFrom <= confirmed, note)
     confirmed = replayFrom
@@ -174,14 +174,14 @@ private struct QueueModelRun {
   private mutating func tearTail() throws {
     guard let last = lastSegmentOnDisk(),
       let first = records.indices.first(where: {
-        $0 >= confirmed && records[$0].position.segment == last
+        $0 >= confirmed && records[$0].position.file == last
       })
     else { return }
     let victim = records[Int.random(in: first..<records.count, using: &random)]
     let cut = victim.position.offset + UInt64.random(in: 1..<UInt64(victim.length), using: &random)
     context = "\(context): truncate segment \(last) at \(cut) inside \(victim.position)"
     queue.close()
-    let file = try #require(FileHandle(forWritingAtPath: directory.segmentPath(last)), note)
+    let file = try #require(FileHandle(forWritingAtPath: directory.logFilePath(last)), note)
     try file.truncate(atOffset: cut)
     try file.close()
     records.removeAll { $0.position >= victim.position }
@@ -201,7 +201,7 @@ private struct QueueModelRun {
     let mask = UInt8.random(in: 1...255, using: &random)
     context = "\(context): flip byte \(offset) of \(victim.position) by \(mask)"
     queue.close()
-    let url = URL(fileURLWithPath: directory.segmentPath(victim.position.segment))
+    let url = URL(fileURLWithPath: directory.logFilePath(victim.position.file))
     var bytes = [UInt8](try Data(contentsOf: url))
     bytes[offset] ^= mask
     try Data(bytes).write(to: url)
@@ -217,7 +217,7 @@ private struct QueueModelRun {
   private mutating func reopenAfterCleanClose() throws {
     let confirmedPosition = queue.confirmedPosition
     let tornTail = expectedTornTail()
-    queue = try openQueue(directory, segmentBytes: Self.segmentBytes)
+    queue = try openQueue(directory, fileBytes: Self.fileBytes)
     #expect(queue.confirmedPosition >= confirmedPosition, note)
     #expect(replayIndex() == confirmed, note)
     checkRecovered(tornTailBytes: tornTail)
@@ -227,9 +227,9 @@ private struct QueueModelRun {
   /// last intact record, i.e. a partial record and damaged records nothing valid follows.
   private mutating func expectedTornTail() -> Int {
     guard let last = lastSegmentOnDisk() else { return 0 }
-    let validEnd = records.last(where: { $0.position.segment == last })?.end.offset ?? 0
-    damaged.removeAll { $0.position.segment == last && $0.position.offset >= validEnd }
-    return directory.fileSize(directory.segmentPath(last)) - Int(validEnd)
+    let validEnd = records.last(where: { $0.position.file == last })?.end.offset ?? 0
+    damaged.removeAll { $0.position.file == last && $0.position.offset >= validEnd }
+    return directory.fileSize(directory.logFilePath(last)) - Int(validEnd)
   }
 
   private func lastSegmentOnDisk() -> UInt64? {
@@ -251,7 +251,7 @@ private struct QueueModelRun {
     cursor = confirmed
     readPosition = queue.confirmedPosition
     let files = segmentNumbersOnDisk()
-    damaged.removeAll { !files.contains($0.position.segment) }
+    damaged.removeAll { !files.contains($0.position.file) }
     let regions = damagedRegions().filter { $0.start >= queue.confirmedPosition }
     corruptSinceOpen = (regions.count, regions.reduce(0) { $0 + $1.bytes })
 
@@ -286,7 +286,7 @@ private struct QueueModelRun {
     let status = queue.status
     #expect(status.corruptRecordsSkipped == corruptSinceOpen.regions, note)
     let unconfirmed = records.count - confirmed + damaged.count
-    #expect(status.bytes <= (unconfirmed + 1) * 200 + 2 * Self.segmentBytes, note)
+    #expect(status.bytes <= (unconfirmed + 1) * 200 + 2 * Self.fileBytes, note)
   }
 
   func finish() {

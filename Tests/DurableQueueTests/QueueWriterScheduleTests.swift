@@ -6,8 +6,8 @@ import Testing
 @Suite struct QueueWriterScheduleTests {
   static let millisecond: UInt64 = 1_000_000
   let start: UInt64 = 1_000 * QueueWriterScheduleTests.millisecond
-  let origin = QueuePosition(segment: 1, offset: 0)
-  let later = QueuePosition(segment: 1, offset: 500)
+  let origin = QueuePosition(file: 1, offset: 0)
+  let later = QueuePosition(file: 1, offset: 500)
 
   func schedule() -> QueueWriterSchedule {
     QueueWriterSchedule(syncInterval: 200 * Self.millisecond, now: start, persisted: origin)
@@ -103,7 +103,7 @@ import Testing
   /// Appends always wake a sleeping writer; confirmations only one that would not wake soon.
   @Test func wakesTheWriterOnlyWhenItWouldNotWakeBySelf() {
     var state = QueueState(
-      segments: [SegmentInfo(number: 1, size: 0)], confirmed: origin, diskBytes: 0, maxBytes: 1)
+      logFiles: [LogFileInfo(number: 1, size: 0)], confirmed: origin, diskBytes: 0, maxBytes: 1)
     var signalled = state.claimSleepingWriter()
     #expect(!signalled, "a working writer needs no signal")
     state.writer = .sleepingUntilTimer

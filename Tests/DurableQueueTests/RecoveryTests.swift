@@ -36,7 +36,7 @@ import Testing
   @Test func crashWithoutCloseLosesNothingAcknowledged() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
-    let queue = try openQueue(directory, segmentBytes: 200)
+    let queue = try openQueue(directory, fileBytes: 200)
     let values = (0..<30).map { "value-\($0)" }
     for value in values {
       try await queue.append(makeBatch(values: [value]))
@@ -48,7 +48,7 @@ import Testing
     defer { crashed.remove() }
     queue.close()
 
-    let recovered = try openQueue(crashed, segmentBytes: 200)
+    let recovered = try openQueue(crashed, fileBytes: 200)
     defer { recovered.close() }
     let replayed = readAll(recovered, from: recovered.confirmedPosition).values
     #expect(replayed.count >= 20)
@@ -66,13 +66,13 @@ import Testing
       try await queue.append(makeBatch(values: [value]))
     }
     queue.close()
-    try modify(directory.segmentPath(1)) { $0.removeLast(chopped) }
+    try modify(directory.logFilePath(1)) { $0.removeLast(chopped) }
 
     let recovered = try openQueue(directory)
     defer { recovered.close() }
     #expect(readAll(recovered, from: recovered.confirmedPosition).values == ["one", "two"])
     #expect(
-      directory.fileSize(directory.segmentPath(1)) == recordSize("one") + recordSize("two"))
+      directory.fileSize(directory.logFilePath(1)) == recordSize("one") + recordSize("two"))
     try await recovered.append(makeBatch(values: ["four"]))
     #expect(
       readAll(recovered, from: recovered.confirmedPosition).values == ["one", "two", "four"])
@@ -85,7 +85,7 @@ import Testing
     let queue = try openQueue(directory)
     try await queue.append(makeBatch(values: ["one", "two"]))
     queue.close()
-    try modify(directory.segmentPath(1)) { $0 += [0xA1, 0x00, 0x00, 0x00, 0x01, 0x02, 0, 0, 0, 0] }
+    try modify(directory.logFilePath(1)) { $0 += [0xA1, 0x00, 0x00, 0x00, 0x01, 0x02, 0, 0, 0, 0] }
 
     let recovered = try openQueue(directory)
     defer { recovered.close() }
@@ -104,7 +104,7 @@ import Testing
     try await queue.append(makeBatch(values: values))
     queue.close()
     let thirdValueByte = recordSize("a0") + recordSize("b1") + recordSize("c2") - 1
-    try modify(directory.segmentPath(1)) { $0[thirdValueByte] ^= 0x40 }
+    try modify(directory.logFilePath(1)) { $0[thirdValueByte] ^= 0x40 }
 
     let recovered = try openQueue(directory, metrics: metrics)
     defer { recovered.close() }
@@ -118,24 +118,24 @@ import Testing
     #expect(recovered.status.unconfirmedRecords == 4)
     // The file keeps its size: mid-file damage is skipped, never truncated away.
     #expect(
-      directory.fileSize(directory.segmentPath(1)) == values.map { recordSize($0) }.reduce(0, +))
+      directory.fileSize(directory.logFilePath(1)) == values.map { recordSize($0) }.reduce(0, +))
   }
 
   @Test func damagedLengthInAnOlderSegmentSkipsToTheNextValidRecord() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
-    let queue = try openQueue(directory, segmentBytes: 150)
+    let queue = try openQueue(directory, fileBytes: 150)
     let values = (0..<12).map { "v\($0)" }
     for value in values {
       try await queue.append(makeBatch(values: [value]))
     }
     queue.close()
     #expect(directory.segmentFiles.count >= 3)
-    // Corrupt the length field of the first record of segment 2.
-    let firstOfSecond = readFirstValue(directory: directory, segment: 2)
-    try modify(directory.segmentPath(2)) { $0[1] = 0x7F }
+    // Corrupt the length field of the first record of log file 2.
+    let firstOfSecond = readFirstValue(directory: directory, file: 2)
+    try modify(directory.logFilePath(2)) { $0[1] = 0x7F }
 
-    let recovered = try openQueue(directory, segmentBytes: 150)
+    let recovered = try openQueue(directory, fileBytes: 150)
     defer { recovered.close() }
     let replayed = readAll(recovered, from: recovered.confirmedPosition).values
     #expect(replayed == values.filter { $0 != firstOfSecond })
@@ -145,7 +145,7 @@ import Testing
   @Test func zeroFilledSegmentsNeverParse() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
-    let queue = try openQueue(directory, segmentBytes: 50)
+    let queue = try openQueue(directory, fileBytes: 50)
     let values = ["first", "second", "third"]
     for value in values {
       try await queue.append(makeBatch(values: [value]))
@@ -153,14 +153,14 @@ import Testing
     queue.close()
     #expect(directory.segmentFiles.count == 3)
     // A middle file of zeros (as a crashed filesystem can leave) and a zero-filled newest file.
-    try modify(directory.segmentPath(2)) { $0 = [UInt8](repeating: 0, count: $0.count) }
-    try Data(count: 4096).write(to: URL(fileURLWithPath: directory.segmentPath(4)))
+    try modify(directory.logFilePath(2)) { $0 = [UInt8](repeating: 0, count: $0.count) }
+    try Data(count: 4096).write(to: URL(fileURLWithPath: directory.logFilePath(4)))
 
-    let recovered = try openQueue(directory, segmentBytes: 50)
+    let recovered = try openQueue(directory, fileBytes: 50)
     defer { recovered.close() }
     #expect(readAll(recovered, from: recovered.confirmedPosition).values == ["first", "third"])
     #expect(recovered.status.corruptRecordsSkipped == 1)
-    #expect(directory.fileSize(directory.segmentPath(4)) == 0)
+    #expect(directory.fileSize(directory.logFilePath(4)) == 0)
     try await recovered.append(makeBatch(values: ["fourth"]))
     #expect(
       readAll(recovered, from: recovered.confirmedPosition).values == ["first", "third", "fourth"])
@@ -185,7 +185,7 @@ import Testing
 
     let recovered = try openQueue(directory)
     defer { recovered.close() }
-    #expect(recovered.confirmedPosition == QueuePosition(segment: 1, offset: 0))
+    #expect(recovered.confirmedPosition == QueuePosition(file: 1, offset: 0))
     #expect(readAll(recovered, from: recovered.confirmedPosition).values == ["1", "2", "3"])
   }
 
@@ -216,9 +216,9 @@ import Testing
     }
   }
 
-  private func readFirstValue(directory: TemporaryDirectory, segment: UInt64) -> String {
+  private func readFirstValue(directory: TemporaryDirectory, file: UInt64) -> String {
     let bytes = [UInt8](
-      (try? Data(contentsOf: URL(fileURLWithPath: directory.segmentPath(segment)))) ?? Data())
+      (try? Data(contentsOf: URL(fileURLWithPath: directory.logFilePath(file)))) ?? Data())
     let bodyLength = Int(bytes[0]) | Int(bytes[1]) << 8
     let topicLength = Int(bytes[9])
     let keyLength = Int(bytes[10]) | Int(bytes[11]) << 8

@@ -25,7 +25,7 @@ struct TemporaryDirectory {
     try? FileManager.default.removeItem(atPath: path)
   }
 
-  func segmentPath(_ number: UInt64) -> String {
+  func logFilePath(_ number: UInt64) -> String {
     let digits = String(number)
     return path + "/" + String(repeating: "0", count: 20 - digits.count) + digits + ".log"
   }
@@ -40,7 +40,7 @@ struct TemporaryDirectory {
   }
 
   /// A copy of the directory as a crash right now would leave it, taken while the writer may
-  /// still be working: segments first, `position` last, because a segment is only deleted once
+  /// still be working: log files first, `position` last, because a log file is only deleted once
   /// a position past it is persisted; files vanishing meanwhile are confirmed ones.
   func snapshot() throws -> TemporaryDirectory {
     let copy = try TemporaryDirectory()
@@ -53,12 +53,12 @@ struct TemporaryDirectory {
 }
 
 func openQueue(
-  _ directory: TemporaryDirectory, segmentBytes: Int = 64 << 20, maxBytes: Int = 1 << 30,
+  _ directory: TemporaryDirectory, fileBytes: Int = 64 << 20, maxBytes: Int = 1 << 30,
   fsyncPolicy: FsyncPolicy = .interval, metrics: TestMetrics = TestMetrics()
 ) throws -> DurableQueue {
   try DurableQueue(
     configuration: DurableQueueConfiguration(
-      directory: directory.path, segmentBytes: segmentBytes, maxBytes: maxBytes,
+      directory: directory.path, fileBytes: fileBytes, maxBytes: maxBytes,
       fsyncPolicy: fsyncPolicy),
     logger: Logger(label: "durable-queue-tests"), metricsFactory: metrics)
 }
@@ -85,7 +85,7 @@ func readAll(_ queue: DurableQueue, from start: QueuePosition, maxRecords: Int =
     if read.records.isEmpty {
       // Caught up. Once the writer has rolled to a new, empty file, the end of the previous one
       // comes back as the start of the new one: the same point in the log.
-      let nextFile = QueuePosition(segment: position.segment + 1, offset: 0)
+      let nextFile = QueuePosition(file: position.file + 1, offset: 0)
       #expect(read.next == position || read.next == nextFile)
       break
     }

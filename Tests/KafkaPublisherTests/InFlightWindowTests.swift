@@ -7,8 +7,8 @@ import Testing
 struct InFlightWindowTests {
   private func entry(_ index: UInt64) -> InFlightWindow.Entry {
     InFlightWindow.Entry(
-      position: QueuePosition(segment: 1, offset: index * 10),
-      end: QueuePosition(segment: 1, offset: index * 10 + 10), timestampMillis: 0, byteCount: 10,
+      position: QueuePosition(file: 1, offset: index * 10),
+      end: QueuePosition(file: 1, offset: index * 10 + 10), timestampMillis: 0, byteCount: 10,
       state: .producing)
   }
 
@@ -21,11 +21,11 @@ struct InFlightWindowTests {
     window.update(sequences[2], to: .finished)
     #expect(window.removeFinishedPrefix() == nil)
     window.update(sequences[0], to: .finished)
-    #expect(window.removeFinishedPrefix() == QueuePosition(segment: 1, offset: 30))
+    #expect(window.removeFinishedPrefix() == QueuePosition(file: 1, offset: 30))
     #expect(window.count == 1)
     #expect(window.byteCount == 10)
     #expect(window.entry(sequences[0]) == nil)
-    #expect(window.entry(sequences[3])?.position == QueuePosition(segment: 1, offset: 30))
+    #expect(window.entry(sequences[3])?.position == QueuePosition(file: 1, offset: 30))
   }
 
   @Test("records waiting for another attempt are listed in order and counted")

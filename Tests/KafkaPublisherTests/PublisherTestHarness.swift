@@ -33,7 +33,7 @@ struct PublisherTestHarness: Sendable {
   /// Small segments so that a few hundred records span several files.
   func openQueue() throws -> DurableQueue {
     try DurableQueue(
-      configuration: DurableQueueConfiguration(directory: queueDirectory, segmentBytes: 64 << 10),
+      configuration: DurableQueueConfiguration(directory: queueDirectory, fileBytes: 64 << 10),
       logger: logger, metricsFactory: NOOPMetricsHandler.instance)
   }
 

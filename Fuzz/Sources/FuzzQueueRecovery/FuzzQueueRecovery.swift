@@ -31,7 +31,7 @@ public func fuzzQueueRecovery(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int
 
   let queue = try! DurableQueue(
     configuration: DurableQueueConfiguration(
-      directory: directory, segmentBytes: 1 << 20, maxBytes: 64 << 20),
+      directory: directory, fileBytes: 1 << 20, maxBytes: 64 << 20),
     logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }),
     metricsFactory: NOOPMetricsHandler.instance)
   var position = queue.confirmedPosition

@@ -45,28 +45,28 @@ struct SystemCallError: Error, CustomStringConvertible {
 
 /// An open file descriptor with the handful of positioned operations the queue needs. Every
 /// call retries EINTR and short transfers, so callers only see complete results or an error.
-struct SegmentFile: Sendable {
+struct LogFile: Sendable {
   let descriptor: Int32
   let path: String
 
   /// IOV_MAX, which Glibc does not export to Swift as a constant.
   private static let maximumBuffersPerCall = max(16, sysconf(Int32(_SC_IOV_MAX)))
 
-  static func open(_ path: String, flags: Int32) throws(SystemCallError) -> SegmentFile {
+  static func open(_ path: String, flags: Int32) throws(SystemCallError) -> LogFile {
     while true {
       let descriptor = posixOpen(path, flags | O_CLOEXEC)
-      if descriptor >= 0 { return SegmentFile(descriptor: descriptor, path: path) }
+      if descriptor >= 0 { return LogFile(descriptor: descriptor, path: path) }
       if errno != EINTR { throw SystemCallError(errno: errno, operation: "opening", path: path) }
     }
   }
 
-  static func segmentName(_ number: UInt64) -> String {
+  static func logFileName(_ number: UInt64) -> String {
     let digits = String(number)
     return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".log"
   }
 
-  /// The segment number of a file name like `00000000000000000007.log`, nil for other files.
-  static func segmentNumber(fileName: String) -> UInt64? {
+  /// The log file number of a file name like `00000000000000000007.log`, nil for other files.
+  static func logFileNumber(fileName: String) -> UInt64? {
     guard fileName.utf8.count == 24, fileName.hasSuffix(".log") else { return nil }
     let digits = fileName.utf8.prefix(20)
     guard digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
@@ -236,7 +236,7 @@ struct SegmentFile: Sendable {
   }
 }
 
-/// File-scope shims: inside `SegmentFile`, `open` and `close` name its own methods.
+/// File-scope shims: inside `LogFile`, `open` and `close` name its own methods.
 private func posixOpen(_ path: String, _ flags: Int32) -> Int32 {
   open(path, flags, 0o644)
 }
