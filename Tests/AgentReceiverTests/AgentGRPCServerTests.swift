@@ -4,7 +4,7 @@ import SkyWalkingProtocol
 import SwiftProtobuf
 import Testing
 
-@Suite struct AgentGRPCServerTests {
+@Suite(.timeLimit(.minutes(1))) struct AgentGRPCServerTests {
   static func segment(_ traceID: String, operation: String = "GET /") -> Skywalking_V3_SegmentObject
   {
     .with {

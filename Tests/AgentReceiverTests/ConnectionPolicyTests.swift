@@ -9,7 +9,7 @@ import Testing
 @testable import AgentReceiver
 
 /// Authentication, limits and timeouts that protect the endpoint from unwelcome clients.
-@Suite struct ConnectionPolicyTests {
+@Suite(.timeLimit(.minutes(1))) struct ConnectionPolicyTests {
   static let segmentService = "skywalking.v3.TraceSegmentReportService"
 
   static func segmentBytes(_ traceID: String) throws -> [UInt8] {

@@ -14,7 +14,7 @@ import Testing
 
 /// The stream handler on a testing channel with a manual clock: deadlines, the opt-in idle
 /// timeout and shutdown, against a real queue in a temporary directory.
-@Suite struct GRPCStreamHandlerTests {
+@Suite(.timeLimit(.minutes(1))) struct GRPCStreamHandlerTests {
   static func withHandler(
     configure: (inout AgentReceiverConfiguration) -> Void = { _ in },
     _ body: (NIOAsyncTestingChannel, DurableQueue) async throws -> Void

@@ -12,7 +12,7 @@ import Testing
 @testable import AgentReceiver
 
 /// The rules of when a call is answered, as plain values: no socket, no queue, no clock.
-@Suite struct GRPCStreamStateMachineTests {
+@Suite(.timeLimit(.minutes(1))) struct GRPCStreamStateMachineTests {
   static let metrics = ReceiverMetrics(factory: NOOPMetricsHandler.instance)
 
   static func publishing(

@@ -37,7 +37,12 @@ struct ReceiverHarness {
       configuration: configuration,
       queue: queue, logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance,
       onListening: { continuation.yield($0) })
-    let serving = Task { try await server.run() }
+    let serving = Task {
+      // A server that fails before listening ends the stream, so the test fails instead of
+      // waiting forever for a port.
+      defer { continuation.finish() }
+      try await server.run()
+    }
     defer { serving.cancel() }
     var iterator = addresses.makeAsyncIterator()
     guard let port = await iterator.next()?.port else { throw HarnessError.notListening }

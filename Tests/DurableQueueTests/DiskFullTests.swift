@@ -9,7 +9,7 @@ import Testing
 /// Runs against a real 1 MiB tmpfs, so ENOSPC comes from the kernel, not from a fake. Needs
 /// root and permission to mount (CI has both); without them it fails saying so, rather than
 /// passing without having run.
-@Suite struct DiskFullTests {
+@Suite(.timeLimit(.minutes(1))) struct DiskFullTests {
   @Test func fullFilesystemFailsCleanlyAndResumesOnceSpaceReturns() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }

@@ -2,7 +2,7 @@ import Testing
 
 @testable import DurableQueue
 
-@Suite struct FormatTests {
+@Suite(.timeLimit(.minutes(1))) struct FormatTests {
   @Test func crc32cMatchesTheStandardCheckValue() {
     let check = Array("123456789".utf8).withUnsafeBytes { CRC32C.checksum($0) }
     #expect(check == 0xE306_9283)

@@ -8,7 +8,7 @@ import Testing
 /// CI runs a few fixed seeds. A larger run only needs environment variables, e.g.
 /// `RELAY_MODEL_SEEDS=200 RELAY_MODEL_OPERATIONS=2000 swift test -c release --filter ModelTests`;
 /// `RELAY_MODEL_SEED=<n>` replays one seed. Every failure names its seed and operation index.
-@Suite struct ModelTests {
+@Suite(.timeLimit(.minutes(10))) struct ModelTests {
   /// Seeds `1...RELAY_MODEL_SEEDS` (default 5), or only `RELAY_MODEL_SEED` when that is set.
   static var seeds: [UInt64] {
     if let seed = environmentNumber("RELAY_MODEL_SEED") { return [UInt64(seed)] }

@@ -3,7 +3,7 @@ import Testing
 @testable import DurableQueue
 
 /// The writer thread's timing decisions as values on a chosen clock (nanoseconds).
-@Suite struct QueueWriterScheduleTests {
+@Suite(.timeLimit(.minutes(1))) struct QueueWriterScheduleTests {
   static let millisecond: UInt64 = 1_000_000
   let start: UInt64 = 1_000 * QueueWriterScheduleTests.millisecond
   let origin = QueuePosition(file: 1, offset: 0)

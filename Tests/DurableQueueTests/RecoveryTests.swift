@@ -2,7 +2,7 @@ import DurableQueue
 import Foundation
 import Testing
 
-@Suite struct RecoveryTests {
+@Suite(.timeLimit(.minutes(1))) struct RecoveryTests {
   /// Bytes one record of `makeBatch` occupies: frame and body headers, topic, key, value.
   private func recordSize(_ value: String, topic: String = "segments") -> Int {
     8 + 12 + topic.utf8.count + "k-\(value)".utf8.count + value.utf8.count

@@ -3,7 +3,7 @@ import Testing
 
 @testable import KafkaPublisher
 
-@Suite("InFlightWindow")
+@Suite("InFlightWindow", .timeLimit(.minutes(1)))
 struct InFlightWindowTests {
   private func entry(_ index: UInt64) -> InFlightWindow.Entry {
     InFlightWindow.Entry(

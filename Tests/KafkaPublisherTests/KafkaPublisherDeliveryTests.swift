@@ -5,7 +5,7 @@ import MockKafka
 import RelayTestSupport
 import Testing
 
-@Suite("KafkaPublisher delivery against the mock cluster")
+@Suite("KafkaPublisher delivery against the mock cluster", .timeLimit(.minutes(2)))
 struct KafkaPublisherDeliveryTests {
   @Test("records arrive with their topic, key and exact bytes; keys keep their partition")
   func deliversExactRecords() async throws {

@@ -5,7 +5,7 @@ import MockKafka
 import RelayTestSupport
 import Testing
 
-@Suite("KafkaPublisher permanent failures and configuration errors")
+@Suite("KafkaPublisher permanent failures and configuration errors", .timeLimit(.minutes(2)))
 struct KafkaPublisherFailureTests {
   @Test("a record over message.max.bytes is dead-lettered and later records still flow")
   func oversizedRecordIsDeadLettered() async throws {

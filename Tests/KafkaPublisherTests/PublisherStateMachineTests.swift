@@ -3,7 +3,7 @@ import Testing
 @testable import KafkaPublisher
 
 /// The publisher's phases as plain values, on a chosen clock: no thread, no Kafka.
-@Suite struct PublisherStateMachineTests {
+@Suite(.timeLimit(.minutes(1))) struct PublisherStateMachineTests {
   let start = ContinuousClock.now
 
   @Test func feedsAndSleepsUntilWokenWhileRunningIdle() {

@@ -1,7 +1,7 @@
 import LogThrottling
 import Testing
 
-@Suite struct LogThrottleTests {
+@Suite(.timeLimit(.minutes(1))) struct LogThrottleTests {
   @Test func letsOneWarningThroughPerIntervalAndCountsTheRest() {
     var throttle = LogThrottle(interval: .seconds(10))
     let start = ContinuousClock.now

@@ -1,7 +1,7 @@
 import OAPForwarder
 import Testing
 
-@Suite struct ForwarderMetricsTests {
+@Suite(.timeLimit(.minutes(1))) struct ForwarderMetricsTests {
   @Test func outcomesAreCountedAndOnlyAnsweredCallsAreTimed() async throws {
     let metrics = RecordingMetrics()
     try await withStubOAP { _, port in

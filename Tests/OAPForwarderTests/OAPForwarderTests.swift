@@ -4,7 +4,7 @@ import SkyWalkingProtocol
 import SwiftProtobuf
 import Testing
 
-@Suite("OAPForwarder against a stub OAP")
+@Suite("OAPForwarder against a stub OAP", .timeLimit(.minutes(1)))
 struct OAPForwarderTests {
   @Test func unaryQueryReturnsTheOAPsCommands() async throws {
     try await withStubOAP { oap, port in

@@ -8,7 +8,7 @@ import Testing
 
 @testable import RelayApp
 
-@Suite struct RelayConfigurationTests {
+@Suite(.timeLimit(.minutes(1))) struct RelayConfigurationTests {
   /// The one variable without a default.
   static let minimal = ["SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": "embedded"]
 

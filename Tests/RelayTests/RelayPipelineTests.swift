@@ -17,7 +17,7 @@ import Testing
 #endif
 
 /// The whole relay in-process, between a grpc-swift 2 client and librdkafka's mock cluster.
-@Suite(.serialized) struct RelayPipelineTests {
+@Suite(.serialized, .timeLimit(.minutes(2))) struct RelayPipelineTests {
   struct Running {
     let grpcPort: Int
     let adminPort: Int
@@ -40,7 +40,10 @@ import Testing
     relay.onReady = { grpc, admin in
       continuation.yield(Running(grpcPort: grpc.port!, adminPort: admin.port!))
     }
-    let running = Task { [relay] in try await relay.run() }
+    let running = Task { [relay] in
+      defer { continuation.finish() }
+      try await relay.run()
+    }
     defer { running.cancel() }
     var iterator = ready.makeAsyncIterator()
     let addresses = try #require(await iterator.next())

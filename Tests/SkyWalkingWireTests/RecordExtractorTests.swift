@@ -4,7 +4,7 @@ import SwiftProtobuf
 import Testing
 
 /// Each kind of agent data becomes the record the OAP's Kafka fetcher can read on its own.
-@Suite struct RecordExtractorTests {
+@Suite(.timeLimit(.minutes(1))) struct RecordExtractorTests {
   struct Extracted {
     var key: String
     var value: [UInt8]

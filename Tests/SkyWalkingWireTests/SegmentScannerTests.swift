@@ -3,7 +3,7 @@ import SkyWalkingWire
 import SwiftProtobuf
 import Testing
 
-@Suite struct SegmentScannerTests {
+@Suite(.timeLimit(.minutes(1))) struct SegmentScannerTests {
   static func segment(traceID: String = "3f1c2a.1.17000000000001", spans: Int = 2)
     -> Skywalking_V3_SegmentObject
   {
