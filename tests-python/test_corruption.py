@@ -63,17 +63,6 @@ def truncate_last_mid_record(queue_dir: Path, records: list[QueueFileRecord]) ->
     return segment_ids_in([victim])
 
 
-def corrupt_position(queue_dir: Path, records: list[QueueFileRecord]) -> set[str]:
-    position = queue_dir / "position"
-    position.write_bytes(bytes(b ^ 0x5A for b in position.read_bytes()))
-    return set()
-
-
-def remove_position(queue_dir: Path, records: list[QueueFileRecord]) -> set[str]:
-    (queue_dir / "position").unlink()
-    return set()
-
-
 def zero_a_segment_file(queue_dir: Path, records: list[QueueFileRecord]) -> set[str]:
     files = queue_segment_files(queue_dir)
     target = files[len(files) // 2]
@@ -87,8 +76,6 @@ CASES = {
                       "corrupt queue record skipped"),
     "truncated-last-file": (truncate_last_mid_record,
                             ("torn_tail_bytes_truncated", "relay_queue_torn_tail_bytes_total"), "torn tail"),
-    "corrupt-position": (corrupt_position, None, "position file unreadable"),
-    "missing-position": (remove_position, None, "position file missing"),
     "zeroed-segment-file": (zero_a_segment_file, ("corrupt_bytes_skipped", "relay_queue_corrupt_bytes_total"),
                             "corrupt queue record skipped"),
 }

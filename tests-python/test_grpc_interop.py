@@ -74,31 +74,6 @@ def test_valid_stream_is_acknowledged_and_published(relay: Relay, segments_reade
         assert [r.value for r in found[trace_id]] == [segment], "value must be the exact bytes sent"
 
 
-def test_empty_stream_is_acknowledged(relay: Relay):
-    assert_ok(stream(relay, COLLECT, []))
-
-
-def test_malformed_message_is_rejected_and_valid_ones_published(relay: Relay,
-                                                                 segments_reader: KafkaTopicReader):
-    first, second = new_trace_id(), new_trace_id()
-    messages = [encode_segment(first, "s1"), b"\xff\xff", encode_segment(second, "s2")]
-
-    status, details, _ = stream(relay, COLLECT, messages)
-
-    assert status == grpc.StatusCode.INVALID_ARGUMENT, f"{status}: {details}"
-    assert re.search(r"reject\w*\s+1\b|\b1\b\D*reject", details, re.IGNORECASE), (
-        f"details should report 1 rejected: {details!r}")
-    found = wait_for_traces(segments_reader, {first, second})
-    assert {decode_segment(found[first][0].value).traceSegmentId,
-            decode_segment(found[second][0].value).traceSegmentId} == {"s1", "s2"}
-
-
-def test_segment_without_trace_id_is_rejected(relay: Relay):
-    status, details, _ = stream(relay, COLLECT, [encode_segment("", "no-trace")])
-
-    assert status == grpc.StatusCode.INVALID_ARGUMENT, f"{status}: {details}"
-
-
 def test_unknown_method_is_unimplemented(relay: Relay):
     status, details, _ = stream(relay, "/skywalking.v3.Nope/x", [b""])
     stream(relay, "/skywalking.v3.Nope/x", [b""])
@@ -109,47 +84,15 @@ def test_unknown_method_is_unimplemented(relay: Relay):
     assert 'relay_grpc_unknown_calls_total{path="/skywalking.v3.Nope/x"} 2' in metrics, metrics
 
 
-def test_collect_in_sync_publishes_every_segment(relay: Relay, segments_reader: KafkaTopicReader):
-    trace_ids = [new_trace_id() for _ in range(3)]
-    collection = encode_segment_collection([encode_segment(t, f"{t}.seg") for t in trace_ids])
-
-    assert_ok(unary(relay, COLLECT_IN_SYNC, collection))
-
-    found = wait_for_traces(segments_reader, set(trace_ids))
-    assert {t: len(records) for t, records in found.items()} == {t: 1 for t in trace_ids}
-    for trace_id, records in found.items():
-        assert decode_segment(records[0].value).traceId == trace_id
-
-
-def test_compat_path_without_package_is_served(relay: Relay, segments_reader: KafkaTopicReader):
-    trace_id = new_trace_id()
-
-    assert_ok(stream(relay, COMPAT_COLLECT, [encode_segment(trace_id, "compat")]))
-
-    found = wait_for_traces(segments_reader, {trace_id})
-    assert decode_segment(found[trace_id][0].value).traceSegmentId == "compat"
-
-
-def test_message_over_the_size_limit_is_resource_exhausted(relay_factory):
-    relay = relay_factory(extra_env={"SW_RELAY_GRPC_MAX_MESSAGE_BYTES": "1024"}).start()
-    oversized = encode_segment(new_trace_id(), "big", padding=2048)
-    assert len(oversized) > 1024
-
-    status, details, _ = stream(relay, COLLECT, [oversized])
-
-    assert status == grpc.StatusCode.RESOURCE_EXHAUSTED, f"{status}: {details}"
-
-
-def test_gzip_request_is_accepted_or_refused_cleanly(relay: Relay, segments_reader: KafkaTopicReader):
-    trace_id = new_trace_id()
-    segment = encode_segment(trace_id, "gzip", ("/interop/gzip",), padding=512)
+def test_gzip_request_is_refused_unimplemented_naming_the_encoding(relay: Relay):
+    """A grpcio client with gzip on (what a Java agent with compression configured would send):
+    refused UNIMPLEMENTED before its body is read, as the README says, so the agent logs it."""
+    segment = encode_segment(new_trace_id(), "gzip", ("/interop/gzip",), padding=512)
 
     status, details, _ = stream(relay, COLLECT, [segment], compression=grpc.Compression.Gzip)
 
-    assert status in {grpc.StatusCode.OK, grpc.StatusCode.UNIMPLEMENTED}, f"{status}: {details}"
-    if status == grpc.StatusCode.OK:
-        found = wait_for_traces(segments_reader, {trace_id})
-        assert found[trace_id][0].value == segment, "the record must hold the decompressed message"
+    assert status == grpc.StatusCode.UNIMPLEMENTED, f"{status}: {details}"
+    assert "grpc-encoding gzip is not supported" in (details or ""), details
 
 
 @pytest.mark.parametrize("path", [COLLECT, COMPAT_COLLECT])

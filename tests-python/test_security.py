@@ -60,12 +60,6 @@ def test_calls_without_the_token_are_permission_denied(relay_factory: Callable[.
     assert_secret_absent(relay, TOKEN)
 
 
-def test_no_token_configured_means_no_check(relay: Relay):
-    with grpc.insecure_channel(relay.grpc_address) as channel:
-        assert call(channel, uuid.uuid4().hex, "anything", [("authentication", "whatever")]) == grpc.StatusCode.OK
-        assert call(channel, uuid.uuid4().hex, "nothing") == grpc.StatusCode.OK
-
-
 # --------------------------------------------------------------------------- TLS
 
 
