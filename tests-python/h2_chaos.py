@@ -315,7 +315,7 @@ class ChaosLedger:
     def record(self, outcome: ConnectionOutcome) -> None:
         with self._lock:
             self.outcomes.append(outcome)
-            self.actions.update(a.split("(")[0] for a in outcome.actions)
+            self.actions.update(a for a in outcome.actions if not a.startswith("("))
 
     def error(self, text: str) -> None:
         with self._lock:
@@ -355,8 +355,10 @@ def judge(outcome: ConnectionOutcome) -> list[tuple[str, str]]:
 class ChaosConnection:
     """One connection's script. `run()` never raises for what the relay does to it."""
 
-    def __init__(self, port: int, rng: random.Random, ledger: ChaosLedger, name: str, tag: str) -> None:
+    def __init__(self, port: int, rng: random.Random, ledger: ChaosLedger, name: str, tag: str,
+                 exclude: frozenset[str] = frozenset()) -> None:
         self.port = port
+        self.exclude = exclude  # action names never chosen
         self.rng = rng
         self.ledger = ledger
         self.name = name
@@ -595,11 +597,8 @@ class ChaosConnection:
     def send_message(self, stream: ChaosStream, end_stream: bool = False) -> str:
         """One whole valid segment; its id is FULL once every byte went out."""
         segment_id, payload = self.segment()
-        self.ledger.segment(segment_id, UNCERTAIN)
-        try:
-            self.send_data(stream, grpc_frame(payload), end_stream)
-        except ConnectionGone:
-            raise
+        self.ledger.segment(segment_id, UNCERTAIN)  # stays so if the connection breaks meanwhile
+        self.send_data(stream, grpc_frame(payload), end_stream)
         self.ledger.segment(segment_id, FULL)
         return segment_id
 
@@ -660,7 +659,9 @@ class ChaosConnection:
     def _choose(self, table: list[tuple[str, int, Callable[["ChaosConnection"], None]]]
                 ) -> tuple[str, Callable[["ChaosConnection"], None]]:
         names = [entry[0] for entry in table]
-        weights = [entry[1] for entry in table]
+        weights = [0 if entry[0] in self.exclude else entry[1] for entry in table]
+        if not any(weights):
+            return "none", lambda connection: None
         index = self.rng.choices(range(len(table)), weights)[0]
         return names[index], table[index][2]
 
@@ -1111,8 +1112,9 @@ def act_connection_window_zero(c: ChaosConnection) -> None:
 
 
 def act_exceed_window(c: ChaosConnection) -> None:
-    """More DATA than the flow-control window allows, inside a message longer than that (so the
-    message is never whole, whatever the server does)."""
+    """More DATA than the flow-control window the client has seen, inside a message longer than
+    that (so the message is never whole, whatever the server does). When the relay reopened its
+    window while the bytes were in flight, this is no violation at all, and is not judged as one."""
     stream = c.open_stream("exceed-window")
     c.wait(lambda: c.server.settings_seen, 1.0)
     window = c.send_window(stream.stream_id)
@@ -1231,7 +1233,12 @@ class ChaosSwarm:
     deadline. Connection `w<worker>-<n>` draws everything from Random(f"{seed}/{worker}/{n}"), so
     one connection's script is the same in every run with that seed (timing aside)."""
 
-    def __init__(self, port: int, seed: int, workers: int, seconds: float) -> None:
+    def __init__(self, port: int, seed: int, workers: int, seconds: float,
+                 exclude: frozenset[str] = frozenset()) -> None:
+        unknown = exclude - {entry[0] for entry in NON_TERMINAL + TERMINAL}
+        if unknown:
+            raise ValueError(f"no such chaos actions: {sorted(unknown)}")
+        self.exclude = exclude
         self.port = port
         self.seed = seed
         self.tag = f"h2chaos-{seed}"
@@ -1251,7 +1258,8 @@ class ChaosSwarm:
         n = 0
         while not self._stop.is_set() and time.monotonic() < self.deadline:
             rng = random.Random(f"{self.seed}/{worker}/{n}")
-            outcome = ChaosConnection(self.port, rng, self.ledger, f"w{worker}-{n}", self.tag).run()
+            outcome = ChaosConnection(self.port, rng, self.ledger, f"w{worker}-{n}", self.tag,
+                                      self.exclude).run()
             self.ledger.record(outcome)
             n += 1
 

@@ -4,7 +4,7 @@ grpcio agent keeps reporting.
 Chaos connections (tests-python/h2_chaos.py) send, at random points, malformed frames, wrong
 stream states, huge header blocks and CONTINUATION floods, window abuse, RST_STREAM
 mid-message, truncated gRPC messages followed by END_STREAM, the compressed flag, garbage
-protobuf and abrupt TCP closes. Every run draws a new seed unless H2_CHAOS_SEED is set; the seed
+protobuf and abrupt TCP closes. The seed (fixed unless H2_CHAOS_SEED is set; `random` draws one)
 is printed and named in every failure, and `H2_CHAOS_SEED=<n>` replays the same scripts.
 
 Asserted: the relay never dies (alive, /healthz 200 at the end); the agent is served OK
@@ -12,13 +12,22 @@ throughout; no chaos stream that did not send whole gRPC messages and END_STREAM
 grpc-status 0 (nothing half-sent is acknowledged); no record from a truncated message (nor one
 the relay must refuse) is on Kafka; every stream is released once the chaos connections are gone.
 
-Knobs: H2_CHAOS_SEED, H2_CHAOS_SECONDS (default 20), H2_CHAOS_WORKERS (default 3).
+The second test replays, deterministically, the crash the randomized clients found (open relay
+bug: a stream error then a new stream, from a client that reset the connection before the relay
+accepted it, kills a debug build on a swift-nio-http2 assertion).
+
+Knobs: H2_CHAOS_SEED, H2_CHAOS_SECONDS (default 20), H2_CHAOS_WORKERS (default 3),
+H2_CHAOS_EXCLUDE (comma-separated action names from h2_chaos.NON_TERMINAL / TERMINAL never to
+choose, e.g. to tell one failure from another while a fix is pending).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import signal
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -29,12 +38,16 @@ from google.protobuf.message import DecodeError
 
 from conftest import KafkaTopicReader, Relay, decode_segment, encode_segment, wait_for
 from h2_chaos import (BY_DESIGN, CUT, HALF_SENT, MUST_NOT_PUBLISH, PROTOCOL, ChaosSwarm, ConnectionOutcome,
-                      judge)
+                      header_block, judge, request_headers)
+from raw_http2 import END_HEADERS, HEADERS, PREFACE, SETTINGS, WINDOW_UPDATE, frame
 from reliability_support import COLLECT, RSS_BOUND, metric, rss_bytes, wait_until_drained
 
-SEED = int(os.environ.get("H2_CHAOS_SEED") or random.SystemRandom().randrange(1, 1 << 31))
+# CI replays one fixed seed (as the crash and power-cut loops do); H2_CHAOS_SEED=random explores.
+_seed = os.environ.get("H2_CHAOS_SEED", "20261202")
+SEED = random.SystemRandom().randrange(1, 1 << 31) if _seed == "random" else int(_seed)
 SECONDS = float(os.environ.get("H2_CHAOS_SECONDS", "20"))
 WORKERS = int(os.environ.get("H2_CHAOS_WORKERS", "3"))
+EXCLUDE = frozenset(name.strip() for name in os.environ.get("H2_CHAOS_EXCLUDE", "").split(",") if name.strip())
 # The agent must never wait this long for an answer, nor go this long without one.
 MAX_AGENT_GAP_S = 5.0
 
@@ -99,6 +112,14 @@ class WellBehavedAgent:
         return max(b - a for a, b in zip(points, points[1:]))
 
 
+def first_fatal_line(log: str) -> str:
+    for line in log.splitlines():
+        if any(marker in line for marker in ("Assertion failed", "Fatal error", "Precondition failed",
+                                                 "Program crashed")):
+            return line.strip()
+    return "no assertion or fatal error in the log"
+
+
 def segment_id_of(value: bytes) -> Optional[str]:
     try:
         return decode_segment(value).traceSegmentId
@@ -126,12 +147,12 @@ def summary(outcomes: list[ConnectionOutcome], actions: Counter) -> str:
 
 def test_randomized_http2_clients_get_nothing_half_sent_acknowledged(relay: Relay, segments_reader: KafkaTopicReader):
     seed = SEED
-    replay = f"H2_CHAOS_SEED={seed}"
+    replay = f"H2_CHAOS_SEED={seed}" + (f" H2_CHAOS_EXCLUDE={','.join(sorted(EXCLUDE))}" if EXCLUDE else "")
     print(f"\n{replay} (seconds={SECONDS}, workers={WORKERS})")
     started = time.monotonic()
 
     agent = WellBehavedAgent(relay.grpc_address, f"h2good-{seed}").start()
-    swarm = ChaosSwarm(relay.grpc_port, seed, WORKERS, SECONDS).start()
+    swarm = ChaosSwarm(relay.grpc_port, seed, WORKERS, SECONDS, EXCLUDE).start()
     stuck = swarm.join(SECONDS + 20)
     swarm.stop()
     agent_stopped = agent.stop()
@@ -142,9 +163,11 @@ def test_randomized_http2_clients_get_nothing_half_sent_acknowledged(relay: Rela
     print(report)
 
     # ------------------------------------------------------------------ the relay lives
+    # This test found a crash (fixed; regression tests below and in ConnectionCloserTests): a
+    # stream error closed the whole connection from inside NIO's frame loop.
     assert relay.process.poll() is None, (
-        f"RELAY BUG ({replay}): the relay died (exit {relay.process.returncode}) under the chaos clients\n"
-        f"{relay.log_tail()}")
+        f"RELAY BUG ({replay}): the relay died (exit {relay.process.returncode}) under the chaos clients: "
+        f"{first_fatal_line(relay.log_text())}\n{relay.log_tail()}")
     assert relay.http_status("/healthz") == 200, f"RELAY BUG ({replay}): /healthz does not answer 200"
     rss = rss_bytes(relay.process.pid)
     assert rss < RSS_BOUND, f"RELAY BUG ({replay}): relay RSS {rss >> 20} MiB after the chaos run"
@@ -210,3 +233,57 @@ def test_randomized_http2_clients_get_nothing_half_sent_acknowledged(relay: Rela
     assert not cut, f"RELAY BUG ({replay}): {len(cut)} records from truncated messages on Kafka: {cut[:5]}"
     assert not wrong, f"RELAY BUG ({replay}): records the relay must not publish are on Kafka: {wrong[:10]}"
     print(f"total {time.monotonic() - started:.1f} s")
+
+
+# --------------------------------------------------------------------------- the crash it found
+
+
+def _stream_error_then_new_stream(variant: int) -> bytes:
+    """A stream error on stream 1 (RFC 9113 5.4.2: only stream 1 is to be reset), then stream 3."""
+    authority = "127.0.0.1"
+    if variant % 2:
+        first = frame(HEADERS, END_HEADERS, 1, header_block(request_headers(
+            authority, extra=((b"connection", b"keep-alive"),))))  # connection-specific field (8.2.2)
+    else:
+        first = (frame(HEADERS, END_HEADERS, 1, header_block(request_headers(authority)))
+                 + frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 0)))  # zero increment (6.9)
+    return PREFACE + frame(SETTINGS, 0, 0) + first + frame(HEADERS, END_HEADERS, 3,
+                                                             header_block(request_headers(authority)))
+
+
+def test_stream_error_then_a_new_stream_from_a_client_gone_before_accept(relay: Relay):
+    """Regression test for the crash the randomized client found (fixed): a client
+    sends a stream error on stream 1 and a new stream 3, then resets the TCP connection before
+    the relay has taken the connection. NIO's first write (the SETTINGS preamble, in
+    channelActive) then fails, and NIO reads what the client sent from inside channelActive. The
+    stream error reaches ConnectionCloser.errorCaught, which closes the whole connection in the
+    middle of that frame loop; stream 3's channel is closed before it was announced to the
+    connection manager, whose assertion "Can't close stream 3, it wasn't open" kills a debug
+    build (SIGILL). Pausing the relay (SIGSTOP) makes "before the relay has taken it" certain."""
+    died_in = None
+    for round_ in range(20):
+        relay.process.send_signal(signal.SIGSTOP)
+        try:
+            for n in range(5):
+                with socket.create_connection(("127.0.0.1", relay.grpc_port), timeout=5) as sock:
+                    sock.sendall(_stream_error_then_new_stream(round_ + n))
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        finally:
+            relay.process.send_signal(signal.SIGCONT)
+
+        def handled() -> bool:
+            if relay.process.poll() is not None:
+                return True
+            try:
+                return (metric(relay, "relay_grpc_connections") or 0) == 0
+            except OSError:
+                return relay.process.poll() is not None
+        wait_for(handled, 10, "the relay to take and drop the reset connections", interval=0.02)
+        if relay.process.poll() is not None:
+            died_in = round_
+            break
+    assert died_in is None, (
+        f"RELAY BUG: the relay died (exit {relay.process.returncode}) in round {died_in} on a stream error "
+        f"followed by a new stream from a client that reset the connection before it was accepted: "
+        f"{first_fatal_line(relay.log_text())}")
+    assert relay.http_status("/healthz") == 200

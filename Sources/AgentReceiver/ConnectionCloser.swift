@@ -39,10 +39,28 @@ final class ConnectionCloser: ChannelDuplexHandler {
     context.fireChannelInactive()
   }
 
+  /// A stream-level error (a forbidden header, a zero window update on one stream) has already
+  /// reset that stream; the connection and its other calls go on, as HTTP/2 says. Anything else
+  /// closes the connection, after the HTTP/2 handler has finished the frame it is processing:
+  /// closing from inside it (during connection setup, say) closes streams its connection manager
+  /// was not yet told about.
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    let peer = context.remoteAddress.map { "\($0)" } ?? "?"
+    if Self.affectsOneStream(error) {
+      logger.debug(
+        "reset a gRPC stream after a protocol error",
+        metadata: ["peer": "\(peer)", "error": "\(error)"])
+      return
+    }
     logger.debug(
       "closing gRPC connection after a protocol error",
-      metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
-    context.close(promise: nil)
+      metadata: ["peer": "\(peer)", "error": "\(error)"])
+    let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+    context.eventLoop.execute { loopBound.value.close(promise: nil) }
+  }
+
+  static func affectsOneStream(_ error: any Error) -> Bool {
+    error is NIOHTTP2Errors.StreamError || error is NIOHTTP2Errors.NoSuchStream
+      || error is NIOHTTP2Errors.StreamClosed
   }
 }
