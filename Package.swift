@@ -191,6 +191,16 @@ let package = Package(
       swiftSettings: strictSettings
     ),
     .testTarget(
+      name: "AdminServerTests",
+      dependencies: [
+        "AdminServer",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
       name: "LogThrottlingTests", dependencies: ["LogThrottling"], swiftSettings: strictSettings),
     .testTarget(
       name: "SkyWalkingWireTests",
@@ -258,6 +268,7 @@ let package = Package(
     .testTarget(
       name: "RelayTests",
       dependencies: [
+        "AdminServer",
         "AgentReceiver",
         "DurableQueue",
         "KafkaPublisher",

@@ -113,7 +113,7 @@ public struct AdminServerError: Error, CustomStringConvertible {
 
 /// Answers one HTTP/1.1 request at a time on a keep-alive connection, and closes the
 /// connection when the next request is not complete within `requestTimeout`.
-private final class AdminRequestHandler: ChannelInboundHandler {
+final class AdminRequestHandler: ChannelInboundHandler {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundOut = HTTPServerResponsePart
 

@@ -51,9 +51,10 @@ final class RelayHealth: Sendable {
   }
 
   /// A sentence describing why Kafka delivery is behind, or nil when it keeps up.
-  func deliveryStall(queueStatus: QueueStatus, publisherStatus: PublisherStatus) -> String? {
+  func deliveryStall(
+    queueStatus: QueueStatus, publisherStatus: PublisherStatus, now: UInt64 = wallClockMillis()
+  ) -> String? {
     guard let oldest = queueStatus.oldestUnconfirmedMillis else { return nil }
-    let now = wallClockMillis()
     let lastProgress = max(publisherStatus.lastDeliveryMillis ?? startedMillis, startedMillis)
     guard now > lastProgress + Self.stallThresholdMillis, now > oldest + Self.stallThresholdMillis
     else { return nil }
