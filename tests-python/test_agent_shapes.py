@@ -52,7 +52,8 @@ class OpenStream:
         self.future = channel.stream_unary(path).future(self._requests())
 
     def _requests(self) -> Iterator[bytes]:
-        while (message := self._messages.get()) is not None:
+        # Bounded, so a test that fails before close() cannot leave grpcio's thread blocked.
+        while (message := self._messages.get(timeout=180)) is not None:
             yield message
 
     def send(self, message: bytes) -> None:
@@ -193,7 +194,7 @@ def test_java_async_profiler_upload_is_bidirectional_through_the_relay(relay_fac
     requests: queue.Queue[Optional[bytes]] = queue.Queue()
 
     def request_stream() -> Iterator[bytes]:
-        while (message := requests.get()) is not None:
+        while (message := requests.get(timeout=60)) is not None:
             yield message
 
     with grpc.insecure_channel(relay.grpc_address) as channel:
