@@ -19,6 +19,8 @@ let package = Package(
     .library(name: "SkyWalkingProtocol", targets: ["SkyWalkingProtocol"]),
     .library(name: "DurableQueue", targets: ["DurableQueue"]),
     .library(name: "KafkaPublisher", targets: ["KafkaPublisher"]),
+    // For Fuzz/ (the environment parser).
+    .library(name: "RelayApp", targets: ["RelayApp"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

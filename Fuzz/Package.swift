@@ -13,6 +13,7 @@ let package = Package(
   products: [
     .executable(name: "fuzz-wire", targets: ["FuzzWire"]),
     .executable(name: "fuzz-queue-recovery", targets: ["FuzzQueueRecovery"]),
+    .executable(name: "fuzz-environment", targets: ["FuzzEnvironment"]),
   ],
   dependencies: [
     .package(name: "skywalking-kafka-relay", path: ".."),
@@ -37,6 +38,14 @@ let package = Package(
         .product(name: "DurableQueue", package: "skywalking-kafka-relay"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
+      ],
+      swiftSettings: fuzzerSettings
+    ),
+    // Any bytes, as the environment the relay is started with.
+    .executableTarget(
+      name: "FuzzEnvironment",
+      dependencies: [
+        "FuzzDriver", .product(name: "RelayApp", package: "skywalking-kafka-relay"),
       ],
       swiftSettings: fuzzerSettings
     ),

@@ -13,7 +13,7 @@ build="$PWD/.build-fuzz"
 (cd Fuzz && swift build --build-path "$build" -Xswiftc -sanitize=fuzzer,address 2>&1) \
   | grep -v "Cannot export local symbol" || true
 mkdir -p "$build/artifacts"
-for target in wire queue-recovery; do
+for target in wire queue-recovery environment; do
   # The queue's syncer is a detached thread that `close()` stops without waiting for, so it can
   # still be starting up when an input ends; LeakSanitizer's per-input check then reports its
   # in-flight temporaries. Leak detection is off for that target only; ASan's other checks stay.

@@ -1,6 +1,7 @@
 /// A configuration value the relay cannot run with, naming the variable and the accepted form.
 public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
-  let variable: String
+  /// The variable to fix, as the operator sets it.
+  public let variable: String
   let value: String
   let expected: String
 

@@ -24,6 +24,12 @@ public struct RelayConfiguration: Sendable {
   /// named `sw-relay`), ignored rather than refused, so a Service's name cannot stop the relay.
   var ignoredServiceLinks: [String]
 
+  /// Every variable the relay reads (the producer properties' prefix aside), for tools that
+  /// generate environments, such as the environment fuzzer.
+  public static var variableNames: [String] {
+    EnvironmentVariable.all.map(\.name).filter { !$0.contains("<") }
+  }
+
   public init(environment: [String: String]) throws(ConfigurationError) {
     var reader = EnvironmentReader(environment)
     let grpcAddress = try reader.address(.grpcAddress)

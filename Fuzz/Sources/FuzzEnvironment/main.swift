@@ -1,0 +1,3 @@
+import FuzzDriver
+
+runLibFuzzer { fuzzEnvironment($0, $1) }
