@@ -60,7 +60,7 @@ struct QueueWriter {
         return (observed, state.isOverCapacity || state.writes.isOutOfSpace)
       }
       let (confirmed, closed) = (observed.confirmed, observed.closed)
-      if schedule.duties(now: Self.now(), observed: observed).probeFreeSpace { probeFreeSpace() }
+      if observed.shouldProbeFreeSpace { probeFreeSpace() }
       if !group.isEmpty {
         writeGroup()
         group.removeAll(keepingCapacity: true)
@@ -76,7 +76,7 @@ struct QueueWriter {
       }
       if let (position, durable) = duties.persist { persist(position, at: now, durable: durable) }
       if let position = duties.deleteFilesBefore {
-        deleteSegments(before: position)
+        deleteLogFiles(before: position)
         schedule.deletedFiles(before: position)
       }
       if !closed, active.size > 0,
@@ -86,7 +86,7 @@ struct QueueWriter {
         // The whole active file is delivered and its space is wanted: move on so it can go.
         do {
           try roll()
-          deleteSegments(before: confirmed)
+          deleteLogFiles(before: confirmed)
         } catch {
           queue.logger.warning(
             "could not roll a confirmed log file", metadata: ["error": "\(error)"])
@@ -293,7 +293,7 @@ struct QueueWriter {
   /// the position is persisted: a restart from an older position simply starts at the oldest
   /// remaining file, which is still at-least-once, and a full disk must not keep space hostage
   /// to the position write.
-  private func deleteSegments(before confirmed: QueuePosition) {
+  private func deleteLogFiles(before confirmed: QueuePosition) {
     let (doomed, status) = queue.state.withLock { state -> ([UInt64], QueueStatus) in
       var doomed: [UInt64] = []
       while state.logFiles.count > 1, let first = state.logFiles.first,

@@ -16,18 +16,21 @@ struct QueueWriterSchedule {
     var outOfSpace = false
     /// Nothing arrived to write in this pass.
     var nothingToWrite = true
+
+    /// A full disk is probed for space only while nothing is appended: an append tries the
+    /// disk itself.
+    var shouldProbeFreeSpace: Bool { outOfSpace && nothingToWrite }
   }
 
-  /// The work of one pass besides writing, in the order the writer does it.
+  /// The work of one pass after writing, in the order the writer does it.
   struct Duties: Equatable {
-    var probeFreeSpace = false
     var sync = false
     /// The position to write to the `position` file, and whether to make it durable (on close).
     var persist: (position: QueuePosition, durable: Bool)?
     var deleteFilesBefore: QueuePosition?
 
     static func == (lhs: Self, rhs: Self) -> Bool {
-      lhs.probeFreeSpace == rhs.probeFreeSpace && lhs.sync == rhs.sync
+      lhs.sync == rhs.sync
         && lhs.persist?.position == rhs.persist?.position
         && lhs.persist?.durable == rhs.persist?.durable
         && lhs.deleteFilesBefore == rhs.deleteFilesBefore
@@ -52,7 +55,6 @@ struct QueueWriterSchedule {
 
   func duties(now: UInt64, observed: Observed) -> Duties {
     var duties = Duties()
-    duties.probeFreeSpace = observed.outOfSpace && observed.nothingToWrite
     duties.sync = unsynced && (observed.closed || now - lastSync >= syncInterval)
     if observed.confirmed != persisted
       && (observed.closed || now - lastPersist >= Self.positionPersistInterval)

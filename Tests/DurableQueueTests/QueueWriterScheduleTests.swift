@@ -87,14 +87,12 @@ import Testing
   /// A full disk is probed for free space every second while nothing is appended.
   @Test func probesAFullDiskOnlyWhileNothingIsWritten() {
     let schedule = schedule()
-    #expect(
-      schedule.duties(
-        now: start, observed: .init(confirmed: origin, outOfSpace: true, nothingToWrite: true)
-      ).probeFreeSpace)
-    #expect(
-      !schedule.duties(
-        now: start, observed: .init(confirmed: origin, outOfSpace: true, nothingToWrite: false)
-      ).probeFreeSpace, "an append tries the disk itself")
+    let idleAndFull = QueueWriterSchedule.Observed(
+      confirmed: origin, outOfSpace: true, nothingToWrite: true)
+    #expect(idleAndFull.shouldProbeFreeSpace)
+    let appendingAndFull = QueueWriterSchedule.Observed(
+      confirmed: origin, outOfSpace: true, nothingToWrite: false)
+    #expect(!appendingAndFull.shouldProbeFreeSpace, "an append tries the disk itself")
     #expect(
       schedule.wakeDeadline(now: start, confirmed: origin, probingSpace: true)
         == start + QueueWriterSchedule.spaceProbeInterval)
