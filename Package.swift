@@ -19,10 +19,13 @@ let package = Package(
     .library(name: "SkyWalkingProtocol", targets: ["SkyWalkingProtocol"]),
     .library(name: "DurableQueue", targets: ["DurableQueue"]),
     .library(name: "KafkaPublisher", targets: ["KafkaPublisher"]),
-    // For Fuzz/ (the environment parser).
+    .library(name: "SystemClock", targets: ["SystemClock"]),
+    // For Fuzz/ (the environment parser and the gRPC deframer).
     .library(name: "RelayApp", targets: ["RelayApp"]),
+    .library(name: "AgentReceiver", targets: ["AgentReceiver"]),
   ],
   dependencies: [
+    .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
     .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
@@ -53,6 +56,8 @@ let package = Package(
     .target(name: "CCRC32C"),
     // OS threads for loops that block in system calls, without Foundation.
     .target(name: "DedicatedThread", swiftSettings: strictSettings),
+    // The wall clock and the semaphores' monotonic clock, in the units files and protocols use.
+    .target(name: "SystemClock", swiftSettings: strictSettings),
     // One warning per interval with a count of the ones held back, for repeating failures.
     .target(name: "LogThrottling", swiftSettings: strictSettings),
     // The durable, group-committed, CRC-framed record log. Knows nothing of gRPC or Kafka.
@@ -61,6 +66,8 @@ let package = Package(
       dependencies: [
         "CCRC32C",
         "DedicatedThread",
+        "SystemClock",
+        .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
       ],
@@ -79,6 +86,8 @@ let package = Package(
         "DedicatedThread",
         "DurableQueue",
         "LogThrottling",
+        "SystemClock",
+        .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -162,6 +171,7 @@ let package = Package(
         "KafkaPublisher",
         "MockKafka",
         "OAPForwarder",
+        "SystemClock",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
@@ -215,7 +225,7 @@ let package = Package(
     .testTarget(
       name: "DurableQueueTests",
       dependencies: [
-        "DurableQueue", .product(name: "Logging", package: "swift-log"),
+        "DurableQueue", "SystemClock", .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "MetricsTestKit", package: "swift-metrics"),
       ],
@@ -280,6 +290,7 @@ let package = Package(
         "MockKafka",
         "RelayApp",
         "SkyWalkingProtocol",
+        "SystemClock",
         "RelayTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),

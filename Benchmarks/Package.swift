@@ -38,6 +38,7 @@ let package = Package(
       dependencies: [
         .product(name: "KafkaPublisher", package: "skywalking-kafka-relay"),
         .product(name: "SkyWalkingProtocol", package: "skywalking-kafka-relay"),
+        .product(name: "SystemClock", package: "skywalking-kafka-relay"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP2", package: "swift-nio-http2"),

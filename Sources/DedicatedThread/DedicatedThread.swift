@@ -14,11 +14,37 @@ public enum DedicatedThread {
   /// Runs `body` on a new detached thread named `name` (at most 15 characters on Linux).
   /// `sending`: the thread may own state that no other thread touches.
   public static func start(name: String, _ body: sending @escaping () -> Void) {
+    pthread_detach(create(name: name, body))
+  }
+
+  /// Like `start`, for a thread its owner must outlive: `join()` waits for `body` to return.
+  public static func startJoinable(
+    name: String, _ body: sending @escaping () -> Void
+  ) -> JoinableThread {
+    JoinableThread(thread: create(name: name, body))
+  }
+
+  private static func create(name: String, _ body: sending @escaping () -> Void) -> pthread_t {
     let context = Unmanaged.passRetained(ThreadBody(name: name, run: body)).toOpaque()
     var thread = pthread_t()
     let result = pthread_create(&thread, nil, dedicatedThreadEntry, context)
     precondition(result == 0, "cannot start the \(name) thread (pthread_create: \(result))")
-    pthread_detach(thread)
+    return thread
+  }
+}
+
+/// A thread started by `DedicatedThread.startJoinable`; its owner joins it once.
+public struct JoinableThread: Sendable {
+  private let thread: pthread_t
+
+  fileprivate init(thread: pthread_t) {
+    self.thread = thread
+  }
+
+  /// Waits for the thread's body to return.
+  public func join() {
+    let result = pthread_join(thread, nil)
+    precondition(result == 0, "pthread_join: \(result)")
   }
 }
 

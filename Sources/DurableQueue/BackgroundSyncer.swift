@@ -3,6 +3,7 @@ import DedicatedThread
 import Dispatch
 import Logging
 import Synchronization
+import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -20,10 +21,12 @@ final class BackgroundSyncer: Sendable {
   private let queue: DurableQueue
   private let pending = Mutex<(descriptors: [(Int32, String)], stopped: Bool)>(([], false))
   private let wakeup = DispatchSemaphore(value: 0)
+  private let thread = Mutex<JoinableThread?>(nil)
 
   init(queue: DurableQueue) {
     self.queue = queue
-    DedicatedThread.start(name: "queue-syncer") { [self] in run() }
+    let started = DedicatedThread.startJoinable(name: "queue-syncer") { [self] in run() }
+    thread.withLock { $0 = started }
   }
 
   /// Syncs `file` soon; returns false when it cannot (then the caller syncs inline).
@@ -35,10 +38,12 @@ final class BackgroundSyncer: Sendable {
     return true
   }
 
-  /// Finishes the syncs already handed over, then ends the thread.
+  /// Finishes the syncs already handed over and waits for the thread to end, so a closed queue
+  /// leaves nothing running behind it.
   func stop() {
     pending.withLock { $0.stopped = true }
     wakeup.signal()
+    if let thread = thread.withLock({ $0.take() }) { thread.join() }
   }
 
   private func run() {
@@ -55,7 +60,7 @@ final class BackgroundSyncer: Sendable {
 
   private func sync(_ descriptor: Int32, path: String) {
     defer { close(descriptor) }
-    let start = DispatchTime.now().uptimeNanoseconds
+    let start = SystemClock.uptimeNanoseconds()
     var result = fdatasync(descriptor)
     while result != 0 && errno == EINTR { result = fdatasync(descriptor) }
     guard result == 0 else {
@@ -68,6 +73,6 @@ final class BackgroundSyncer: Sendable {
       return
     }
     queue.metrics.fsyncDuration.recordNanoseconds(
-      Int64(DispatchTime.now().uptimeNanoseconds - start))
+      Int64(SystemClock.uptimeNanoseconds() - start))
   }
 }

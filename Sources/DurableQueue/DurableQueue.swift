@@ -3,6 +3,7 @@ import DedicatedThread
 import Dispatch
 import Logging
 import Synchronization
+import SystemClock
 
 /// A durable, group-committed, CRC-framed record log (format: see `RecordFormat`).
 ///
@@ -51,7 +52,7 @@ public final class DurableQueue: Sendable {
         "unconfirmedRecords": "\(status.unconfirmedRecords)",
         "corruptRecordsSkipped": "\(status.corruptRecordsSkipped)",
       ])
-    metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+    metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
     let active = recovered.active
     var persisted = recovered.persisted
     if persisted != recovered.confirmed {
@@ -132,7 +133,7 @@ public final class DurableQueue: Sendable {
   }
 
   /// Marks everything before `position` as delivered. Never blocks on I/O: the writer thread
-  /// persists the position (at most every ~100 ms, and on close) and deletes whole log files
+  /// persists the position (within 10–100 ms, and on close) and deletes whole log files
   /// behind it. Positions at or before the current one are ignored; positions past the written
   /// end are clamped to it.
   public func confirm(through position: QueuePosition) {
@@ -143,7 +144,7 @@ public final class DurableQueue: Sendable {
       return (state.claimSleepingWriter(evenIfTimed: false), state.status)
     }
     if wakeWriter { writerWakeup.signal() }
-    metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+    metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
   }
 
   /// `handler` runs on the writer thread after every successful write, so a reader that caught
@@ -160,7 +161,7 @@ public final class DurableQueue: Sendable {
   /// them as they happen, but the oldest record's age grows with no event at all, so a scraper
   /// calls this before it reads them.
   public func refreshOccupancyGauges() {
-    metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+    metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
   }
 
   /// Stops accepting appends, lets the writer write what is pending, sync, persist the

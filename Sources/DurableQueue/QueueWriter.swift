@@ -2,6 +2,7 @@ import CoreMetrics
 import Dispatch
 import Logging
 import Synchronization
+import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -44,7 +45,7 @@ struct QueueWriter {
     self.schedule = QueueWriterSchedule(
       syncInterval: UInt64(
         max(0, interval.seconds * 1_000_000_000 + interval.attoseconds / 1_000_000_000)),
-      now: Self.now(), persisted: persisted)
+      now: SystemClock.uptimeNanoseconds(), persisted: persisted)
     let last = queue.state.withLock { $0.logFiles[$0.logFiles.count - 1] }
     self.active = ActiveLogFile(file: active, number: last.number, size: last.size)
   }
@@ -65,7 +66,7 @@ struct QueueWriter {
         writeGroup()
         group.removeAll(keepingCapacity: true)
       }
-      let now = Self.now()
+      let now = SystemClock.uptimeNanoseconds()
       let duties = schedule.duties(now: now, observed: observed)
       if duties.sync {
         if !closed, let syncer, syncer.sync(active.file) {
@@ -74,7 +75,7 @@ struct QueueWriter {
           syncActive()
         }
       }
-      if let (position, durable) = duties.persist { persist(position, at: now, durable: durable) }
+      if let write = duties.persist { persist(write.position, at: now, durable: write.durable) }
       if let position = duties.deleteFilesBefore {
         deleteLogFiles(before: position)
         schedule.deletedFiles(before: position)
@@ -116,7 +117,7 @@ struct QueueWriter {
 
   private mutating func sleep(confirmed: QueuePosition, probingSpace: Bool) {
     let deadline = schedule.wakeDeadline(
-      now: Self.now(), confirmed: confirmed, probingSpace: probingSpace)
+      now: SystemClock.uptimeNanoseconds(), confirmed: confirmed, probingSpace: probingSpace)
     let idle = queue.state.withLock { state in
       guard state.pending.isEmpty, !state.closed, state.confirmed == confirmed else { return false }
       state.writer = deadline == nil ? .sleeping : .sleepingUntilTimer
@@ -197,7 +198,7 @@ struct QueueWriter {
     }
     queue.metrics.writes.increment()
     queue.metrics.appendedBatches.increment(by: run.count)
-    queue.metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
+    queue.metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
     for index in run { group[index].completion(.success(())) }
     handler?()
   }
@@ -234,9 +235,9 @@ struct QueueWriter {
   }
 
   private mutating func timedSync() throws(SystemCallError) {
-    let start = Self.now()
+    let start = SystemClock.uptimeNanoseconds()
     try active.file.sync()
-    let end = Self.now()
+    let end = SystemClock.uptimeNanoseconds()
     queue.metrics.fsyncDuration.recordNanoseconds(Int64(end - start))
     schedule.synced(at: end)
   }
@@ -247,7 +248,7 @@ struct QueueWriter {
     do {
       try timedSync()
     } catch {
-      schedule.syncFailed(at: Self.now())
+      schedule.syncFailed(at: SystemClock.uptimeNanoseconds())
       queue.metrics.ioErrors.increment()
       queue.state.withLock { $0.writes.syncFailed(error.description) }
       queue.logger.error("queue sync failed", metadata: ["error": "\(error)"])
@@ -312,10 +313,6 @@ struct QueueWriter {
         "could not delete a confirmed log file; it is removed at the next start",
         metadata: ["file": "\(LogFile.logFileName(number))", "errno": "\(errno)"])
     }
-    queue.metrics.recordOccupancy(status, nowMillis: RecordBatch.wallClockMillis())
-  }
-
-  private static func now() -> UInt64 {
-    DispatchTime.now().uptimeNanoseconds
+    queue.metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
   }
 }

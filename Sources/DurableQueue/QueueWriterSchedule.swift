@@ -4,7 +4,13 @@
 ///
 /// Times are `DispatchTime` uptime nanoseconds, the clock the writer's semaphore waits on.
 struct QueueWriterSchedule {
-  static let positionPersistInterval: UInt64 = 100_000_000
+  /// The least time between two writes of the `position` file while the writer is awake anyway
+  /// (it wakes for every append): a kill replays what was delivered since the last write, so
+  /// under load the position trails delivery by about this much.
+  static let positionPersistSpacing: UInt64 = 10_000_000
+  /// How long a confirmed position waits for a pass when nothing else wakes the writer, so
+  /// confirmations alone never wake it more than ten times a second.
+  static let positionWakeInterval: UInt64 = 100_000_000
   /// How often a queue that hit a full disk looks for free space while nothing is appended, so
   /// it reports itself writable again without waiting for an agent to try.
   static let spaceProbeInterval: UInt64 = 1_000_000_000
@@ -25,16 +31,14 @@ struct QueueWriterSchedule {
   /// The work of one pass after writing, in the order the writer does it.
   struct Duties: Equatable {
     var sync = false
-    /// The position to write to the `position` file, and whether to make it durable (on close).
-    var persist: (position: QueuePosition, durable: Bool)?
+    var persist: PositionWrite?
     var deleteFilesBefore: QueuePosition?
+  }
 
-    static func == (lhs: Self, rhs: Self) -> Bool {
-      lhs.sync == rhs.sync
-        && lhs.persist?.position == rhs.persist?.position
-        && lhs.persist?.durable == rhs.persist?.durable
-        && lhs.deleteFilesBefore == rhs.deleteFilesBefore
-    }
+  /// The position to write to the `position` file, and whether to make it durable (on close).
+  struct PositionWrite: Equatable {
+    var position: QueuePosition
+    var durable: Bool
   }
 
   let syncInterval: UInt64
@@ -57,9 +61,9 @@ struct QueueWriterSchedule {
     var duties = Duties()
     duties.sync = unsynced && (observed.closed || now - lastSync >= syncInterval)
     if observed.confirmed != persisted
-      && (observed.closed || now - lastPersist >= Self.positionPersistInterval)
+      && (observed.closed || now - lastPersist >= Self.positionPersistSpacing)
     {
-      duties.persist = (observed.confirmed, observed.closed)
+      duties.persist = PositionWrite(position: observed.confirmed, durable: observed.closed)
     }
     if observed.confirmed != cleanedThrough { duties.deleteFilesBefore = observed.confirmed }
     return duties
@@ -71,7 +75,7 @@ struct QueueWriterSchedule {
     if unsynced { deadline = lastSync + syncInterval }
     if probingSpace { deadline = min(deadline ?? .max, now + Self.spaceProbeInterval) }
     if confirmed != persisted {
-      deadline = min(deadline ?? .max, lastPersist + Self.positionPersistInterval)
+      deadline = min(deadline ?? .max, lastPersist + Self.positionWakeInterval)
     }
     return deadline
   }

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
+import SystemClock
 
 /// Records encoded (framed and CRC'd) on the caller's thread, so the single writer thread only
 /// has to hand finished bytes to the kernel. All records of a batch share one timestamp, which
@@ -19,7 +15,7 @@ public struct RecordBatch: Sendable {
   /// a dead-letter file or a format check.
   public var encodedBytes: [UInt8] { bytes }
 
-  public init(timestampMillis: UInt64 = RecordBatch.wallClockMillis()) {
+  public init(timestampMillis: UInt64 = SystemClock.epochMilliseconds()) {
     self.timestampMillis = timestampMillis
   }
 
@@ -83,12 +79,5 @@ public struct RecordBatch: Sendable {
 
   private mutating func appendLittleEndian(_ value: some FixedWidthInteger) {
     withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
-  }
-
-  /// Milliseconds since the Unix epoch, the unit Kafka timestamps and SkyWalking use.
-  public static func wallClockMillis() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
   }
 }

@@ -1,3 +1,5 @@
+import DequeModule
+
 /// The appended-but-unconfirmed part of the log as runs of adjacent records appended within
 /// one second of each other, so memory stays proportional to the backlog's duration rather than
 /// its batch count (an hour-long Kafka outage is a few thousand entries), and appends and status
@@ -13,9 +15,7 @@ struct UnconfirmedLedger {
     var timestampMillis: UInt64
   }
 
-  private var entries: [Entry] = []
-  /// Entries before `head` are confirmed; they are compacted away in bulk.
-  private var head = 0
+  private var entries: Deque<Entry> = []
   private var records = 0
 
   mutating func append(
@@ -23,8 +23,7 @@ struct UnconfirmedLedger {
   ) {
     guard count > 0 else { return }
     records += count
-    if entries.count > head, entries[entries.count - 1].end == start {
-      let last = entries[entries.count - 1]
+    if let last = entries.last, last.end == start {
       let oldest = min(last.timestampMillis, timestampMillis)
       if max(last.timestampMillis, timestampMillis) - oldest < Self.runMillis {
         entries[entries.count - 1].end = end
@@ -37,23 +36,15 @@ struct UnconfirmedLedger {
   }
 
   mutating func confirm(through position: QueuePosition) {
-    while head < entries.count && entries[head].end <= position {
-      records -= entries[head].count
-      head += 1
-    }
-    if head == entries.count {
-      entries.removeAll(keepingCapacity: true)
-      head = 0
-    } else if head >= 1024 && head * 2 >= entries.count {
-      entries.removeFirst(head)
-      head = 0
+    while let first = entries.first, first.end <= position {
+      records -= first.count
+      entries.removeFirst()
     }
   }
 
   /// Records not yet confirmed when `confirmed` may end inside the oldest entry.
   func unconfirmedRecords(confirmed: QueuePosition) -> Int {
-    guard head < entries.count, entries[head].start < confirmed else { return records }
-    let oldest = entries[head]
+    guard let oldest = entries.first, oldest.start < confirmed else { return records }
     let span = oldest.end.offset - oldest.start.offset
     let left = oldest.end.offset - confirmed.offset
     let remaining = (UInt64(oldest.count) * left + span - 1) / span
@@ -61,6 +52,6 @@ struct UnconfirmedLedger {
   }
 
   var oldestTimestampMillis: UInt64? {
-    head < entries.count ? entries[head].timestampMillis : nil
+    entries.first?.timestampMillis
   }
 }

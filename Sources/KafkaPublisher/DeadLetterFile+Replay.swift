@@ -1,4 +1,5 @@
 import DurableQueue
+import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -46,7 +47,7 @@ extension DeadLetterFile {
         code: .deadLetterReplayFailed, message: "cannot queue the entries of \(file.path): \(error)"
       )
     }
-    let aside = "\(file.path).replayed-\(wallClockMillis())"
+    let aside = "\(file.path).replayed-\(SystemClock.epochMilliseconds())"
     guard rename(file.path, aside) == 0 else {
       throw KafkaPublisherError(
         code: .deadLetterReplayFailed,

@@ -1,3 +1,5 @@
+import SystemClock
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -47,7 +49,7 @@ public final class DeadLetterFile {
   ) throws(KafkaPublisherError) {
     let singleLineError = String(error.map { $0.isNewline ? " " : $0 })
     let header =
-      "DEADLETTER v1 appendedMillis=\(appendedMillis) deadLetteredMillis=\(wallClockMillis())"
+      "DEADLETTER v1 appendedMillis=\(appendedMillis) deadLetteredMillis=\(SystemClock.epochMilliseconds())"
       + " topic=\(topic) keyBytes=\(key.count) valueBytes=\(value.count)"
       + " error=\(singleLineError)\n"
     var entry = Array(header.utf8)
@@ -96,11 +98,4 @@ public final class DeadLetterFile {
     descriptor = opened
     return opened
   }
-}
-
-/// Milliseconds since the Unix epoch, the clock record timestamps use.
-func wallClockMillis() -> UInt64 {
-  var now = timespec()
-  clock_gettime(CLOCK_REALTIME, &now)
-  return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
 }

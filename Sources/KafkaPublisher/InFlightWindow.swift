@@ -1,3 +1,4 @@
+import DequeModule
 import DurableQueue
 
 /// Records read from the disk queue and not yet finished, in queue order.
@@ -24,8 +25,7 @@ struct InFlightWindow {
     var failedAttempts = 0
   }
 
-  private var entries: [Entry] = []
-  private var head = 0
+  private var entries: Deque<Entry> = []
   /// Sequence of the oldest unfinished entry; starts at 1 because 0 would be a null opaque.
   private(set) var firstSequence: UInt64 = 1
   private(set) var byteCount = 0
@@ -33,7 +33,7 @@ struct InFlightWindow {
   /// Entries librdkafka still owes a delivery report for.
   private(set) var producingCount = 0
 
-  var count: Int { entries.count - head }
+  var count: Int { entries.count }
   var isEmpty: Bool { count == 0 }
   var nextSequence: UInt64 { firstSequence + UInt64(count) }
 
@@ -64,26 +64,19 @@ struct InFlightWindow {
   /// Sequences waiting for a produce call, oldest first.
   func sequencesAwaitingProduce() -> [UInt64] {
     guard awaitingProduceCount > 0 else { return [] }
-    return (head..<entries.count).compactMap { index in
-      entries[index].state == .awaitingProduce ? firstSequence + UInt64(index - head) : nil
+    return entries.indices.compactMap { index in
+      entries[index].state == .awaitingProduce ? firstSequence + UInt64(index) : nil
     }
   }
 
   /// Drops the finished prefix and returns the position just past it, nil if nothing was finished.
   mutating func removeFinishedPrefix() -> QueuePosition? {
     var confirmable: QueuePosition?
-    while head < entries.count, entries[head].state == .finished {
-      confirmable = entries[head].end
-      byteCount -= entries[head].byteCount
-      head += 1
+    while let first = entries.first, first.state == .finished {
+      confirmable = first.end
+      byteCount -= first.byteCount
+      entries.removeFirst()
       firstSequence += 1
-    }
-    if head == entries.count {
-      entries.removeAll(keepingCapacity: true)
-      head = 0
-    } else if head > 4096, head * 2 > entries.count {
-      entries.removeFirst(head)
-      head = 0
     }
     return confirmable
   }
@@ -92,7 +85,6 @@ struct InFlightWindow {
   mutating func reset() {
     firstSequence = nextSequence
     entries.removeAll(keepingCapacity: true)
-    head = 0
     byteCount = 0
     awaitingProduceCount = 0
     producingCount = 0
@@ -108,6 +100,6 @@ struct InFlightWindow {
 
   private func index(of sequence: UInt64) -> Int? {
     guard sequence >= firstSequence, sequence < nextSequence else { return nil }
-    return head + Int(sequence - firstSequence)
+    return Int(sequence - firstSequence)
   }
 }

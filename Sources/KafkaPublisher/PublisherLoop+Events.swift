@@ -2,6 +2,7 @@ import CRdKafka
 import CoreMetrics
 import LogThrottling
 import Logging
+import SystemClock
 
 extension PublisherLoop {
   /// Serves librdkafka's main queue until it is empty (so its io-event fd fires again) or a
@@ -23,7 +24,7 @@ extension PublisherLoop {
   }
 
   private func handleDeliveryReports(_ event: OpaquePointer) {
-    let now = wallClockMillis()
+    let now = SystemClock.epochMilliseconds()
     var delivered = 0
     while let message = rd_kafka_event_message_next(event) {
       let report = message.pointee

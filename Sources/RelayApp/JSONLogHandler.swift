@@ -1,4 +1,5 @@
 import Logging
+import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -36,10 +37,9 @@ struct JSONLogHandler: LogHandler {
 
   /// `2026-12-01T22:45:01.123Z`, without Foundation.
   static func timestamp() -> String {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
+    let now = SystemClock.epochTime()
     var parts = tm()
-    var seconds = now.tv_sec
+    var seconds = time_t(now.seconds)
     gmtime_r(&seconds, &parts)
     func padded(_ value: Int32, _ width: Int) -> String {
       let digits = String(value)
@@ -47,6 +47,6 @@ struct JSONLogHandler: LogHandler {
     }
     return "\(padded(parts.tm_year + 1900, 4))-\(padded(parts.tm_mon + 1, 2))-"
       + "\(padded(parts.tm_mday, 2))T\(padded(parts.tm_hour, 2)):\(padded(parts.tm_min, 2)):"
-      + "\(padded(parts.tm_sec, 2)).\(padded(Int32(now.tv_nsec / 1_000_000), 3))Z"
+      + "\(padded(parts.tm_sec, 2)).\(padded(Int32(now.nanoseconds / 1_000_000), 3))Z"
   }
 }

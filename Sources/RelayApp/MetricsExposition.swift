@@ -1,6 +1,7 @@
 import DurableQueue
 import KafkaPublisher
 import Prometheus
+import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -16,7 +17,7 @@ struct MetricsExposition: Sendable {
   let health: RelayHealth
   let publisher: KafkaPublisher
   let queueCapacityBytes: Int
-  let startedAtSeconds = Double(wallClockMillis()) / 1000
+  let startedAtSeconds = Double(SystemClock.epochMilliseconds()) / 1000
 
   func render() -> [UInt8] {
     var emitted: [UInt8] = []

@@ -2,6 +2,7 @@ import AdminServer
 import DurableQueue
 import KafkaPublisher
 import Synchronization
+import SystemClock
 
 /// Answers "is the relay doing its job?" from the stages' own status snapshots.
 ///
@@ -13,7 +14,7 @@ final class RelayHealth: Sendable {
   private let queue: DurableQueue
   private let publisher: KafkaPublisher
   private let grpcServing = Atomic<Bool>(false)
-  private let startedMillis = wallClockMillis()
+  private let startedMillis = SystemClock.epochMilliseconds()
 
   /// Delivery counts as stalled when records wait and nothing was delivered for this long.
   static let stallThresholdMillis: UInt64 = 10_000
@@ -52,7 +53,8 @@ final class RelayHealth: Sendable {
 
   /// A sentence describing why Kafka delivery is behind, or nil when it keeps up.
   func deliveryStall(
-    queueStatus: QueueStatus, publisherStatus: PublisherStatus, now: UInt64 = wallClockMillis()
+    queueStatus: QueueStatus, publisherStatus: PublisherStatus,
+    now: UInt64 = SystemClock.epochMilliseconds()
   ) -> String? {
     guard let oldest = queueStatus.oldestUnconfirmedMillis else { return nil }
     let lastProgress = max(publisherStatus.lastDeliveryMillis ?? startedMillis, startedMillis)
@@ -70,7 +72,7 @@ final class RelayHealth: Sendable {
   var statusJSON: AdminResponse {
     let queueStatus = queue.status
     let publisherStatus = publisher.status
-    let now = wallClockMillis()
+    let now = SystemClock.epochMilliseconds()
     let stall = deliveryStall(queueStatus: queueStatus, publisherStatus: publisherStatus)
     var json = JSONObjectWriter()
     json.object("grpc") { grpc in

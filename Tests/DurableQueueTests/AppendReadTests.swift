@@ -2,6 +2,7 @@ import DurableQueue
 import Foundation
 import Logging
 import MetricsTestKit
+import SystemClock
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct AppendReadTests {
@@ -282,7 +283,7 @@ import Testing
       configuration: DurableQueueConfiguration(directory: directory.path),
       logger: Logger(label: "occupancy-tests"), metricsFactory: metrics)
     defer { queue.close() }
-    let appendedAt = RecordBatch.wallClockMillis() - 60_000
+    let appendedAt = SystemClock.epochMilliseconds() - 60_000
     try await queue.append(makeBatch(values: ["1"], timestampMillis: appendedAt))
     let age = try metrics.expectGauge("relay_queue_oldest_unconfirmed_age_seconds")
     let afterAppend = try #require(age.lastValue)

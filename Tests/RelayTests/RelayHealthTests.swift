@@ -4,6 +4,7 @@ import DurableQueue
 import Foundation
 import KafkaPublisher
 import Logging
+import SystemClock
 import Testing
 
 @testable import RelayApp
@@ -45,7 +46,7 @@ import Testing
   /// and the last error, once records waited and nothing was delivered for 10 s.
   @Test func reportsAStalledDeliveryWithoutTurningUnready() throws {
     try Self.withHealth { health in
-      let now = wallClockMillis() + 60_000
+      let now = SystemClock.epochMilliseconds() + 60_000
       let waiting = QueueStatus(
         bytes: 1000, unconfirmedRecords: 42, oldestUnconfirmedMillis: now - 30_000, isFull: false,
         lastWriteError: nil, corruptRecordsSkipped: 0)

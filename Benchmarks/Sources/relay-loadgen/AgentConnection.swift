@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP2
 import NIOPosix
+import SystemClock
 
 /// One simulated agent: an HTTP/2 connection that opens `collect` streams, either on a fixed
 /// schedule or back to back. Confined to its channel's event loop; other threads reach it
@@ -120,7 +121,7 @@ final class AgentConnection {
       capacity: shared.corpus.streamBytes(count: count, firstSequence: first))
     shared.corpus.writeStream(firstSequence: first, count: count, into: &body)
     let payload = body
-    if stats.firstSendNanos == .max { stats.firstSendNanos = monotonicNanos() }
+    if stats.firstSendNanos == .max { stats.firstSendNanos = SystemClock.uptimeNanoseconds() }
     let headers = shared.headers
     let handle = self.handle!
     let created = channel.eventLoop.makePromise(of: (any Channel).self)
@@ -143,7 +144,7 @@ final class AgentConnection {
     inFlight -= 1
     let count = shared.plan.segmentsPerStream
     if outcome.grpcStatus == 0 {
-      let now = monotonicNanos()
+      let now = SystemClock.uptimeNanoseconds()
       stats.streamsOK += 1
       stats.segmentsAcked += count
       stats.ack.record(nanoseconds: outcome.ackNanos)

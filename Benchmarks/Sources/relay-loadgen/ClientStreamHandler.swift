@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import SystemClock
 
 /// How one client stream ended.
 struct StreamOutcome {
@@ -48,13 +49,13 @@ final class ClientStreamHandler: ChannelInboundHandler {
     context.writeAndFlush(
       wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: written)
     written.futureResult.assumeIsolated().whenSuccess { [self] in
-      sentAt = monotonicNanos()
+      sentAt = SystemClock.uptimeNanoseconds()
     }
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard case .headers(let frame) = unwrapInboundIn(data), frame.endStream else { return }
-    let now = monotonicNanos()
+    let now = SystemClock.uptimeNanoseconds()
     let status = frame.headers.first(name: "grpc-status").flatMap { Int($0) }
     finish(
       StreamOutcome(

@@ -1,5 +1,6 @@
 import CRdKafka
 import Synchronization
+import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -122,7 +123,7 @@ final class DeliveryTracker: @unchecked Sendable {
     while running.load(ordering: .relaxed) {
       guard let message = rd_kafka_consumer_poll(handle, 50) else { continue }
       defer { rd_kafka_message_destroy(message) }
-      let now = monotonicNanos()
+      let now = SystemClock.uptimeNanoseconds()
       let record = message.pointee
       guard record.err == RD_KAFKA_RESP_ERR_NO_ERROR, let key = record.key else { continue }
       guard

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -61,11 +62,11 @@ struct DiskCeilingCommand: AsyncParsableCommand {
     var written = 0
     var segmentsWritten = 0
     var sync = LatencyHistogram()
-    let start = monotonicNanos()
+    let start = SystemClock.uptimeNanoseconds()
     let deadline = start + UInt64(bounds.duration * 1e9)
     var lastSync = start
     var batch = 0
-    while monotonicNanos() < deadline && written < maxBytes
+    while SystemClock.uptimeNanoseconds() < deadline && written < maxBytes
       && UInt64(segmentsWritten) < (bounds.count ?? .max)
     {
       let bytes = batches[batch % batches.count]
@@ -83,15 +84,15 @@ struct DiskCeilingCommand: AsyncParsableCommand {
       written += bytes.count
       segmentsWritten += segmentsPerBatch
       batch += 1
-      let now = monotonicNanos()
+      let now = SystemClock.uptimeNanoseconds()
       if fsync == .always || now - lastSync >= 200_000_000 {
         fdatasync(descriptor)
-        lastSync = monotonicNanos()
+        lastSync = SystemClock.uptimeNanoseconds()
         sync.record(nanoseconds: lastSync - now)
       }
     }
     fdatasync(descriptor)
-    let seconds = Double(monotonicNanos() - start) / 1e9
+    let seconds = Double(SystemClock.uptimeNanoseconds() - start) / 1e9
     var report = RunReport(
       mode: "disk-ceiling-\(fsync.rawValue)", seconds: seconds, segments: segmentsWritten,
       averageSegmentBytes: corpus.averageBytes)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CRdKafka
 import KafkaPublisher
+import SystemClock
 
 /// Ceiling (a): librdkafka producing the same segments straight to the same cluster, with the
 /// relay's producer settings, so the Kafka side of the relay can be read as a fraction of it.
@@ -50,7 +51,7 @@ struct ProduceCeilingCommand: AsyncParsableCommand {
     var produced: UInt64 = 0
     var delivered = 0
     var failed = 0
-    let start = monotonicNanos()
+    let start = SystemClock.uptimeNanoseconds()
     let deadline = start + UInt64(bounds.duration * 1e9)
     var lastDelivery = start
     func drainEvents(timeoutMillis: Int32) {
@@ -64,11 +65,11 @@ struct ProduceCeilingCommand: AsyncParsableCommand {
             failed += 1
           }
         }
-        lastDelivery = monotonicNanos()
+        lastDelivery = SystemClock.uptimeNanoseconds()
         if timeoutMillis > 0 { return }
       }
     }
-    while monotonicNanos() < deadline && produced < (bounds.count ?? .max) {
+    while SystemClock.uptimeNanoseconds() < deadline && produced < (bounds.count ?? .max) {
       let value = corpus.segment(sequence: produced)
       let key = corpus.traceID(sequence: produced)
       let result = value.withUnsafeBytes { value in
@@ -89,8 +90,8 @@ struct ProduceCeilingCommand: AsyncParsableCommand {
           .kafka, "produce failed: \(String(cString: rd_kafka_err2str(rd_kafka_last_error())))")
       }
     }
-    let flushDeadline = monotonicNanos() + 60_000_000_000
-    while delivered + failed < Int(produced) && monotonicNanos() < flushDeadline {
+    let flushDeadline = SystemClock.uptimeNanoseconds() + 60_000_000_000
+    while delivered + failed < Int(produced) && SystemClock.uptimeNanoseconds() < flushDeadline {
       drainEvents(timeoutMillis: 100)
     }
     var report = RunReport(

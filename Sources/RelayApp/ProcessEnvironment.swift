@@ -4,13 +4,6 @@
   import Darwin
 #endif
 
-/// Milliseconds since the Unix epoch, the unit the queue stamps records with.
-func wallClockMillis() -> UInt64 {
-  var now = timespec()
-  clock_gettime(CLOCK_REALTIME, &now)
-  return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
-}
-
 /// The process environment, read without Foundation.
 func processEnvironment() -> [String: String] {
   var environment: [String: String] = [:]
