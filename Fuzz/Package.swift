@@ -14,11 +14,13 @@ let package = Package(
     .executable(name: "fuzz-wire", targets: ["FuzzWire"]),
     .executable(name: "fuzz-queue-recovery", targets: ["FuzzQueueRecovery"]),
     .executable(name: "fuzz-environment", targets: ["FuzzEnvironment"]),
+    .executable(name: "fuzz-grpc-deframer", targets: ["FuzzGRPCDeframer"]),
   ],
   dependencies: [
     .package(name: "skywalking-kafka-relay", path: ".."),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
   ],
   targets: [
     .target(name: "FuzzDriver", swiftSettings: fuzzerSettings),
@@ -46,6 +48,17 @@ let package = Package(
       name: "FuzzEnvironment",
       dependencies: [
         "FuzzDriver", .product(name: "RelayApp", package: "skywalking-kafka-relay"),
+      ],
+      swiftSettings: fuzzerSettings
+    ),
+    // Any bytes, as a gRPC request body cut into frames anywhere. The deframer is internal to
+    // the receiver: a debug build is built for testing, so `@testable import` reaches it.
+    .executableTarget(
+      name: "FuzzGRPCDeframer",
+      dependencies: [
+        "FuzzDriver",
+        .product(name: "AgentReceiver", package: "skywalking-kafka-relay"),
+        .product(name: "NIOCore", package: "swift-nio"),
       ],
       swiftSettings: fuzzerSettings
     ),

@@ -14,7 +14,7 @@ How the kills hit the interesting moments:
 - mid segment roll: the queue rolls files at SW_RELAY_QUEUE_SEGMENT_BYTES (64 KiB here, a roll
   every ~60 segments), so a random kill under load often lands on or near a roll;
 - mid position write: the publisher confirms deliveries continuously under load and the queue
-  rewrites `position` (tmp + fsync + rename) at most every ~100 ms, so kills land during
+  rewrites `position` (tmp + rename) at most every ~10 ms under load, so kills land during
   those writes too; a leftover `position.tmp` after a kill is evidence and is counted;
 - mid record write: a last segment file that does not end on a record boundary after the kill
   (a torn tail) is counted too.
@@ -26,6 +26,7 @@ failure). The same code runs as a short CI test (tests-python/test_crash_loop.py
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import statistics
@@ -85,6 +86,25 @@ def _queue_evidence(queue_dir: Path) -> tuple[int, bool, int]:
     return int(last.stem), (queue_dir / "position.tmp").exists(), last.stat().st_size - parsed_end
 
 
+def _per_cycle(cycles: list[CycleRecord], epochs: dict[str, int], acked: set[str], check) -> list[dict]:
+    """Acknowledged, lost and duplicated segments by the cycle in which their stream began: a
+    cycle ends with its kill, and its duplicates are what that kill made the relay replay (or,
+    for a cycle whose Kafka was down, a later kill before the backlog drained). The last row is
+    the incarnation after the last restart, which is never killed."""
+    lost = set(check.lost)
+    rows = [{"cycle": c.cycle, "kafka_down": c.kafka_down, "kill_after_s": c.kill_after_s, "acked": 0,
+             "lost": 0, "duplicated_records": 0} for c in cycles]
+    rows.append({"cycle": len(cycles), "kafka_down": False, "kill_after_s": None, "acked": 0, "lost": 0,
+                 "duplicated_records": 0})
+    for segment_id, epoch in epochs.items():
+        row = rows[epoch]
+        if segment_id in acked:
+            row["acked"] += 1
+            row["lost"] += segment_id in lost
+        row["duplicated_records"] += max(0, check.copies.get(segment_id, 0) - 1)
+    return rows
+
+
 def run(config: CrashLoopConfig, log=print) -> dict:
     rng = random.Random(config.seed)
     work = Path(config.work_dir or tempfile.mkdtemp(prefix="relay-crash-loop-"))
@@ -120,6 +140,7 @@ def run(config: CrashLoopConfig, log=print) -> dict:
             acked_before = load.acked_streams
             load.relay_up.clear()
             relay.kill()
+            load.epoch = cycle + 1  # streams begun from here on go to the next incarnation
             last_file, tmp_left, torn = _queue_evidence(queue_dir)
             restart_started = time.monotonic()
             relay.start()  # same ports, same queue directory; Kafka may still be down
@@ -137,6 +158,8 @@ def run(config: CrashLoopConfig, log=print) -> dict:
         load.stop()
         acked = load.acked_ids()
         check, drain_s, pruned = final_delivery_check(relay, mock.bootstrap_servers, acked, config.drain_timeout, log)
+        per_cycle = _per_cycle(cycles, load.epochs(), acked, check)
+        kill_duplicates = [row["duplicated_records"] for row in per_cycle[:len(cycles)]]
         final_status = status_document(relay)
         max_rss = max(max_rss, rss_bytes(relay.process.pid))
         restart_times = [c.restart_s for c in cycles]
@@ -153,6 +176,11 @@ def run(config: CrashLoopConfig, log=print) -> dict:
             "duplicated_segments": check.duplicated_segments,
             "delivered_without_ack": check.delivered_unacked,
             "records_on_kafka": check.records_on_kafka,
+            "duplicated_records_per_kill": {
+                "mean": round(statistics.mean(kill_duplicates), 1) if kill_duplicates else None,
+                "median": statistics.median(kill_duplicates) if kill_duplicates else None,
+                "max": max(kill_duplicates, default=None)},
+            "per_cycle": per_cycle,
             "stream_failures": load.failures(),
             "kafka_outage_cycles": sum(c.kafka_down for c in cycles),
             "kills_with_position_tmp_left": sum(c.position_tmp_left for c in cycles),
@@ -205,14 +233,22 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="every Nth cycle runs with all brokers down (0: never)")
     parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout)
     parser.add_argument("--work-dir", default=None, help="keep logs and the queue here (default: a temp dir)")
-    arguments = parser.parse_args(argv)
-    config = CrashLoopConfig(**{name: value for name, value in vars(arguments).items()})
+    parser.add_argument("--per-cycle-csv", default=None,
+                        help="also write cycle,kafka_down,kill_after_s,acked,lost,duplicated_records rows here")
+    arguments = vars(parser.parse_args(argv))
+    per_cycle_csv = arguments.pop("per_cycle_csv")
+    config = CrashLoopConfig(**arguments)
     try:
         summary = run(config, log=lambda line: print(line, file=sys.stderr))
     except HarnessError as error:
         print(f"crash loop harness failure: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(summary))
+    if per_cycle_csv:
+        with open(per_cycle_csv, "w", newline="") as output:
+            writer = csv.DictWriter(output, fieldnames=list(summary["per_cycle"][0]))
+            writer.writeheader()
+            writer.writerows(summary["per_cycle"])
+    print(json.dumps({key: value for key, value in summary.items() if key != "per_cycle"}))
     if summary["lost"]:
         print(f"LOST {summary['lost']} acknowledged segments; relay log: {summary['work_dir']}/relay.log\n"
               f"{tail(Path(summary['work_dir']) / 'relay.log')}", file=sys.stderr)

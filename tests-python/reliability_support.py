@@ -114,6 +114,10 @@ class AgentLoad:
         self.call_latencies: list[float] = []
         # segment id -> time.monotonic() when its stream's OK arrived (for loss windows)
         self.ack_times: dict[str, float] = {}
+        # A loop's label for the relay incarnation now being sent to (a crash loop's cycle
+        # number); each stream's segments are filed under the epoch in which the stream began.
+        self.epoch = 0
+        self.segment_epochs: dict[str, int] = {}
         self._threads = [threading.Thread(target=self._client, args=(n,), name=f"agent-load-{n}", daemon=True)
                          for n in range(clients)]
 
@@ -153,6 +157,10 @@ class AgentLoad:
         with self._lock:
             return dict(self.ack_times)
 
+    def epochs(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.segment_epochs)
+
     # clients -----------------------------------------------------------------
 
     def _client(self, client: int) -> None:
@@ -180,6 +188,8 @@ class AgentLoad:
                             for segment_id in segment_ids]
                 with self._lock:
                     self.tally.attempted_segment_ids.update(segment_ids)
+                    for segment_id in segment_ids:
+                        self.segment_epochs[segment_id] = self.epoch
                 started = time.monotonic()
                 try:
                     channel.stream_unary(COLLECT)(iter(messages), timeout=self.call_timeout, metadata=self.metadata)
@@ -218,6 +228,7 @@ class DeliveryCheck:
     duplicated_segments: int
     delivered_unacked: int
     records_on_kafka: int
+    copies: Counter  # segment id -> how many records on Kafka carry it
 
 
 class SegmentIdCollector:
@@ -252,7 +263,8 @@ class SegmentIdCollector:
             acked=len(acked), delivered_acked=len(acked & delivered), lost=sorted(acked - delivered),
             duplicated_records=sum(c - 1 for c in counts.values() if c > 1),
             duplicated_segments=sum(1 for c in counts.values() if c > 1),
-            delivered_unacked=len(delivered - acked), records_on_kafka=len(self.reader.records))
+            delivered_unacked=len(delivered - acked), records_on_kafka=len(self.reader.records),
+            copies=Counter(counts))
 
 
 def final_delivery_check(relay: Relay, bootstrap_servers: str, acked: set[str], drain_timeout: float,

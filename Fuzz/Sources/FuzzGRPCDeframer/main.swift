@@ -1,0 +1,3 @@
+import FuzzDriver
+
+runLibFuzzer { fuzzGRPCDeframer($0, $1) }
