@@ -25,6 +25,12 @@ def _assert_sound(summary: dict, cycles: int) -> None:
     assert summary["segments_acked"] > 0, summary
     assert summary["lost"] == 0, (f"{summary['lost']} acknowledged segments lost, e.g. "
                                   f"{summary['lost_examples']}; logs in {summary['work_dir']}")
+    # Every acknowledged segment is filed under exactly one cycle, and no cycle lost any.
+    rows = summary["per_cycle"]
+    assert len(rows) == cycles + 1, rows
+    assert sum(row["acked"] for row in rows) == summary["segments_acked"], rows
+    assert sum(row["duplicated_records"] for row in rows) == summary["duplicated_records"], rows
+    assert all(row["lost"] == 0 for row in rows), rows
     # Kills must have landed across segment rolls, not inside one file.
     assert summary["segment_files_rolled"] >= cycles, summary
     assert summary["max_rss_mib"] < 150, summary
