@@ -1,16 +1,16 @@
 /// A response of the admin endpoint: always small, always complete, never streamed.
-public struct AdminResponse: Sendable {
-  public var status: Int
-  public var contentType: String
-  public var body: [UInt8]
+package struct AdminResponse: Sendable {
+  package var status: Int
+  package var contentType: String
+  package var body: [UInt8]
 
-  public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: [UInt8]) {
+  package init(status: Int, contentType: String = "text/plain; charset=utf-8", body: [UInt8]) {
     self.status = status
     self.contentType = contentType
     self.body = body
   }
 
-  public init(status: Int, text: String) {
+  package init(status: Int, text: String) {
     self.init(status: status, body: Array(text.utf8))
   }
 

@@ -14,8 +14,8 @@ import ServiceLifecycle
 /// gRPC port needs: connections beyond a cap are closed at accept, and a connection that does
 /// not complete a request within the request timeout (half-sent, or idle after a response) is
 /// closed.
-public final class AdminServer: Service, Sendable {
-  public typealias Route = @Sendable () -> AdminResponse
+package final class AdminServer: Service, Sendable {
+  package typealias Route = @Sendable () -> AdminResponse
 
   private let host: String
   private let port: Int
@@ -30,7 +30,7 @@ public final class AdminServer: Service, Sendable {
   ///   - maxConnections: connections served at once; more are closed right after accept.
   ///   - requestTimeout: how long a connection may take to complete its next request.
   ///   - onListening: called once the socket is bound, with its address.
-  public init(
+  package init(
     host: String, port: Int, routes: [String: Route], logger: Logger,
     maxConnections: Int = 512, requestTimeout: Duration = .seconds(10),
     metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
@@ -48,7 +48,7 @@ public final class AdminServer: Service, Sendable {
     self.onListening = onListening
   }
 
-  public func run() async throws {
+  package func run() async throws {
     let (routes, limiter, requestTimeout) = (self.routes, self.limiter, self.requestTimeout)
     let channel: any Channel
     do {
@@ -87,26 +87,26 @@ public final class AdminServer: Service, Sendable {
 }
 
 /// A failure of the admin endpoint itself, naming the parameter to fix.
-public struct AdminServerError: Error, CustomStringConvertible {
-  public struct Code: Hashable, Sendable, CustomStringConvertible {
+package struct AdminServerError: Error, CustomStringConvertible {
+  package struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String {
       case bindFailed
     }
     private let value: Value
 
     /// The address cannot be listened on (in use, not local, no permission).
-    public static let bindFailed = Code(value: .bindFailed)
+    package static let bindFailed = Code(value: .bindFailed)
 
-    public var description: String { value.rawValue }
+    package var description: String { value.rawValue }
   }
 
-  public var code: Code
+  package var code: Code
   /// The ``AdminServer`` parameter to fix, e.g. `host`.
-  public var field: String
-  public var message: String
-  public var cause: (any Error)?
+  package var field: String
+  package var message: String
+  package var cause: (any Error)?
 
-  public var description: String {
+  package var description: String {
     "\(message) (\(field))" + (cause.map { ": \($0)" } ?? "")
   }
 }

@@ -5,7 +5,7 @@ import GRPCCore
 ///
 /// The receiver stays free of any gRPC client: the executable adapts its OAP client to this.
 /// Both sides speak grpc-swift's status codes, the one vocabulary of gRPC statuses here.
-public protocol AgentCallForwarder: Sendable {
+package protocol AgentCallForwarder: Sendable {
   /// Runs the call until the OAP ends it or the task is cancelled (the agent reset the stream).
   /// Reports the OAP's response headers and messages to `responder` as they come, and returns
   /// how the call ended.
@@ -15,18 +15,18 @@ public protocol AgentCallForwarder: Sendable {
 }
 
 /// What the OAP needs to open the call.
-public struct ProxiedCallHead: Sendable {
+package struct ProxiedCallHead: Sendable {
   /// The `:path` as the agent sent it.
-  public var path: String
+  package var path: String
   /// The agent's own metadata (`authentication` above all), without transport headers.
-  public var metadata: [(name: String, value: String)]
+  package var metadata: [(name: String, value: String)]
   /// The agent's `grpc-timeout`, carried to the OAP.
-  public var timeout: Duration?
+  package var timeout: Duration?
   /// Whether the answer is a `Commands` that may be replaced by an empty one when the OAP
   /// cannot be reached.
-  public var isQuery: Bool
+  package var isQuery: Bool
 
-  public init(
+  package init(
     path: String, metadata: [(name: String, value: String)], timeout: Duration?, isQuery: Bool
   ) {
     self.path = path
@@ -37,7 +37,7 @@ public struct ProxiedCallHead: Sendable {
 }
 
 /// How a proxied call ended.
-public enum ProxyOutcome: Sendable {
+package enum ProxyOutcome: Sendable {
   /// The OAP answered with this status (OK or not) and trailing metadata.
   case finished(code: Status.Code, message: String, trailers: [(name: String, value: String)])
   /// The OAP never answered; the reason names where and why.
@@ -47,21 +47,21 @@ public enum ProxyOutcome: Sendable {
 /// The agent's request messages, without their gRPC prefix, as they arrive. Asking for the next
 /// message tells the receiver the previous one was written to the OAP, which is how the
 /// agent's stream is held back while the OAP's is.
-public struct ProxiedRequests: AsyncSequence, Sendable {
-  public typealias Element = [UInt8]
+package struct ProxiedRequests: AsyncSequence, Sendable {
+  package typealias Element = [UInt8]
   let stream: AsyncStream<[UInt8]>
   let written: @Sendable (Int) -> Void
 
-  public func makeAsyncIterator() -> Iterator {
+  package func makeAsyncIterator() -> Iterator {
     Iterator(base: stream.makeAsyncIterator(), written: written)
   }
 
-  public struct Iterator: AsyncIteratorProtocol {
+  package struct Iterator: AsyncIteratorProtocol {
     var base: AsyncStream<[UInt8]>.Iterator
     let written: @Sendable (Int) -> Void
     var previousBytes = 0
 
-    public mutating func next() async -> [UInt8]? {
+    package mutating func next() async -> [UInt8]? {
       if previousBytes > 0 { written(previousBytes) }
       let message = await base.next()
       previousBytes = message?.count ?? 0
@@ -71,18 +71,18 @@ public struct ProxiedRequests: AsyncSequence, Sendable {
 }
 
 /// Where the OAP's side of a proxied call goes: to the agent's stream, on its event loop.
-public struct ProxiedCallResponder: Sendable {
+package struct ProxiedCallResponder: Sendable {
   let headers: @Sendable ([(name: String, value: String)]) async -> Void
   let message: @Sendable ([UInt8]) async throws -> Void
 
   /// The OAP's response headers (its custom metadata).
-  public func sendHeaders(_ metadata: [(name: String, value: String)]) async {
+  package func sendHeaders(_ metadata: [(name: String, value: String)]) async {
     await headers(metadata)
   }
 
   /// One response message; returns once the agent's stream took it, so a slow agent holds the
   /// OAP back. Throws when the agent's stream is gone.
-  public func sendMessage(_ bytes: [UInt8]) async throws {
+  package func sendMessage(_ bytes: [UInt8]) async throws {
     try await message(bytes)
   }
 }

@@ -15,7 +15,7 @@ import Synchronization
 /// Built on swift-nio-http2 rather than a general gRPC server: every call the relay publishes
 /// has the same shape (messages in, one empty `Commands` out), so frames are deframed, scanned
 /// and batched on the event loop with no per-message hop to another thread.
-public final class AgentGRPCServer: Service, Sendable {
+package final class AgentGRPCServer: Service, Sendable {
   private let shared: ReceiverShared
   private let group: any EventLoopGroup
   private let metricsFactory: any MetricsFactory
@@ -27,7 +27,7 @@ public final class AgentGRPCServer: Service, Sendable {
   ///   - readiness: what `grpc.health.v1.Health` reports.
   ///   - onListening: called once the socket is bound, with its address (port 0 gives an
   ///     ephemeral port), so the caller can report readiness.
-  public init(
+  package init(
     configuration: AgentReceiverConfiguration,
     queue: DurableQueue,
     logger: Logger,
@@ -51,7 +51,7 @@ public final class AgentGRPCServer: Service, Sendable {
 
   /// Serves until graceful shutdown, then stops accepting, lets in-flight calls finish (bounded
   /// by the grace period) and returns.
-  public func run() async throws {
+  package func run() async throws {
     let quiescing = ServerQuiescingHelper(group: group)
     let channel: any Channel
     do {
@@ -176,7 +176,7 @@ public final class AgentGRPCServer: Service, Sendable {
   }
 
   /// Loads the TLS files as the endpoint will, for `--check-config`.
-  public static func validate(_ tls: AgentReceiverTLS) throws(AgentReceiverError) {
+  package static func validate(_ tls: AgentReceiverTLS) throws(AgentReceiverError) {
     _ = try makeTLSContext(tls)
   }
 

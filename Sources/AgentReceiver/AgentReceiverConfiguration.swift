@@ -1,58 +1,58 @@
 import SkyWalkingWire
 
 /// What the agent-facing endpoint listens on and how it maps calls to Kafka topics.
-public struct AgentReceiverConfiguration: Sendable {
-  public var host: String
-  public var port: Int
+package struct AgentReceiverConfiguration: Sendable {
+  package var host: String
+  package var port: Int
   /// Largest gRPC message accepted; the OAP's default is 50 MiB and agents are tuned to it.
-  public var maxMessageBytes: Int
+  package var maxMessageBytes: Int
   /// Largest record (key + value) bound for Kafka, the limit the producer also uses: a message
   /// whose record would exceed it is refused at ingest, never acknowledged and then dropped.
-  public var maxRecordBytes: Int
+  package var maxRecordBytes: Int
   /// The resolved (namespace-prefixed) Kafka topic of each kind of agent data.
-  public var topics: [AgentTopic: String]
+  package var topics: [AgentTopic: String]
   /// Per-stream bytes waiting for the disk queue before the stream stops reading, so a slow
   /// disk pushes back on agents through HTTP/2 flow control instead of growing memory.
-  public var maxPendingBytesPerStream: Int
+  package var maxPendingBytesPerStream: Int
   /// How long in-flight streams may take to finish once shutdown starts.
-  public var shutdownGracePeriod: Duration
+  package var shutdownGracePeriod: Duration
   /// Connections beyond this are closed as soon as they are accepted, so a flood of clients
   /// cannot exhaust file descriptors or memory.
-  public var maxConnections: Int
+  package var maxConnections: Int
   /// A connection with no open stream for this long is sent GOAWAY and closed.
-  public var connectionIdleTimeout: Duration
+  package var connectionIdleTimeout: Duration
   /// A connection this old is sent GOAWAY (its streams finish), so agents behind a load
   /// balancer reconnect and spread over a gateway's replicas; nil keeps connections forever.
-  public var maxConnectionAge: Duration?
+  package var maxConnectionAge: Duration?
   /// A publishing stream that receives nothing for this long is answered CANCELLED and reset;
   /// nil (the default) lets a stream live as long as its agent, as the OAP does: the Go agent
   /// keeps one stream open for its whole life, and keepalive pings find dead peers.
-  public var streamIdleTimeout: Duration?
+  package var streamIdleTimeout: Duration?
   /// A silent connection is pinged this often and closed when a ping is not answered within
   /// `keepaliveTimeout`; nil disables pings.
-  public var keepaliveInterval: Duration?
-  public var keepaliveTimeout: Duration
+  package var keepaliveInterval: Duration?
+  package var keepaliveTimeout: Duration
   /// When set, calls whose `authentication` header differs are refused PERMISSION_DENIED, as
   /// the OAP refuses them.
-  public var authenticationToken: String?
+  package var authenticationToken: String?
   /// TLS (and optionally client-certificate verification) on the gRPC port.
-  public var tls: AgentReceiverTLS?
+  package var tls: AgentReceiverTLS?
   /// How refusals sent to agents name the settings behind them, so the message says what to
   /// change.
-  public var settingNames = SettingNames()
+  package var settingNames = SettingNames()
 
   /// Each defaults to the field's own name; a program configured otherwise (environment
   /// variables, flags) passes its names.
-  public struct SettingNames: Sendable {
-    public var maxMessageBytes = "maxMessageBytes"
-    public var maxRecordBytes = "maxRecordBytes"
-    public var streamIdleTimeout = "streamIdleTimeout"
+  package struct SettingNames: Sendable {
+    package var maxMessageBytes = "maxMessageBytes"
+    package var maxRecordBytes = "maxRecordBytes"
+    package var streamIdleTimeout = "streamIdleTimeout"
     /// Where the OAP is, for calls only the OAP can answer.
-    public var forwarder = "forwarder"
-    public init() {}
+    package var forwarder = "forwarder"
+    package init() {}
   }
 
-  public init(
+  package init(
     host: String = "0.0.0.0",
     port: Int = 11800,
     maxMessageBytes: Int = 50 << 20,
@@ -88,13 +88,13 @@ public struct AgentReceiverConfiguration: Sendable {
 }
 
 /// PEM files for TLS on the gRPC port.
-public struct AgentReceiverTLS: Sendable, Equatable {
-  public var certificateChainPath: String
-  public var privateKeyPath: String
+package struct AgentReceiverTLS: Sendable, Equatable {
+  package var certificateChainPath: String
+  package var privateKeyPath: String
   /// When set, clients must present a certificate signed by one of these CAs (mTLS).
-  public var clientCAPath: String?
+  package var clientCAPath: String?
 
-  public init(certificateChainPath: String, privateKeyPath: String, clientCAPath: String? = nil) {
+  package init(certificateChainPath: String, privateKeyPath: String, clientCAPath: String? = nil) {
     self.certificateChainPath = certificateChainPath
     self.privateKeyPath = privateKeyPath
     self.clientCAPath = clientCAPath
@@ -103,7 +103,7 @@ public struct AgentReceiverTLS: Sendable, Equatable {
 
 extension AgentTopic {
   /// Every topic under the OAP fetcher's default name.
-  public static var defaultNames: [AgentTopic: String] {
+  package static var defaultNames: [AgentTopic: String] {
     Dictionary(uniqueKeysWithValues: allCases.map { ($0, $0.defaultName) })
   }
 }

@@ -2,7 +2,7 @@
 ///
 /// Every service name a client asks about is answered with the relay's status: everything an
 /// agent calls is served by the relay as a whole.
-public enum HealthStatus: UInt8, Sendable, Equatable {
+package enum HealthStatus: UInt8, Sendable, Equatable {
   case serving = 1
   case notServing = 2
 

@@ -10,15 +10,15 @@
 ///
 /// A plain pthread rather than Foundation's `Thread`, so the queue and the publisher need no
 /// Foundation at all.
-public enum DedicatedThread {
+package enum DedicatedThread {
   /// Runs `body` on a new detached thread named `name` (at most 15 characters on Linux).
   /// `sending`: the thread may own state that no other thread touches.
-  public static func start(name: String, _ body: sending @escaping () -> Void) {
+  package static func start(name: String, _ body: sending @escaping () -> Void) {
     pthread_detach(create(name: name, body))
   }
 
   /// Like `start`, for a thread its owner must outlive: `join()` waits for `body` to return.
-  public static func startJoinable(
+  package static func startJoinable(
     name: String, _ body: sending @escaping () -> Void
   ) -> JoinableThread {
     JoinableThread(thread: create(name: name, body))
@@ -34,7 +34,7 @@ public enum DedicatedThread {
 }
 
 /// A thread started by `DedicatedThread.startJoinable`; its owner joins it once.
-public struct JoinableThread: Sendable {
+package struct JoinableThread: Sendable {
   private let thread: pthread_t
 
   fileprivate init(thread: pthread_t) {
@@ -42,7 +42,7 @@ public struct JoinableThread: Sendable {
   }
 
   /// Waits for the thread's body to return.
-  public func join() {
+  package func join() {
     let result = pthread_join(thread, nil)
     precondition(result == 0, "pthread_join: \(result)")
   }

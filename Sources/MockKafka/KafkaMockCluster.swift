@@ -6,14 +6,14 @@ internal import KafkaPublisher
 ///
 /// `@unchecked Sendable`: the pointers never change after init, and every librdkafka mock call
 /// is a command posted to the cluster's own thread, safe from any thread.
-public final class KafkaMockCluster: @unchecked Sendable {
+package final class KafkaMockCluster: @unchecked Sendable {
   /// The client handle the cluster lives in; librdkafka requires one.
   private let client: OpaquePointer
   private let cluster: OpaquePointer
-  public let bootstrapServers: String
-  public let brokerCount: Int
+  package let bootstrapServers: String
+  package let brokerCount: Int
 
-  public init(brokers: Int = 1) throws(MockKafkaError) {
+  package init(brokers: Int = 1) throws(MockKafkaError) {
     guard brokers >= 1 else {
       throw MockKafkaError("a mock cluster needs at least one broker")
     }
@@ -41,7 +41,7 @@ public final class KafkaMockCluster: @unchecked Sendable {
   }
 
   /// Creates a topic; the replication factor cannot exceed the broker count.
-  public func createTopic(_ name: String, partitions: Int, replicationFactor: Int = 1)
+  package func createTopic(_ name: String, partitions: Int, replicationFactor: Int = 1)
     throws(MockKafkaError)
   {
     try check(
@@ -50,15 +50,15 @@ public final class KafkaMockCluster: @unchecked Sendable {
   }
 
   /// Makes the broker drop its connections and refuse new ones.
-  public func setBrokerDown(_ id: Int32) throws(MockKafkaError) {
+  package func setBrokerDown(_ id: Int32) throws(MockKafkaError) {
     try check(rd_kafka_mock_broker_set_down(cluster, id), "take broker \(id) down")
   }
 
-  public func setBrokerUp(_ id: Int32) throws(MockKafkaError) {
+  package func setBrokerUp(_ id: Int32) throws(MockKafkaError) {
     try check(rd_kafka_mock_broker_set_up(cluster, id), "bring broker \(id) up")
   }
 
-  public func setRoundTripTime(broker id: Int32, milliseconds: Int) throws(MockKafkaError) {
+  package func setRoundTripTime(broker id: Int32, milliseconds: Int) throws(MockKafkaError) {
     try check(
       rd_kafka_mock_broker_set_rtt(cluster, id, Int32(milliseconds)),
       "set the round-trip time of broker \(id)")
@@ -66,7 +66,7 @@ public final class KafkaMockCluster: @unchecked Sendable {
 
   /// The next requests with this API key (0 = Produce, 3 = Metadata, …) fail with these Kafka
   /// error codes, one per request, in order.
-  public func pushRequestErrors(apiKey: Int16, errors: [Int32]) {
+  package func pushRequestErrors(apiKey: Int16, errors: [Int32]) {
     let codes = errors.map { rd_kafka_resp_err_t(rawValue: $0) }
     codes.withUnsafeBufferPointer { buffer in
       rd_kafka_mock_push_request_errors_array(cluster, apiKey, buffer.count, buffer.baseAddress)

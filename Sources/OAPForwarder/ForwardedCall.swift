@@ -1,17 +1,17 @@
 import GRPCCore
 
 /// One agent call the relay proxies to the OAP, as the receiver saw its headers.
-public struct ForwardedCall: Sendable {
+package struct ForwardedCall: Sendable {
   /// The HTTP/2 `:path` as the agent sent it: `/skywalking.v3.ProfileTask/getProfileTaskCommands`,
   /// the unpackaged compat form of protocol 8.0–8.3 agents, or any path the OAP may serve.
-  public var path: String
+  package var path: String
   /// Headers to pass on, `authentication` above all: the OAP checks it and answers
   /// PERMISSION_DENIED on a mismatch, which the agent must see as if it talked to the OAP directly.
-  public var metadata: [(name: String, value: String)]
+  package var metadata: [(name: String, value: String)]
   /// The agent's own deadline; nil lets the call last as long as the agent keeps it open.
-  public var timeout: Duration?
+  package var timeout: Duration?
 
-  public init(path: String, metadata: [(name: String, value: String)], timeout: Duration? = nil) {
+  package init(path: String, metadata: [(name: String, value: String)], timeout: Duration? = nil) {
     self.path = path
     self.metadata = metadata
     self.timeout = timeout
@@ -20,17 +20,17 @@ public struct ForwardedCall: Sendable {
 
 /// How a proxied call ended. Every failure is folded in here so the receiver has a single shape
 /// to turn into trailers.
-public struct ForwardedResponse: Sendable {
+package struct ForwardedResponse: Sendable {
   /// The gRPC status code the OAP returned, or the code of a local failure.
-  public var code: Status.Code
-  public var message: String
+  package var code: Status.Code
+  package var message: String
   /// The OAP's trailing metadata, passed back to the agent.
-  public var trailers: [(name: String, value: String)]
+  package var trailers: [(name: String, value: String)]
   /// `false` when the OAP never answered (refused connection, DNS failure, timeout before any
   /// response…): the status then describes the relay's view, not the OAP's verdict.
-  public var reachedOAP: Bool
+  package var reachedOAP: Bool
 
-  public init(
+  package init(
     code: Status.Code, message: String, trailers: [(name: String, value: String)] = [],
     reachedOAP: Bool
   ) {

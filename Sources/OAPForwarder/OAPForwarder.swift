@@ -12,7 +12,7 @@ import Synchronization
 /// over one shared HTTP/2 connection, as live bidirectional streams: each message is passed on as
 /// it arrives, in either direction, keeping the agent's `authentication` header so the OAP still
 /// checks it.
-public final class OAPForwarder: Service, Sendable {
+package final class OAPForwarder: Service, Sendable {
   private let client: GRPCClient<HTTP2ClientTransport.Posix>
   private let configuration: OAPForwarderConfiguration
   /// `host:port` of the OAP, for messages that tell an operator where the relay was looking.
@@ -21,7 +21,7 @@ public final class OAPForwarder: Service, Sendable {
   private let metrics: ForwarderMetrics
   private let failureWarnings = Mutex(LogThrottle(interval: .seconds(10)))
 
-  public init(
+  package init(
     configuration: OAPForwarderConfiguration, logger: Logger, metricsFactory: any MetricsFactory
   ) throws(OAPForwarderError) {
     try Self.checkTLSFiles(configuration.tls)
@@ -58,7 +58,7 @@ public final class OAPForwarder: Service, Sendable {
     } catch {
       throw OAPForwarderError(
         code: .tlsUnusable, field: "tls",
-        message: "cannot set up TLS to the OAP at \(host):\(port): \(error)")
+        message: "cannot set up TLS to the OAP at \(host):\(port)", cause: error)
     }
   }
 
@@ -87,7 +87,7 @@ public final class OAPForwarder: Service, Sendable {
       guard let path else { return }
       do { try load(path) } catch {
         throw OAPForwarderError(
-          code: .tlsUnusable, field: field, message: "cannot use \(path): \(error)")
+          code: .tlsUnusable, field: field, message: "cannot use \(path)", cause: error)
       }
     }
     try check("tls.trustedCAPath", tls.trustedCAPath) { _ = try NIOSSLCertificate.fromPEMFile($0) }
@@ -101,7 +101,7 @@ public final class OAPForwarder: Service, Sendable {
 
   /// Runs the client's connection management (connecting, reconnecting with backoff) until
   /// graceful shutdown, which lets in-flight calls finish, or cancellation, which stops them.
-  public func run() async throws {
+  package func run() async throws {
     try await withGracefulShutdownHandler {
       try await client.runConnections()
     } onGracefulShutdown: { [client] in
@@ -114,7 +114,7 @@ public final class OAPForwarder: Service, Sendable {
   /// response headers and messages are handed over as they arrive (`onMessage` returns once the
   /// agent's side took the message). Never throws: how the call ended, including every local
   /// failure, is in the result.
-  public func proxy<Requests: AsyncSequence & Sendable>(
+  package func proxy<Requests: AsyncSequence & Sendable>(
     _ call: ForwardedCall,
     isQuery: Bool,
     requests: Requests,

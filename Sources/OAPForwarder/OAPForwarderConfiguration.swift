@@ -1,23 +1,23 @@
 /// Where the OAP listens and how the relay talks to it.
-public struct OAPForwarderConfiguration: Sendable {
+package struct OAPForwarderConfiguration: Sendable {
   /// A host name (resolved through DNS), an IPv4 literal or an IPv6 literal without brackets.
-  public var host: String
-  public var port: Int
+  package var host: String
+  package var port: Int
   /// Bounds a query (a call answered with `Commands`) from the moment it is issued, connection
   /// setup included, so an unreachable OAP costs the agent a prompt answer instead of a hung
   /// poll. Streams that carry data have no such bound: they last as long as the agent keeps them.
-  public var queryTimeout: Duration
+  package var queryTimeout: Duration
   /// Largest request or response message. Matches the OAP's own default (50 MiB) because the agents'
   /// batches are sized against that limit, and grpc-swift's 4 MiB default would reject them.
-  public var maxMessageBytes: Int
+  package var maxMessageBytes: Int
   /// Ceiling of the reconnect backoff. Calls fail fast while the OAP is down, so this is how long
   /// forwarding can stay broken after the OAP is back; grpc-swift's default of two minutes is too long
   /// for agents that poll every 20 s.
-  public var maxReconnectBackoff: Duration
+  package var maxReconnectBackoff: Duration
   /// TLS to the OAP; nil is plaintext.
-  public var tls: OAPForwarderTLS?
+  package var tls: OAPForwarderTLS?
 
-  public init(
+  package init(
     host: String,
     port: Int,
     queryTimeout: Duration = .seconds(10),
@@ -35,17 +35,17 @@ public struct OAPForwarderConfiguration: Sendable {
 }
 
 /// TLS to the OAP, as an OAP with `gRPCSslEnabled` (and client verification) expects.
-public struct OAPForwarderTLS: Sendable, Equatable {
+package struct OAPForwarderTLS: Sendable, Equatable {
   /// PEM bundle of the CAs that sign the OAP's certificate; nil uses the system's.
-  public var trustedCAPath: String?
+  package var trustedCAPath: String?
   /// PEM certificate chain and key the relay presents (mutual TLS); both or neither.
-  public var certificateChainPath: String?
-  public var privateKeyPath: String?
+  package var certificateChainPath: String?
+  package var privateKeyPath: String?
   /// The name the OAP's certificate is checked against (and sent as SNI), when it differs from
   /// the host the relay connects to.
-  public var serverName: String?
+  package var serverName: String?
 
-  public init(
+  package init(
     trustedCAPath: String? = nil, certificateChainPath: String? = nil,
     privateKeyPath: String? = nil, serverName: String? = nil
   ) {
@@ -57,16 +57,33 @@ public struct OAPForwarderTLS: Sendable, Equatable {
 }
 
 /// A link to the OAP that cannot be set up, naming the field to fix.
-public struct OAPForwarderError: Error, CustomStringConvertible {
-  public struct Code: Hashable, Sendable {
-    private let name: String
-    /// A TLS file is missing or unreadable, or the key does not match the certificate.
-    public static let tlsUnusable = Code(name: "tlsUnusable")
-  }
-  public let code: Code
-  /// Which part of ``OAPForwarderConfiguration`` is wrong, e.g. `tls.privateKeyPath`.
-  public let field: String
-  public let message: String
+package struct OAPForwarderError: Error, CustomStringConvertible {
+  package struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Value: String {
+      case tlsUnusable
+    }
+    private let value: Value
 
-  public var description: String { message }
+    /// A TLS file is missing or unreadable, or the key does not match the certificate.
+    package static let tlsUnusable = Code(value: .tlsUnusable)
+
+    package var description: String { value.rawValue }
+  }
+
+  package var code: Code
+  /// Which part of ``OAPForwarderConfiguration`` is wrong, e.g. `tls.privateKeyPath`.
+  package var field: String
+  package var message: String
+  package var cause: (any Error)?
+
+  package init(code: Code, field: String, message: String, cause: (any Error)? = nil) {
+    self.code = code
+    self.field = field
+    self.message = message
+    self.cause = cause
+  }
+
+  package var description: String {
+    message + (cause.map { ": \($0)" } ?? "")
+  }
 }

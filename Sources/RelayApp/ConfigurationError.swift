@@ -1,11 +1,40 @@
 /// A configuration value the relay cannot run with, naming the variable and the accepted form.
-public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
+public struct ConfigurationError: Error, CustomStringConvertible {
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Value: String {
+      case invalidValue, unknownVariable, unusableFile
+    }
+    private let value: Value
+
+    /// The value does not parse, or is out of its range.
+    public static let invalidValue = Code(value: .invalidValue)
+    /// A `SW_RELAY_*` variable the relay does not read: a typo must not fall back to a default.
+    public static let unknownVariable = Code(value: .unknownVariable)
+    /// A file the variable names cannot be loaded (a TLS certificate or key).
+    public static let unusableFile = Code(value: .unusableFile)
+
+    public var description: String { value.rawValue }
+  }
+
+  public var code: Code
   /// The variable to fix, as the operator sets it.
-  public let variable: String
-  let value: String
-  let expected: String
+  public var variable: String
+  var value: String
+  var expected: String
+  public var cause: (any Error)?
+
+  init(
+    code: Code = .invalidValue, variable: String, value: String, expected: String,
+    cause: (any Error)? = nil
+  ) {
+    self.code = code
+    self.variable = variable
+    self.value = value
+    self.expected = expected
+    self.cause = cause
+  }
 
   public var description: String {
-    "invalid \(variable)=\"\(value)\": expected \(expected)"
+    "invalid \(variable)=\"\(value)\": expected \(expected)" + (cause.map { " (\($0))" } ?? "")
   }
 }

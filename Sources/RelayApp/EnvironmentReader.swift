@@ -193,7 +193,7 @@ struct EnvironmentReader {
       let value = environment[name] ?? ""
       guard Self.isServiceLink(name: name, value: value) else {
         throw ConfigurationError(
-          variable: name, value: value,
+          code: .unknownVariable, variable: name, value: value,
           expected: "a known variable; this one is not read by the relay (see --help)")
       }
       serviceLinks.append(name)

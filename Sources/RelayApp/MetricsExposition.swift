@@ -1,6 +1,6 @@
 import DurableQueue
 import KafkaPublisher
-import Prometheus
+internal import Prometheus
 import SystemClock
 
 #if canImport(Glibc)

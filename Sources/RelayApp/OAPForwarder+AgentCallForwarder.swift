@@ -2,7 +2,7 @@ import AgentReceiver
 import OAPForwarder
 
 extension OAPForwarder: AgentCallForwarder {
-  public func proxy(
+  package func proxy(
     _ head: ProxiedCallHead, requests: ProxiedRequests, responder: ProxiedCallResponder
   ) async -> ProxyOutcome {
     let response = await proxy(

@@ -1,6 +1,6 @@
 import Logging
-import NIOCore
-import ServiceLifecycle
+internal import NIOCore
+internal import ServiceLifecycle
 import Synchronization
 
 /// Logs the one `relay ready` line once both endpoints listen, and tells health checks when

@@ -5,28 +5,28 @@ import DurableQueue
 import KafkaPublisher
 import Logging
 import MockKafka
-import NIOCore
+internal import NIOCore
 import OAPForwarder
-import Prometheus
-import ServiceLifecycle
+internal import Prometheus
+internal import ServiceLifecycle
 import SkyWalkingWire
 import UnixSignals
 
 /// Wires the stages together: agents → gRPC endpoint → disk queue → publisher → Kafka, with the
 /// admin endpoint watching all of them.
-public struct Relay {
+package struct Relay {
   let configuration: RelayConfiguration
   let logger: Logger
   /// Called once both endpoints listen, with their addresses (tests bind port 0).
   var onReady: @Sendable (_ grpc: SocketAddress, _ admin: SocketAddress) -> Void = { _, _ in }
 
-  public init(configuration: RelayConfiguration, logger: Logger) {
+  package init(configuration: RelayConfiguration, logger: Logger) {
     self.configuration = configuration
     self.logger = logger
   }
 
   /// Runs every stage until SIGTERM or SIGINT has drained them; errors name the variable to fix.
-  public func run() async throws {
+  package func run() async throws {
     do {
       try await runStages()
     } catch let error as AgentReceiverError {
@@ -165,8 +165,8 @@ public struct Relay {
         default: (EnvironmentVariable.oapTLS, "on")
         }
       throw ConfigurationError(
-        variable: variable.name, value: value ?? "",
-        expected: "usable TLS files for the OAP link (\(error.message))")
+        code: .unusableFile, variable: variable.name, value: value ?? "",
+        expected: "usable TLS files for the OAP link", cause: error)
     }
   }
 

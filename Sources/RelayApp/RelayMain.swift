@@ -8,8 +8,8 @@ import Logging
 #endif
 
 /// The process: arguments, environment, logging, then the relay until it stops.
-public enum RelayMain {
-  public static func main() async {
+package enum RelayMain {
+  package static func main() async {
     let arguments = CommandLine.arguments.dropFirst()
     if arguments.contains("--help") || arguments.contains("-h") {
       print(RelayConfiguration.helpText)

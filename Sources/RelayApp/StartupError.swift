@@ -6,20 +6,19 @@ import AgentReceiver
 struct StartupError: Error, CustomStringConvertible {
   let description: String
 
-  init(_ error: AgentReceiverError, variable: EnvironmentVariable) {
-    description = Self.text(error.message, variable, error.cause)
-  }
-
-  init(_ error: AdminServerError, variable: EnvironmentVariable) {
-    description = Self.text(error.message, variable, error.cause)
-  }
-
-  private static func text(
-    _ message: String, _ variable: EnvironmentVariable, _ cause: (any Error)?
-  ) -> String {
-    "\(message) (\(variable.name))" + (cause.map { ": \($0)" } ?? "")
+  init(_ error: some ModuleFieldError, variable: EnvironmentVariable) {
+    description = "\(error.message) (\(variable.name))" + (error.cause.map { ": \($0)" } ?? "")
   }
 }
+
+/// A module's error that names one of its configuration's fields.
+protocol ModuleFieldError: Error {
+  var message: String { get }
+  var cause: (any Error)? { get }
+}
+
+extension AgentReceiverError: ModuleFieldError {}
+extension AdminServerError: ModuleFieldError {}
 
 extension EnvironmentVariable {
   /// The variable behind a field of `AgentReceiverConfiguration` that an error names.

@@ -134,6 +134,27 @@ import Testing
     }
   }
 
+  /// A typo is refused with its own code (it would otherwise fall back to a default silently); a
+  /// Kubernetes service link is not.
+  @Test func refusesUnknownVariablesButNotServiceLinks() throws {
+    #expect {
+      try RelayConfiguration(
+        environment: Self.minimal.merging(["SW_RELAY_QUEUE_FSYNK": "always"]) { $1 })
+    } throws: { error in
+      guard let error = error as? ConfigurationError else { return false }
+      return error.code == .unknownVariable && error.variable == "SW_RELAY_QUEUE_FSYNK"
+    }
+    #expect {
+      try RelayConfiguration(
+        environment: Self.minimal.merging(["SW_RELAY_QUEUE_FSYNC": "x"]) { $1 })
+    } throws: { error in
+      (error as? ConfigurationError)?.code == .invalidValue
+    }
+    let linked = try RelayConfiguration(
+      environment: Self.minimal.merging(["SW_RELAY_SERVICE_HOST": "10.0.0.7"]) { $1 })
+    #expect(linked.ignoredServiceLinks == ["SW_RELAY_SERVICE_HOST"])
+  }
+
   @Test func redactsSecretsInTheStartupSummary() throws {
     let configuration = try RelayConfiguration(environment: [
       "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": "embedded",
