@@ -337,6 +337,7 @@ let package = Package(
         "AdminServer",
         "AgentReceiver",
         "DurableQueue",
+        "HTTPReceiver",
         "KafkaPublisher",
         "SkyWalkingWire",
         .product(name: "NIOCore", package: "swift-nio"),
