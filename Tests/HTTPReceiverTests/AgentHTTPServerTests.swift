@@ -164,6 +164,17 @@ import Testing
     }
   }
 
+  @Test func aQueueThatCannotTakeDataIsAnswered503WithRetryAfter() async throws {
+    try await HTTPHarness.with { harness in
+      harness.queue.close()
+      let response = try await harness.post("/v3/segment", Self.nginxSegment("late"))
+      #expect(response.status == .serviceUnavailable)
+      #expect(response.headers.first(name: "Retry-After") == "5")
+      #expect(
+        response.body.contains("0 of 1 segments in this call were queued"), "\(response.body)")
+    }
+  }
+
   @Test func browserDataWithoutAnOAPIsRefusedNamingTheSetting() async throws {
     try await HTTPHarness.with(configuration: .loopback { $0.settingNames.oapHTTP = "OAP_REST" }) {
       harness in

@@ -63,7 +63,8 @@ import Testing
     #expect(off.http == nil)
     #expect(throws: ConfigurationError.self) {
       try RelayConfiguration(
-        environment: Self.minimal.merging(["SW_RELAY_HTTP_ADDRESS": "no"], uniquingKeysWith: { $1 }))
+        environment: Self.minimal.merging(["SW_RELAY_HTTP_ADDRESS": "no"], uniquingKeysWith: { $1 })
+      )
     }
   }
 
