@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t skywalking-kafka-relay:0.2.0 .
-# Run:   docker run --stop-timeout 30 -p 11800:11800 -p 1234:1234 -v relay-queue:/var/lib/skywalking-kafka-relay -e SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 skywalking-kafka-relay:0.2.0
+# Run:   docker run --stop-timeout 30 -p 11800:11800 -p 12800:12800 -p 1234:1234 -v relay-queue:/var/lib/skywalking-kafka-relay -e SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 skywalking-kafka-relay:0.2.0
 #
 # --stop-timeout follows the grace rule: at least SW_RELAY_SHUTDOWN_TIMEOUT_S (default 20, the
 # whole shutdown: drain calls in flight, then flush Kafka) + 10. With a shorter one Docker kills
@@ -39,9 +39,10 @@ COPY --from=build /out/skywalking-kafka-relay /usr/local/bin/skywalking-kafka-re
 USER 10001:10001
 ENV SW_RELAY_QUEUE_DIR=/var/lib/skywalking-kafka-relay \
     SW_RELAY_GRPC_ADDRESS=0.0.0.0:11800 \
+    SW_RELAY_HTTP_ADDRESS=0.0.0.0:12800 \
     SW_RELAY_ADMIN_ADDRESS=0.0.0.0:1234
 VOLUME ["/var/lib/skywalking-kafka-relay"]
-EXPOSE 11800 1234
+EXPOSE 11800 12800 1234
 # GET /healthz on whatever SW_RELAY_ADMIN_ADDRESS says (a wildcard host means this container's
 # loopback), with bash's /dev/tcp so the image needs no HTTP client.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

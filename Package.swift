@@ -17,6 +17,7 @@ let package = Package(
     // For Benchmarks/ (micro-benchmarks and the load generator), a separate package.
     .library(name: "SkyWalkingWire", targets: ["SkyWalkingWire"]),
     .library(name: "SkyWalkingProtocol", targets: ["SkyWalkingProtocol"]),
+    .library(name: "SkyWalkingGRPC", targets: ["SkyWalkingGRPC"]),
     .library(name: "DurableQueue", targets: ["DurableQueue"]),
     .library(name: "KafkaPublisher", targets: ["KafkaPublisher"]),
     .library(name: "SystemClock", targets: ["SystemClock"]),
@@ -32,7 +33,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
-    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    // Without its default BinaryDelimitedStreams trait, whose one file imports Foundation and
+    // so would link libFoundation.so into the relay (the HTTP endpoint decodes JSON with it).
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -42,11 +45,19 @@ let package = Package(
   targets: [
     // The skywalking.v3 wire format: a copy-free scanner and the table of agent calls.
     .target(name: "SkyWalkingWire", swiftSettings: strictSettings),
-    // Messages and gRPC stubs generated from protos/ by scripts/generate-protos.sh.
+    // Messages generated from protos/ by scripts/generate-protos.sh: the HTTP endpoint decodes
+    // agents' JSON with them, so they depend on nothing that links Foundation.
     .target(
       name: "SkyWalkingProtocol",
+      dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
+    // The gRPC stubs of the same protos (tests and tools): GRPCProtobuf imports Foundation, so
+    // they stay out of the relay.
+    .target(
+      name: "SkyWalkingGRPC",
       dependencies: [
-        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        "SkyWalkingProtocol",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
       ],
@@ -123,6 +134,29 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
+    // The OAP's REST protocol (port 12800) for the agents that speak HTTP: JSON to protobuf,
+    // into the same queue as gRPC.
+    .target(
+      name: "HTTPReceiver",
+      dependencies: [
+        "AgentReceiver",
+        "ConnectionLimiter",
+        "DurableQueue",
+        "SkyWalkingProtocol",
+        "SkyWalkingWire",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOExtras", package: "swift-nio-extras"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
     // Proxies the calls the relay does not publish to the OAP, as live streams over one shared
     // grpc-swift 2 connection.
     .target(
@@ -168,6 +202,7 @@ let package = Package(
         "AgentReceiver",
         "AdminServer",
         "DurableQueue",
+        "HTTPReceiver",
         "KafkaPublisher",
         "MockKafka",
         "OAPForwarder",
@@ -254,6 +289,7 @@ let package = Package(
         "AgentReceiver",
         "DurableQueue",
         "SkyWalkingProtocol",
+        "SkyWalkingGRPC",
         "RelayTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -264,10 +300,28 @@ let package = Package(
       swiftSettings: strictSettings
     ),
     .testTarget(
+      name: "HTTPReceiverTests",
+      dependencies: [
+        "HTTPReceiver",
+        "AgentReceiver",
+        "DurableQueue",
+        "SkyWalkingProtocol",
+        "SkyWalkingWire",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
       name: "OAPForwarderTests",
       dependencies: [
         "OAPForwarder",
         "SkyWalkingProtocol",
+        "SkyWalkingGRPC",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -283,6 +337,7 @@ let package = Package(
         "AdminServer",
         "AgentReceiver",
         "DurableQueue",
+        "HTTPReceiver",
         "KafkaPublisher",
         "SkyWalkingWire",
         .product(name: "NIOCore", package: "swift-nio"),
@@ -290,6 +345,7 @@ let package = Package(
         "MockKafka",
         "RelayApp",
         "SkyWalkingProtocol",
+        "SkyWalkingGRPC",
         "SystemClock",
         "RelayTestSupport",
         .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates the Swift messages and gRPC stubs of Sources/SkyWalkingProtocol/Generated
-# from protos/. The output is committed, so builds never need protoc or the plugins;
+# Regenerates the Swift messages of Sources/SkyWalkingProtocol/Generated and the gRPC stubs of
+# Sources/SkyWalkingGRPC/Generated from protos/ (two modules, so the relay can decode messages
+# without linking GRPCProtobuf, which imports Foundation). The output is committed, so builds never need protoc or the plugins;
 # run this after editing a .proto, and `--check` in CI to catch stale generated code.
 #
 #   scripts/generate-protos.sh           regenerate in place
@@ -18,6 +19,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 proto_dir="$root/protos"
 generated_dir="$root/Sources/SkyWalkingProtocol/Generated"
+generated_grpc_dir="$root/Sources/SkyWalkingGRPC/Generated"
 scratch="$root/.build-protoc"
 
 mode="generate"
@@ -70,11 +72,12 @@ plugin_dir() {
   echo "$dir"
 }
 
-# Writes the generated sources for every .proto into $1 (emptied first).
+# Writes the generated messages for every .proto into $1 and the stubs into $2 (both emptied
+# first).
 generate_into() {
-  local out="$1" plugins="$2"
-  rm -rf "$out"
-  mkdir -p "$out"
+  local out="$1" grpc_out="$2" plugins="$3"
+  rm -rf "$out" "$grpc_out"
+  mkdir -p "$out" "$grpc_out"
   local protos=()
   mapfile -t protos < <(cd "$proto_dir" && find . -name '*.proto' | sed 's|^\./||' | LC_ALL=C sort)
   (
@@ -85,7 +88,8 @@ generate_into() {
       --swift_opt=Visibility=Public \
       --swift_opt=FileNaming=PathToUnderscores \
       --plugin=protoc-gen-grpc-swift-2="$plugins/protoc-gen-grpc-swift-2" \
-      --grpc-swift-2_out="$out" \
+      --grpc-swift-2_out="$grpc_out" \
+      --grpc-swift-2_opt=ExtraModuleImports=SkyWalkingProtocol \
       --grpc-swift-2_opt=Visibility=Public \
       --grpc-swift-2_opt=Server=true \
       --grpc-swift-2_opt=Client=true \
@@ -100,14 +104,16 @@ echo "Plugins: ${plugins#"$root"/}, $(protoc --version)" >&2
 if [[ "$mode" == "check" ]]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  generate_into "$tmp/Generated" "$plugins"
-  if ! diff -ru "$generated_dir" "$tmp/Generated"; then
-    echo "Generated code is stale: ${generated_dir#"$root"/} differs from what protos/ generate" \
-      "(diff above, committed first). Run scripts/generate-protos.sh and commit the result." >&2
+  generate_into "$tmp/Generated" "$tmp/GeneratedGRPC" "$plugins"
+  if ! diff -ru "$generated_dir" "$tmp/Generated" || ! diff -ru "$generated_grpc_dir" "$tmp/GeneratedGRPC"; then
+    echo "Generated code is stale: ${generated_dir#"$root"/} or ${generated_grpc_dir#"$root"/}" \
+      "differs from what protos/ generate (diff above, committed first)." \
+      "Run scripts/generate-protos.sh and commit the result." >&2
     exit 1
   fi
   echo "Generated code is up to date."
 else
-  generate_into "$generated_dir" "$plugins"
-  echo "Generated $(find "$generated_dir" -name '*.swift' | wc -l) files into ${generated_dir#"$root"/}"
+  generate_into "$generated_dir" "$generated_grpc_dir" "$plugins"
+  echo "Generated $(find "$generated_dir" "$generated_grpc_dir" -name '*.swift' | wc -l) files into" \
+    "${generated_dir#"$root"/} and ${generated_grpc_dir#"$root"/}"
 fi

@@ -28,6 +28,8 @@ import threading
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--address", required=True, help="host:port of the collector (the relay)")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
+                        help="the agent's agent_protocol: http posts JSON to the relay's REST port")
     parser.add_argument("--traces", type=int, default=5)
     parser.add_argument("--run-id", required=True, help="makes operation names unique per test")
     parser.add_argument("--service", default="relay-e2e-app")
@@ -49,7 +51,7 @@ def configure_agent(arguments: argparse.Namespace) -> None:
 
     config.init(
         agent_collector_backend_services=arguments.address,
-        agent_protocol="grpc",
+        agent_protocol=arguments.protocol,
         agent_name=arguments.service,
         agent_instance_name=f"{arguments.service}-{arguments.run_id}",
         agent_queue_timeout=1,

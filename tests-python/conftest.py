@@ -158,10 +158,12 @@ class Relay:
         self.queue_dir = queue_dir
         self.grpc_port = free_loopback_port()
         self.admin_port = free_loopback_port()
+        self.http_port = free_loopback_port()
         self.env = {
             **os.environ,
             "SW_RELAY_GRPC_ADDRESS": f"127.0.0.1:{self.grpc_port}",
             "SW_RELAY_ADMIN_ADDRESS": f"127.0.0.1:{self.admin_port}",
+            "SW_RELAY_HTTP_ADDRESS": f"127.0.0.1:{self.http_port}",
             "SW_RELAY_QUEUE_DIR": str(queue_dir),
             "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers or "embedded",
             "SW_RELAY_SHUTDOWN_TIMEOUT_S": "5",
@@ -174,6 +176,11 @@ class Relay:
     @property
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_address(self) -> str:
+        """host:port of the agents' HTTP endpoint (the OAP's REST protocol)."""
+        return f"127.0.0.1:{self.http_port}"
 
     @property
     def admin_url(self) -> str:

@@ -173,7 +173,8 @@ def test_relay_service_matches_the_image_and_the_grace_rule(tmp_path: Path):
     assert target == queue_dir and volume in compose()["volumes"]
     full = {**image_env, **environment}
     published = {int(mapping.split(":")[-1]) for mapping in relay["ports"]}
-    assert published == {port_of(full["SW_RELAY_GRPC_ADDRESS"]), port_of(full["SW_RELAY_ADMIN_ADDRESS"])}
+    assert published == {port_of(full["SW_RELAY_GRPC_ADDRESS"]), port_of(full["SW_RELAY_HTTP_ADDRESS"]),
+                         port_of(full["SW_RELAY_ADMIN_ADDRESS"])}
     assert relay["read_only"] is True and relay["cap_drop"] == ["ALL"]
 
     result = assert_check_config_accepts({**full, "SW_RELAY_QUEUE_DIR": str(tmp_path)}, "the compose relay")

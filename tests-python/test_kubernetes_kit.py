@@ -242,6 +242,10 @@ def check_sidecar(documents: list[dict]) -> list[str]:
                    if v["name"] == "SW_AGENT_COLLECTOR_BACKEND_SERVICES"]
         if not targets or any(target != address for target in targets) or not address.startswith("127.0.0.1:"):
             problems.append(f"the application's agent reports to {targets}, the relay listens on {address}")
+        # The HTTP port defaults to all interfaces: a sidecar must keep it on loopback too.
+        http_address = resolved_env(container, documents).get("SW_RELAY_HTTP_ADDRESS", "0.0.0.0:12800")
+        if not (http_address.startswith("127.0.0.1:") or http_address == "off"):
+            problems.append(f"the relay's HTTP port listens on {http_address}, beyond the pod")
         annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
         if any(key.startswith("prometheus.io/") for key in annotations):
             problems.append("prometheus.io annotations on a sidecar pod take over the application's own")
@@ -537,9 +541,11 @@ def test_daemonset_service_keeps_traffic_on_the_node():
     service = one(documents, "Service")
     assert service["spec"]["internalTrafficPolicy"] == "Local"
     [(_, _, relay)] = relay_containers(documents)
-    grpc_port = port_of(resolved_env(relay, documents)["SW_RELAY_GRPC_ADDRESS"])
-    [port] = service["spec"]["ports"]
-    assert port["port"] == 11800 and container_port(relay, port["targetPort"]) == grpc_port
+    environment = resolved_env(relay, documents)
+    grpc_port = port_of(environment["SW_RELAY_GRPC_ADDRESS"])
+    http_port = port_of(environment["SW_RELAY_HTTP_ADDRESS"])
+    assert [(p["port"], container_port(relay, p["targetPort"])) for p in service["spec"]["ports"]] == [
+        (11800, grpc_port), (12800, http_port)]
 
 
 # --------------------------------------------------------------------------- sidecar
@@ -613,7 +619,9 @@ def test_gateway_statefulset_has_a_queue_per_replica_and_a_budget():
     assert headless["spec"]["clusterIP"] == "None"
     [front] = [s for s in services.values() if s["spec"].get("clusterIP") != "None"]
     grpc_port = port_of(environment["SW_RELAY_GRPC_ADDRESS"])
-    assert [(p["port"], container_port(relay, p["targetPort"])) for p in front["spec"]["ports"]] == [(11800, grpc_port)]
+    http_port = port_of(environment["SW_RELAY_HTTP_ADDRESS"])
+    assert [(p["port"], container_port(relay, p["targetPort"])) for p in front["spec"]["ports"]] == [
+        (11800, grpc_port), (12800, http_port)]
 
     assert int(environment["SW_RELAY_GRPC_MAX_CONNECTION_AGE_S"]) > 0, "agents would never rebalance"
 
@@ -636,6 +644,8 @@ MUTATIONS: dict[str, tuple[str, Callable[[list[dict]], None], Callable[[list[dic
         lambda d: check_probes(d, sidecar=True), "readiness probe"),
     "sidecar as a plain container": ("sidecar", lambda d: _relay(d).pop("restartPolicy"),
                                      check_sidecar, "native sidecar"),
+    "sidecar HTTP port open to the cluster": ("sidecar", lambda d: _set_env(d, "SW_RELAY_HTTP_ADDRESS", "0.0.0.0:12800"),
+                                              check_sidecar, "beyond the pod"),
     "privilege escalation": ("gateway", lambda d: _relay(d)["securityContext"].update(allowPrivilegeEscalation=True),
                              check_relay_restricted, "allowPrivilegeEscalation"),
     "writable root": ("daemonset", lambda d: _relay(d)["securityContext"].pop("readOnlyRootFilesystem"),

@@ -1,14 +1,19 @@
 """Inbound security on the agent port: the `authentication` token (SW_RELAY_AUTH_TOKEN, refused
 with PERMISSION_DENIED as the OAP does) and TLS / mutual TLS (SW_RELAY_GRPC_TLS_CERT,
 SW_RELAY_GRPC_TLS_KEY, SW_RELAY_GRPC_TLS_CLIENT_CA), tested with grpcio clients. Secrets never
-appear in the relay's log, /metrics or /status.
+appear in the relay's log, /metrics or /status. The HTTP port (the OAP's REST protocol) uses the same
+files and token.
 
 Certificates are throwaway ones made with the openssl CLI in the test's temp dir.
 """
 
 from __future__ import annotations
 
+import json
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,4 +154,32 @@ def test_token_and_tls_together(relay_factory: Callable[..., Relay], certificate
     with tls_channel(relay, certificates) as channel:
         assert call(channel, uuid.uuid4().hex, "tls-no-token") == grpc.StatusCode.PERMISSION_DENIED
         assert call(channel, uuid.uuid4().hex, "tls-token", [("authentication", TOKEN)]) == grpc.StatusCode.OK
+    assert_secret_absent(relay, TOKEN)
+
+
+def test_the_http_port_uses_the_same_tls_files_and_token(relay_factory: Callable[..., Relay],
+                                                        certificates: Certificates,
+                                                        segments_reader: KafkaTopicReader):
+    """HTTP agents (the OAP's REST protocol) get the gRPC port's certificate and token check."""
+    relay = relay_factory(extra_env={**tls_env(certificates), "SW_RELAY_AUTH_TOKEN": TOKEN}).start()
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    trace_id = uuid.uuid4().hex
+    body = json.dumps({"traceId": trace_id, "traceSegmentId": "over-https", "service": "nginx",
+                       "serviceInstance": "nginx-1", "spans": [{"operationName": "/"}]}).encode()
+
+    def post(headers: dict) -> int:
+        request = urllib.request.Request(f"https://{relay.http_address}/v3/segment", data=body, method="POST",
+                                         headers={"Content-Type": "application/json", **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert post({}) == 401
+    assert post({"authentication": TOKEN}) == 200
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(urllib.request.Request(f"http://{relay.http_address}/v3/segment", data=body,
+                                                      method="POST"), timeout=10)
+    SegmentIdCollector(segments_reader).wait_for({"over-https"}, 30)
     assert_secret_absent(relay, TOKEN)

@@ -38,7 +38,7 @@ package final class AgentGRPCServer: Service, Sendable {
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) throws(AgentReceiverError) {
     self.tlsContext = try configuration.tls.map { tls throws(AgentReceiverError) in
-      try Self.makeTLSContext(tls)
+      try tls.makeContext(applicationProtocols: ["h2"])
     }
     self.shared = ReceiverShared(
       configuration: configuration, queue: queue,
@@ -84,29 +84,12 @@ package final class AgentGRPCServer: Service, Sendable {
       return
     }
     let grace = shared.configuration.shutdownGracePeriod
-    let drainedInTime = await Self.firstOf(
-      drained.futureResult, orTimeout: TimeAmount(grace) + .seconds(1), on: group.next())
+    let drainedInTime = await drained.futureResult.completes(
+      within: TimeAmount(grace) + .seconds(1), on: group.next())
     if !drainedInTime {
       shared.logger.warning(
         "gRPC connections still open after the shutdown grace period; closing them",
         metadata: ["grace": "\(grace)"])
-    }
-  }
-
-  /// Whether `future` completed before `timeout`; never waits longer than that, whatever the
-  /// future does.
-  private static func firstOf(
-    _ future: EventLoopFuture<Void>, orTimeout timeout: TimeAmount, on eventLoop: any EventLoop
-  ) async -> Bool {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-      let once = Mutex<CheckedContinuation<Bool, Never>?>(continuation)
-      let timer = eventLoop.scheduleTask(in: timeout) {
-        once.withLock { $0.take() }?.resume(returning: false)
-      }
-      future.whenComplete { _ in
-        timer.cancel()
-        once.withLock { $0.take() }?.resume(returning: true)
-      }
     }
   }
 
@@ -173,46 +156,6 @@ package final class AgentGRPCServer: Service, Sendable {
       logger: shared.logger,
       goAwayDeadline: TimeAmount(shared.configuration.shutdownGracePeriod) + .seconds(1))
     try sync.addHandlers(closer, manager)
-  }
-
-  /// Loads the TLS files as the endpoint will, for `--check-config`.
-  package static func validate(_ tls: AgentReceiverTLS) throws(AgentReceiverError) {
-    _ = try makeTLSContext(tls)
-  }
-
-  /// Loads the certificate chain, key and optional client CA once, so a bad file stops the relay
-  /// at startup with the field to fix instead of failing every handshake.
-  private static func makeTLSContext(
-    _ tls: AgentReceiverTLS
-  ) throws(AgentReceiverError) -> NIOSSLContext {
-    func load<T>(
-      _ what: String, _ path: String, _ field: String, _ body: () throws -> T
-    ) throws(AgentReceiverError) -> T {
-      do { return try body() } catch {
-        throw AgentReceiverError(
-          code: .tlsUnusable, field: field, message: "cannot use \(what) \(path)", cause: error)
-      }
-    }
-    let chain = try load("certificate chain", tls.certificateChainPath, "tls.certificateChainPath")
-    {
-      try NIOSSLCertificate.fromPEMFile(tls.certificateChainPath)
-    }
-    let key = try load("private key", tls.privateKeyPath, "tls.privateKeyPath") {
-      try NIOSSLPrivateKey(file: tls.privateKeyPath, format: .pem)
-    }
-    var configuration = TLSConfiguration.makeServerConfiguration(
-      certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-    configuration.applicationProtocols = ["h2"]
-    if let caPath = tls.clientCAPath {
-      let roots = try load("client CA", caPath, "tls.clientCAPath") {
-        try NIOSSLCertificate.fromPEMFile(caPath)
-      }
-      configuration.trustRoots = .certificates(roots)
-      configuration.certificateVerification = .noHostnameVerification
-    }
-    return try load("the key with the certificate", tls.privateKeyPath, "tls.privateKeyPath") {
-      try NIOSSLContext(configuration: configuration)
-    }
   }
 
   /// Large enough that an agent's batch streams without waiting for window updates.

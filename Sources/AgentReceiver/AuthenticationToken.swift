@@ -1,14 +1,14 @@
 /// The token agents must present in their `authentication` header, as the OAP checks it.
-struct AuthenticationToken: Sendable {
+package struct AuthenticationToken: Sendable {
   private let expected: [UInt8]
 
-  init(_ token: String) {
+  package init(_ token: String) {
     expected = Array(token.utf8)
   }
 
   /// Compares every byte without an early exit, so response timing does not reveal how much of
   /// a guessed token was right.
-  func matches(_ given: String) -> Bool {
+  package func matches(_ given: String) -> Bool {
     let given = Array(given.utf8)
     var difference: UInt8 = given.count == expected.count ? 0 : 1
     for index in 0..<max(given.count, expected.count) {

@@ -5,16 +5,16 @@ import GRPCCore
 /// The agent's reaction depends on the code: the Java agent stops tracing for up to 30 s after
 /// UNAVAILABLE, PERMISSION_DENIED, UNAUTHENTICATED, RESOURCE_EXHAUSTED or UNKNOWN, so each code
 /// here is chosen for what it makes the agent do, not only for what it says.
-struct GRPCStatus: Sendable, Equatable {
+package struct GRPCStatus: Sendable, Equatable {
   /// grpc-swift's codes, shared with the OAP link, so an OAP's answer is passed through as is.
-  typealias Code = Status.Code
+  package typealias Code = Status.Code
 
-  var code: Code
-  var message: String
+  package var code: Code
+  package var message: String
 
-  static let ok = GRPCStatus(code: .ok, message: "")
+  package static let ok = GRPCStatus(code: .ok, message: "")
 
-  init(code: Code, message: String) {
+  package init(code: Code, message: String) {
     self.code = code
     self.message = message
   }
@@ -38,7 +38,7 @@ struct GRPCStatus: Sendable, Equatable {
 
 extension Status.Code {
   /// The lower-case label used in metrics, e.g. `resource_exhausted`.
-  var label: String {
+  package var label: String {
     switch self {
     case .ok: "ok"
     case .cancelled: "cancelled"

@@ -9,7 +9,7 @@ import SkyWalkingWire
 /// Everything here is bounded whatever the stream's length: records leave for the queue once
 /// per read burst, counts are integers and the tally keeps one example per reason, so a stream
 /// that stays open for an agent's whole life holds no more than a short one.
-struct PublishingCall {
+package struct PublishingCall {
   let kind: RecordKind
   let topic: String
   /// The largest record (key + value) Kafka takes; bigger ones are refused here, at ingest,
@@ -20,14 +20,14 @@ struct PublishingCall {
   private let metrics: ReceiverMetrics
   private var extractor: RecordExtractor?
   private var batch = RecordBatch()
-  private(set) var pendingAppends = 0
+  package private(set) var pendingAppends = 0
   private(set) var pendingBytes = 0
-  private(set) var receivedCount = 0
-  private(set) var queuedCount = 0
+  package private(set) var receivedCount = 0
+  package private(set) var queuedCount = 0
   private var rejections = RejectionTally()
   private(set) var queueFailure: QueueError?
 
-  init(
+  package init(
     kind: RecordKind, topic: String, maxRecordBytes: Int,
     maxRecordBytesSetting: String = "maxRecordBytes", metrics: ReceiverMetrics
   ) {
@@ -41,10 +41,10 @@ struct PublishingCall {
     }
   }
 
-  var batchBytes: Int { batch.byteCount }
+  package var batchBytes: Int { batch.byteCount }
 
   /// Extracts the records of one message into the current batch; refusals are tallied.
-  mutating func accept(_ bytes: UnsafeRawBufferPointer) {
+  package mutating func accept(_ bytes: UnsafeRawBufferPointer) {
     switch kind {
     case .segment:
       appendSegment(bytes, range: 0..<bytes.count)
@@ -114,9 +114,10 @@ struct PublishingCall {
     reject(reason: error.code.reason, example: error.description, counted: counted)
   }
 
-  /// Counts a refusal now, not when the call ends: a stream may never end.
+  /// Counts a refusal now, not when the call ends: a stream may never end. Also for messages
+  /// refused before they became protobuf (an HTTP request's malformed JSON element).
   /// - Parameter counted: whether the message was already counted as received.
-  private mutating func reject(
+  package mutating func reject(
     reason: String, example: @autoclosure () -> String, counted: Bool = false
   ) {
     if !counted {
@@ -128,7 +129,7 @@ struct PublishingCall {
   }
 
   /// The batch to hand to the queue, or nil when it is empty.
-  mutating func takeBatch() -> RecordBatch? {
+  package mutating func takeBatch() -> RecordBatch? {
     guard batch.count > 0 else { return nil }
     let submitted = batch
     batch = RecordBatch()
@@ -138,7 +139,8 @@ struct PublishingCall {
     return submitted
   }
 
-  mutating func appendFinished(_ result: Result<Void, QueueError>, records: Int, bytes: Int) {
+  package mutating func appendFinished(_ result: Result<Void, QueueError>, records: Int, bytes: Int)
+  {
     pendingAppends -= 1
     pendingBytes -= bytes
     switch result {
@@ -152,7 +154,7 @@ struct PublishingCall {
   }
 
   /// What the call earned: OK only when every record it received is durable.
-  var status: GRPCStatus {
+  package var status: GRPCStatus {
     if let queueFailure {
       return GRPCStatus(
         code: queueFailure.code.grpcCode,

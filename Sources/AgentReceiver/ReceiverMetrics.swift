@@ -6,31 +6,31 @@ import Synchronization
 ///
 /// Counters are bumped once per batch or per call, never per message, and labelled counters are
 /// cached so the hot path never asks the metrics backend to look a series up.
-final class ReceiverMetrics: Sendable {
+package final class ReceiverMetrics: Sendable {
   let activeStreams: Meter
   let ackLatency: Timer
   private let factory: any MetricsFactory
   private let labelled = Mutex<[[String]: Counter]>([:])
   private let unknownPaths = Mutex<Set<String>>([])
 
-  init(factory: any MetricsFactory) {
+  package init(factory: any MetricsFactory) {
     self.factory = factory
     activeStreams = Meter(label: "relay_grpc_active_streams", factory: factory)
     ackLatency = Timer(label: "relay_grpc_ack_latency_seconds", factory: factory)
   }
 
   /// Messages that arrived, by type (`segment`, `log`, …).
-  func received(_ count: Int, kind: RecordKind) {
+  package func received(_ count: Int, kind: RecordKind) {
     counter("relay_received_total", ("type", kind.label)).increment(by: count)
   }
 
   /// Records durably queued, by type.
-  func queued(_ count: Int, kind: RecordKind) {
+  package func queued(_ count: Int, kind: RecordKind) {
     counter("relay_queued_total", ("type", kind.label)).increment(by: count)
   }
 
   /// Messages refused, by type and reason (`malformed`, `empty_trace_id`, `queue_full`, …).
-  func rejected(_ count: Int, kind: RecordKind, reason: String) {
+  package func rejected(_ count: Int, kind: RecordKind, reason: String) {
     counter("relay_rejected_total", ("type", kind.label), ("reason", reason)).increment(by: count)
   }
 

@@ -46,6 +46,18 @@ extension EnvironmentVariable {
   static let grpcTLSClientCA = Self(
     name: "SW_RELAY_GRPC_TLS_CLIENT_CA", defaultValue: "",
     meaning: "PEM CA bundle: require agents to present a certificate it signed (mTLS)")
+  static let httpAddress = Self(
+    name: "SW_RELAY_HTTP_ADDRESS", defaultValue: "0.0.0.0:12800",
+    meaning: "host:port of the OAP's REST protocol for agents that speak HTTP (nginx-lua, Kong, "
+      + "browser, Python with SW_AGENT_PROTOCOL=http); the same token and TLS as gRPC; "
+      + "\(disabledAddress) disables it")
+  static let httpMaxBodyBytes = Self(
+    name: "SW_RELAY_HTTP_MAX_BODY_BYTES", defaultValue: "16MiB",
+    meaning: "largest HTTP request body read; a larger one gets 413")
+  static let oapHTTPAddress = Self(
+    name: "SW_RELAY_OAP_HTTP_ADDRESS", defaultValue: "",
+    meaning: "OAP REST host:port (its port 12800): browser data and events posted over HTTP, "
+      + "which have no Kafka topic, are forwarded there; unset refuses them with 501")
   static let adminAddress = Self(
     name: "SW_RELAY_ADMIN_ADDRESS", defaultValue: "0.0.0.0:1234",
     meaning: "host:port of /healthz, /readyz, /status and /metrics")
@@ -127,14 +139,18 @@ extension EnvironmentVariable {
       .grpcAddress, .grpcMaxMessageBytes, .grpcMaxConnections, .grpcIdleTimeoutSeconds,
       .grpcStreamIdleTimeoutSeconds, .grpcMaxConnectionAgeSeconds, .grpcKeepaliveSeconds,
       .authToken, .grpcTLSCertificate,
-      .grpcTLSKey, .grpcTLSClientCA, .adminAddress, .queueDirectory, .queueSegmentBytes,
+      .grpcTLSKey, .grpcTLSClientCA, .httpAddress, .httpMaxBodyBytes, .adminAddress,
+      .queueDirectory, .queueSegmentBytes,
       .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
       .kafkaMaxRecordBytes, .deadLetterMaxBytes, .kafkaNamespace,
     ] + AgentTopic.allCases.map(kafkaTopic) + [
-      .kafkaProducerPrefix, .oapAddress, .oapTLS, .oapTLSCA, .oapTLSCertificate, .oapTLSKey,
+      .kafkaProducerPrefix, .oapAddress, .oapHTTPAddress, .oapTLS, .oapTLSCA, .oapTLSCertificate,
+      .oapTLSKey,
       .oapTLSServerName, .shutdownTimeoutSeconds, .logLevel, .logFormat,
     ]
 
+  /// The value of an address variable that turns its endpoint off.
+  static let disabledAddress = "off"
   static let producerPropertyPrefix = "SW_RELAY_KAFKA_PRODUCER_"
   /// The value of SW_RELAY_KAFKA_BOOTSTRAP_SERVERS that asks for the development Kafka.
   static let embeddedKafka = "embedded"

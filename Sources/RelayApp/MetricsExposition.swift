@@ -66,6 +66,11 @@ struct MetricsExposition: Sendable {
     "relay_grpc_connections": "Agent connections open now.",
     "relay_grpc_connections_rejected_total":
       "Connections closed at accept because SW_RELAY_GRPC_MAX_CONNECTIONS was reached.",
+    "relay_http_connections": "HTTP agent connections (the OAP's REST protocol) open now.",
+    "relay_http_connections_rejected_total":
+      "HTTP agent connections closed at accept because SW_RELAY_GRPC_MAX_CONNECTIONS was reached.",
+    "relay_http_requests_total":
+      "HTTP agent requests answered, by route (segment, log, forward, ...) and HTTP status.",
     "relay_admin_connections": "Admin HTTP connections open now.",
     "relay_admin_connections_rejected_total":
       "Admin HTTP connections closed at accept beyond the cap of 512.",

@@ -3,20 +3,21 @@ internal import NIOCore
 internal import ServiceLifecycle
 import Synchronization
 
-/// Logs the one `relay ready` line once both endpoints listen, and tells health checks when
+/// Logs the one `relay ready` line once every endpoint listens (HTTP when it is on), and tells health checks when
 /// the gRPC endpoint starts and stops serving.
 final class ReadinessAnnouncer: Service, Sendable {
-  enum Endpoint { case grpc, admin }
+  enum Endpoint { case grpc, admin, http }
 
   private let logger: Logger
   private let kafka: String
   private let health: RelayHealth
   private let onReady: @Sendable (SocketAddress, SocketAddress) -> Void
   private let onShutdown: @Sendable () -> Void
-  private let addresses = Mutex<(grpc: SocketAddress?, admin: SocketAddress?)>((nil, nil))
+  private let expectsHTTP: Bool
+  private let addresses = Mutex<[Endpoint: SocketAddress]>([:])
 
   init(
-    logger: Logger, kafka: String, health: RelayHealth,
+    logger: Logger, kafka: String, health: RelayHealth, expectsHTTP: Bool,
     onReady: @escaping @Sendable (SocketAddress, SocketAddress) -> Void,
     onShutdown: @escaping @Sendable () -> Void
   ) {
@@ -25,21 +26,23 @@ final class ReadinessAnnouncer: Service, Sendable {
     self.kafka = kafka
     self.health = health
     self.onReady = onReady
+    self.expectsHTTP = expectsHTTP
   }
 
   func listening(_ endpoint: Endpoint, at address: SocketAddress) {
-    let both: (SocketAddress, SocketAddress)? = addresses.withLock { addresses in
-      switch endpoint {
-      case .grpc: addresses.grpc = address
-      case .admin: addresses.admin = address
-      }
-      guard let grpc = addresses.grpc, let admin = addresses.admin else { return nil }
-      return (grpc, admin)
+    let expectsHTTP = self.expectsHTTP
+    let all: [Endpoint: SocketAddress]? = addresses.withLock { addresses in
+      addresses[endpoint] = address
+      let complete =
+        addresses[.grpc] != nil && addresses[.admin] != nil
+        && (!expectsHTTP || addresses[.http] != nil)
+      return complete ? addresses : nil
     }
     if endpoint == .grpc { health.setGRPCServing(true) }
-    if let (grpc, admin) = both {
+    if let all, let grpc = all[.grpc], let admin = all[.admin] {
+      let http = all[.http].map { " http=\($0.hostPort)" } ?? ""
       logger.notice(
-        "relay ready grpc=\(grpc.hostPort) admin=\(admin.hostPort) kafka=\(kafka)")
+        "relay ready grpc=\(grpc.hostPort) admin=\(admin.hostPort) kafka=\(kafka)\(http)")
       onReady(grpc, admin)
     }
   }

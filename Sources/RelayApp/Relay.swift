@@ -2,6 +2,7 @@ import AdminServer
 import AgentReceiver
 import CoreMetrics
 import DurableQueue
+import HTTPReceiver
 import KafkaPublisher
 import Logging
 import MockKafka
@@ -33,6 +34,8 @@ package struct Relay {
       throw StartupError(error, variable: EnvironmentVariable.receiverField(error.field))
     } catch let error as AdminServerError {
       throw StartupError(error, variable: .adminAddress)
+    } catch let error as HTTPReceiverError {
+      throw StartupError(error, variable: .httpAddress)
     }
   }
 
@@ -72,7 +75,8 @@ package struct Relay {
     let forwarder = try Self.makeForwarder(configuration, logger: logger, metrics: metrics)
     let health = RelayHealth(queue: queue, publisher: publisher)
     let announcer = ReadinessAnnouncer(
-      logger: logger, kafka: bootstrapServers, health: health, onReady: onReady,
+      logger: logger, kafka: bootstrapServers, health: health,
+      expectsHTTP: configuration.http != nil, onReady: onReady,
       onShutdown: { [logger] in
         logger.info(
           "shutting down: calls drain, then Kafka is flushed, within one budget",
@@ -84,6 +88,12 @@ package struct Relay {
       forwarder: forwarder,
       readiness: { health.notReadyReason == nil ? .serving : .notServing },
       onListening: { announcer.listening(.grpc, at: $0) })
+    let http = try configuration.http.map { http throws(AgentReceiverError) in
+      try AgentHTTPServer(
+        configuration: http, queue: queue, logger: logger, metricsFactory: metrics,
+        shutdownGracePeriod: configuration.receiver.shutdownGracePeriod,
+        onListening: { announcer.listening(.http, at: $0) })
+    }
     let exposition = MetricsExposition(
       registry: registry, health: health, publisher: publisher,
       queueCapacityBytes: configuration.queue.maxBytes)
@@ -102,12 +112,13 @@ package struct Relay {
       logger: logger, metricsFactory: metrics,
       onListening: { announcer.listening(.admin, at: $0) })
 
-    // Started in this order and stopped in reverse: readiness turns false first, then gRPC stops
-    // taking calls and drains, and the publisher flushes last.
+    // Started in this order and stopped in reverse: readiness turns false first, then gRPC and
+    // HTTP stop taking calls and drain, and the publisher flushes last.
     let group = ServiceGroup(
       configuration: .init(
         services: [.init(service: publisher), .init(service: admin)]
           + (forwarder.map { [.init(service: $0)] } ?? [])
+          + (http.map { [.init(service: $0)] } ?? [])
           + [.init(service: grpc), .init(service: announcer)],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
@@ -135,7 +146,7 @@ package struct Relay {
   static func check(_ configuration: RelayConfiguration) throws -> [String] {
     if let tls = configuration.receiver.tls {
       do {
-        try AgentGRPCServer.validate(tls)
+        try tls.validate()
       } catch {
         throw StartupError(error, variable: EnvironmentVariable.receiverField(error.field))
       }

@@ -1,5 +1,6 @@
 import AgentReceiver
 import DurableQueue
+import HTTPReceiver
 import KafkaPublisher
 import Logging
 import OAPForwarder
@@ -10,6 +11,8 @@ import SkyWalkingWire
 /// know a variable's name.
 public struct RelayConfiguration: Sendable {
   var receiver: AgentReceiverConfiguration
+  /// nil when SW_RELAY_HTTP_ADDRESS is `off`.
+  var http: HTTPReceiverConfiguration?
   var queue: DurableQueueConfiguration
   /// `bootstrapServers` is empty while `embeddedKafka` is set, until that cluster starts.
   var publisher: KafkaPublisherConfiguration
@@ -42,6 +45,11 @@ public struct RelayConfiguration: Sendable {
     let keepalive = try reader.integer(.grpcKeepaliveSeconds, range: 0...86_400)
     let token = reader.string(.authToken)
     let tls = try reader.tls()
+    let httpAddress =
+      reader.string(.httpAddress) == EnvironmentVariable.disabledAddress
+      ? nil : try reader.address(.httpAddress)
+    let httpMaxBodyBytes = try reader.byteSize(.httpMaxBodyBytes, range: 1024...(1 << 30))
+    let oapHTTPAddress = try reader.optionalAddress(.oapHTTPAddress)
     adminAddress = try reader.address(.adminAddress)
     let queueDirectory = try reader.nonEmptyString(.queueDirectory)
     queue = DurableQueueConfiguration(
@@ -92,6 +100,17 @@ public struct RelayConfiguration: Sendable {
     receiver.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
     receiver.settingNames.streamIdleTimeout = EnvironmentVariable.grpcStreamIdleTimeoutSeconds.name
     receiver.settingNames.forwarder = EnvironmentVariable.oapAddress.name
+    http = httpAddress.map { address in
+      var http = HTTPReceiverConfiguration(
+        host: address.host, port: address.port, maxBodyBytes: httpMaxBodyBytes,
+        maxRecordBytes: maxRecordBytes, topics: topics, maxConnections: maxConnections,
+        authenticationToken: token.isEmpty ? nil : token, tls: tls,
+        oapHTTP: oapHTTPAddress.map { OAPHTTPAddress(host: $0.host, port: $0.port) })
+      http.settingNames.maxBodyBytes = EnvironmentVariable.httpMaxBodyBytes.name
+      http.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
+      http.settingNames.oapHTTP = EnvironmentVariable.oapHTTPAddress.name
+      return http
+    }
     publisher = KafkaPublisherConfiguration(
       bootstrapServers: embeddedKafka ? "" : bootstrap, producerProperties: producerProperties,
       shutdownTimeout: shutdownTimeout, deadLetterDirectory: queueDirectory,
@@ -108,7 +127,11 @@ public struct RelayConfiguration: Sendable {
     let topics = receiver.topics.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value)
     let oapTLS = oap?.tls
     var lines = [
-      "grpc=\(grpc)", "admin=\(adminAddress)", "queue_dir=\(queue.directory)",
+      "grpc=\(grpc)",
+      "http=\(http.map { "\(HostAndPort(host: $0.host, port: $0.port))" } ?? "off")",
+      "http_max_body_bytes=\(http.map { String($0.maxBodyBytes) } ?? "-")",
+      "oap_http=\(http?.oapHTTP.map { "\(HostAndPort(host: $0.host, port: $0.port))" } ?? "none")",
+      "admin=\(adminAddress)", "queue_dir=\(queue.directory)",
       "queue_max_bytes=\(queue.maxBytes)", "queue_segment_bytes=\(queue.fileBytes)",
       "fsync=\(queue.fsyncPolicy.rawValue)/\(queue.fsyncInterval.milliseconds)ms",
       "kafka=\(embeddedKafka ? "embedded" : publisher.bootstrapServers)",

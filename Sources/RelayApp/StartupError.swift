@@ -1,5 +1,6 @@
 import AdminServer
 import AgentReceiver
+import HTTPReceiver
 
 /// A module's startup failure (a port in use, an unusable TLS file), told in the operator's
 /// terms: the module names its field, this names the variable that sets it.
@@ -19,6 +20,7 @@ protocol ModuleFieldError: Error {
 
 extension AgentReceiverError: ModuleFieldError {}
 extension AdminServerError: ModuleFieldError {}
+extension HTTPReceiverError: ModuleFieldError {}
 
 extension EnvironmentVariable {
   /// The variable behind a field of `AgentReceiverConfiguration` that an error names.

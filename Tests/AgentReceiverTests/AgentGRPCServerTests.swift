@@ -1,5 +1,6 @@
 import DurableQueue
 import GRPCCore
+import SkyWalkingGRPC
 import SkyWalkingProtocol
 import SwiftProtobuf
 import Testing

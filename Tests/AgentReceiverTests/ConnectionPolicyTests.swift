@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import NIOCore
 import NIOPosix
+import SkyWalkingGRPC
 import SkyWalkingProtocol
 import SwiftProtobuf
 import Testing

@@ -2,6 +2,7 @@ import CoreMetrics
 import GRPCCore
 import Logging
 import OAPForwarder
+import SkyWalkingGRPC
 import SkyWalkingProtocol
 import SwiftProtobuf
 import Synchronization

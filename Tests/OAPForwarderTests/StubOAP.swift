@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
+import SkyWalkingGRPC
 import SkyWalkingProtocol
 import SwiftProtobuf
 import Synchronization

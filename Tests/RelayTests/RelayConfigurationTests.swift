@@ -1,6 +1,7 @@
 import AgentReceiver
 import DurableQueue
 import Foundation
+import HTTPReceiver
 import KafkaPublisher
 import Logging
 import SkyWalkingWire
@@ -40,6 +41,31 @@ import Testing
     #expect(configuration.queue.settingNames.maxBytes == "SW_RELAY_QUEUE_MAX_BYTES")
     #expect(EnvironmentVariable.receiverField("tls.privateKeyPath").name == "SW_RELAY_GRPC_TLS_KEY")
     #expect(EnvironmentVariable.receiverField("host").name == "SW_RELAY_GRPC_ADDRESS")
+  }
+
+  /// The HTTP endpoint shares the gRPC endpoint's token, TLS files, topics and record limit, and
+  /// its refusals name the variables.
+  @Test func theHTTPEndpointIsOnByDefaultSharesTheGRPCSettingsAndCanBeTurnedOff() throws {
+    let configuration = try RelayConfiguration(
+      environment: Self.minimal.merging(
+        [
+          "SW_RELAY_AUTH_TOKEN": "t", "SW_RELAY_KAFKA_NAMESPACE": "ns",
+          "SW_RELAY_OAP_HTTP_ADDRESS": "oap:12800", "SW_RELAY_HTTP_MAX_BODY_BYTES": "1MiB",
+        ], uniquingKeysWith: { $1 }))
+    let http = try #require(configuration.http)
+    #expect(http.host == "0.0.0.0" && http.port == 12800 && http.maxBodyBytes == 1 << 20)
+    #expect(http.authenticationToken == "t" && http.topics[.segments] == "ns-skywalking-segments")
+    #expect(http.oapHTTP == OAPHTTPAddress(host: "oap", port: 12800))
+    #expect(http.settingNames.oapHTTP == "SW_RELAY_OAP_HTTP_ADDRESS")
+    #expect(http.settingNames.maxBodyBytes == "SW_RELAY_HTTP_MAX_BODY_BYTES")
+    let off = try RelayConfiguration(
+      environment: Self.minimal.merging(["SW_RELAY_HTTP_ADDRESS": "off"], uniquingKeysWith: { $1 }))
+    #expect(off.http == nil)
+    #expect(throws: ConfigurationError.self) {
+      try RelayConfiguration(
+        environment: Self.minimal.merging(["SW_RELAY_HTTP_ADDRESS": "no"], uniquingKeysWith: { $1 })
+      )
+    }
   }
 
   /// A pod whose brokers variable went missing must not acknowledge into an in-memory Kafka.

@@ -6,6 +6,7 @@ import Logging
 import MockKafka
 import NIOCore
 import RelayTestSupport
+import SkyWalkingGRPC
 import SkyWalkingProtocol
 import SwiftProtobuf
 import Testing

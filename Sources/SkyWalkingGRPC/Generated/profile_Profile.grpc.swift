@@ -13,6 +13,7 @@
 
 import GRPCCore
 import GRPCProtobuf
+import SkyWalkingProtocol
 
 // MARK: - skywalking.v3.ProfileTask
 

@@ -12,6 +12,7 @@
 
 import GRPCCore
 import GRPCProtobuf
+import SkyWalkingProtocol
 
 // MARK: - skywalking.v3.ConfigurationDiscoveryService
 

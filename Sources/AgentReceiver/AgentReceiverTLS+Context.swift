@@ -1,0 +1,43 @@
+import NIOSSL
+
+extension AgentReceiverTLS {
+  /// Loads the TLS files as an endpoint will, for `--check-config`.
+  package func validate() throws(AgentReceiverError) {
+    _ = try makeContext(applicationProtocols: [])
+  }
+
+  /// Loads the certificate chain, key and optional client CA once, so a bad file stops the relay
+  /// at startup with the field to fix instead of failing every handshake. The gRPC and the
+  /// HTTP endpoint share these files and differ only in the protocol they offer over ALPN.
+  package func makeContext(
+    applicationProtocols: [String]
+  ) throws(AgentReceiverError) -> NIOSSLContext {
+    func load<T>(
+      _ what: String, _ path: String, _ field: String, _ body: () throws -> T
+    ) throws(AgentReceiverError) -> T {
+      do { return try body() } catch {
+        throw AgentReceiverError(
+          code: .tlsUnusable, field: field, message: "cannot use \(what) \(path)", cause: error)
+      }
+    }
+    let chain = try load("certificate chain", certificateChainPath, "tls.certificateChainPath") {
+      try NIOSSLCertificate.fromPEMFile(certificateChainPath)
+    }
+    let key = try load("private key", privateKeyPath, "tls.privateKeyPath") {
+      try NIOSSLPrivateKey(file: privateKeyPath, format: .pem)
+    }
+    var configuration = TLSConfiguration.makeServerConfiguration(
+      certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    configuration.applicationProtocols = applicationProtocols
+    if let clientCAPath {
+      let roots = try load("client CA", clientCAPath, "tls.clientCAPath") {
+        try NIOSSLCertificate.fromPEMFile(clientCAPath)
+      }
+      configuration.trustRoots = .certificates(roots)
+      configuration.certificateVerification = .noHostnameVerification
+    }
+    return try load("the key with the certificate", privateKeyPath, "tls.privateKeyPath") {
+      try NIOSSLContext(configuration: configuration)
+    }
+  }
+}

@@ -1,0 +1,76 @@
+import AgentReceiver
+import SkyWalkingWire
+
+/// What the agents' HTTP endpoint (the OAP's REST protocol) listens on and where its records go.
+package struct HTTPReceiverConfiguration: Sendable {
+  package var host: String
+  package var port: Int
+  /// Largest request body read; a larger one is answered 413 and the connection closed, so one
+  /// client cannot make the relay buffer without bound.
+  package var maxBodyBytes: Int
+  /// Largest record (key + value) bound for Kafka; bigger elements are refused, as on gRPC.
+  package var maxRecordBytes: Int
+  /// The resolved (namespace-prefixed) Kafka topic of each kind of agent data.
+  package var topics: [AgentTopic: String]
+  /// Connections beyond this are closed as soon as they are accepted.
+  package var maxConnections: Int
+  /// How long a keep-alive connection may take to complete its next request before it is
+  /// closed (idle, or sending a body slowly).
+  package var requestTimeout: Duration
+  /// The same token as the gRPC endpoint's: requests whose `authentication` header differs are
+  /// refused 401.
+  package var authenticationToken: String?
+  /// The same PEM files as the gRPC endpoint's, offered with ALPN `http/1.1`.
+  package var tls: AgentReceiverTLS?
+  /// The OAP's REST port, for what has no Kafka topic (browser data, events); nil refuses it.
+  package var oapHTTP: OAPHTTPAddress?
+  /// How long the OAP may take to answer a forwarded request.
+  package var oapTimeout: Duration
+  /// How answers name the settings behind them, so the message says what to change.
+  package var settingNames = SettingNames()
+
+  /// Each defaults to the field's own name; a program configured otherwise passes its names.
+  package struct SettingNames: Sendable {
+    package var maxBodyBytes = "maxBodyBytes"
+    package var maxRecordBytes = "maxRecordBytes"
+    package var oapHTTP = "oapHTTP"
+    package init() {}
+  }
+
+  package init(
+    host: String = "0.0.0.0",
+    port: Int = 12800,
+    maxBodyBytes: Int = 16 << 20,
+    maxRecordBytes: Int = 1_000_000,
+    topics: [AgentTopic: String] = AgentTopic.defaultNames,
+    maxConnections: Int = 10_000,
+    requestTimeout: Duration = .seconds(60),
+    authenticationToken: String? = nil,
+    tls: AgentReceiverTLS? = nil,
+    oapHTTP: OAPHTTPAddress? = nil,
+    oapTimeout: Duration = .seconds(10)
+  ) {
+    self.host = host
+    self.port = port
+    self.maxBodyBytes = maxBodyBytes
+    self.maxRecordBytes = maxRecordBytes
+    self.topics = topics
+    self.maxConnections = maxConnections
+    self.requestTimeout = requestTimeout
+    self.authenticationToken = authenticationToken
+    self.tls = tls
+    self.oapHTTP = oapHTTP
+    self.oapTimeout = oapTimeout
+  }
+}
+
+/// Where the OAP's REST port is (`core.default.restHost:restPort`, 12800 by default).
+package struct OAPHTTPAddress: Sendable, Equatable {
+  package var host: String
+  package var port: Int
+
+  package init(host: String, port: Int) {
+    self.host = host
+    self.port = port
+  }
+}

@@ -1,0 +1,109 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Passes a request with no Kafka topic (browser data, events) to the OAP's REST port and
+/// returns the OAP's answer, so the agent hears 200 only when the OAP took the data.
+///
+/// One connection per request: browser and event reports are rare next to segments, and a
+/// fresh connection needs no pool, no reconnection and no pipelining state.
+struct OAPHTTPForwarder: Sendable {
+  let address: OAPHTTPAddress
+  let timeout: TimeAmount
+
+  /// The OAP's answer, or a 503 naming the OAP when it cannot be reached in time.
+  func forward(
+    uri: String, headers: HTTPHeaders, body: ByteBuffer, on eventLoop: any EventLoop
+  ) -> EventLoopFuture<HTTPReply> {
+    let promise = eventLoop.makePromise(of: HTTPReply.self)
+    let (address, timeout) = (self.address, self.timeout)
+    let connected = ClientBootstrap(group: eventLoop)
+      .connectTimeout(timeout)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHTTPClientHandlers()
+          try channel.pipeline.syncOperations.addHandler(OAPResponseCollector(promise: promise))
+        }
+      }
+      .connect(host: address.host, port: address.port)
+    connected.whenSuccess { channel in
+      var forwarded = HTTPHeaders()
+      forwarded.add(name: "Host", value: "\(address.host):\(address.port)")
+      forwarded.add(name: "Content-Length", value: String(body.readableBytes))
+      forwarded.add(name: "Connection", value: "close")
+      for name in ["Content-Type", "authentication"] {
+        for value in headers[name] { forwarded.add(name: name, value: value) }
+      }
+      let head = HTTPRequestHead(
+        version: .http1_1, method: .POST, uri: uri, headers: forwarded)
+      channel.write(HTTPClientRequestPart.head(head), promise: nil)
+      channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+      channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+      let timer = channel.eventLoop.scheduleTask(in: timeout) {
+        promise.fail(
+          OAPUnanswered(reason: "no answer within \(timeout.nanoseconds / 1_000_000) ms"))
+      }
+      promise.futureResult.whenComplete { _ in
+        timer.cancel()
+        channel.close(promise: nil)
+      }
+    }
+    connected.whenFailure { promise.fail($0) }
+    return promise.futureResult.flatMapErrorWithEventLoop { error, eventLoop in
+      eventLoop.makeSucceededFuture(
+        HTTPReply(
+          status: .serviceUnavailable,
+          text: "the OAP's REST port \(address.host):\(address.port) did not answer: \(error); "
+            + "nothing was delivered",
+          retryAfterSeconds: HTTPReply.retryAfterSeconds))
+    }
+  }
+}
+
+/// The OAP closed or failed the connection before its answer was complete.
+private struct OAPUnanswered: Error, CustomStringConvertible {
+  var reason: String
+  var description: String { reason }
+}
+
+/// Collects the OAP's answer into one `HTTPReply`; the first outcome wins.
+private final class OAPResponseCollector: ChannelInboundHandler {
+  typealias InboundIn = HTTPClientResponsePart
+
+  private let promise: EventLoopPromise<HTTPReply>
+  private var reply: HTTPReply?
+  private var isDone = false
+
+  init(promise: EventLoopPromise<HTTPReply>) {
+    self.promise = promise
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    switch unwrapInboundIn(data) {
+    case .head(let head):
+      reply = HTTPReply(
+        status: head.status, contentType: head.headers.first(name: "Content-Type") ?? "text/plain",
+        body: [])
+    case .body(let buffer):
+      reply?.body.append(contentsOf: buffer.readableBytesView)
+    case .end:
+      if let reply { finish(.success(reply)) }
+    }
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    finish(.failure(OAPUnanswered(reason: "the connection closed before a complete answer")))
+    context.fireChannelInactive()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    finish(.failure(error))
+    context.close(promise: nil)
+  }
+
+  private func finish(_ result: Result<HTTPReply, any Error>) {
+    guard !isDone else { return }
+    isDone = true
+    promise.completeWith(result)
+  }
+}
