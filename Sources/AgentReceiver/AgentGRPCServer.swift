@@ -8,7 +8,6 @@ import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
-import Synchronization
 
 /// The gRPC endpoint agents point `collector.backend_service` at.
 ///
@@ -66,26 +65,8 @@ package final class AgentGRPCServer: Service, Sendable {
     shared.logger.info("gRPC endpoint listening", metadata: ["address": "\(channel.localAddress!)"])
     onListening(channel.localAddress!)
 
-    let drained = group.next().makePromise(of: Void.self)
-    let quiescingStarted = Atomic<Bool>(false)
-    await withTaskCancellationHandler {
-      await withGracefulShutdownHandler {
-        try? await channel.closeFuture.get()
-      } onGracefulShutdown: {
-        quiescingStarted.store(true, ordering: .sequentiallyConsistent)
-        quiescing.initiateShutdown(promise: drained)
-      }
-    } onCancel: {
-      channel.close(promise: nil)
-    }
-    guard quiescingStarted.load(ordering: .sequentiallyConsistent), !Task.isCancelled else {
-      // Cancelled or closed without a graceful shutdown: nothing to drain.
-      drained.succeed(())
-      return
-    }
     let grace = shared.configuration.shutdownGracePeriod
-    let drainedInTime = await drained.futureResult.completes(
-      within: TimeAmount(grace) + .seconds(1), on: group.next())
+    let drainedInTime = await quiescing.serve(channel, on: group.next(), grace: TimeAmount(grace))
     if !drainedInTime {
       shared.logger.warning(
         "gRPC connections still open after the shutdown grace period; closing them",

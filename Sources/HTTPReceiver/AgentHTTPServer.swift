@@ -9,7 +9,6 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
-import Synchronization
 
 /// The HTTP/1.1 endpoint of the agents that never speak gRPC (nginx-lua, Kong, the browser
 /// agent, the Python agent's `http` protocol): the OAP's REST protocol, into the same queue.
@@ -86,24 +85,8 @@ package final class AgentHTTPServer: Service, Sendable {
     shared.logger.info("HTTP endpoint listening", metadata: ["address": "\(channel.localAddress!)"])
     onListening(channel.localAddress!)
 
-    let drained = group.next().makePromise(of: Void.self)
-    let quiescingStarted = Atomic<Bool>(false)
-    await withTaskCancellationHandler {
-      await withGracefulShutdownHandler {
-        try? await channel.closeFuture.get()
-      } onGracefulShutdown: {
-        quiescingStarted.store(true, ordering: .sequentiallyConsistent)
-        quiescing.initiateShutdown(promise: drained)
-      }
-    } onCancel: {
-      channel.close(promise: nil)
-    }
-    guard quiescingStarted.load(ordering: .sequentiallyConsistent), !Task.isCancelled else {
-      drained.succeed(())
-      return
-    }
-    let inTime = await drained.futureResult.completes(
-      within: TimeAmount(shutdownGracePeriod) + .seconds(1), on: group.next())
+    let inTime = await quiescing.serve(
+      channel, on: group.next(), grace: TimeAmount(shutdownGracePeriod))
     if !inTime {
       shared.logger.warning(
         "HTTP connections still open after the shutdown grace period; closing them",
