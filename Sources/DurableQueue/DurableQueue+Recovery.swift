@@ -47,9 +47,11 @@ extension DurableQueue {
     } catch {
       throw unusable(error.description)
     }
-    guard flock(lock.descriptor, LOCK_EX | LOCK_NB) == 0 else {
+    guard Self.acquire(lock) else {
       lock.close()
-      throw unusable("another process (a second relay?) holds its lock file")
+      throw unusable(
+        "another process (a second relay?) has held its lock file for \(Self.lockWaitMilliseconds) ms"
+      )
     }
     do {
       return try recoverLocked(
@@ -236,5 +238,25 @@ extension DurableQueue {
       }
       position = read.next
     }
+  }
+}
+
+extension DurableQueue {
+  static let lockWaitMilliseconds = 2_000
+
+  /// Takes the directory's `flock`, waiting up to `lockWaitMilliseconds` for a holder to let go:
+  /// a process that is exiting (a relay killed a moment ago, a child forked by some other thread
+  /// that has not yet exec'd and so still shares the descriptor) releases it within moments,
+  /// while a second live relay keeps it and is refused.
+  static func acquire(_ lock: LogFile) -> Bool {
+    var waited = 0
+    while flock(lock.descriptor, LOCK_EX | LOCK_NB) != 0 {
+      guard errno == EWOULDBLOCK || errno == EINTR, waited < lockWaitMilliseconds else {
+        return false
+      }
+      usleep(20_000)
+      waited += 20
+    }
+    return true
   }
 }

@@ -202,6 +202,37 @@ import Testing
     #expect(readAll(recovered, from: recovered.confirmedPosition).values == ["1"])
   }
 
+  /// A second queue on a directory in use is refused, after the bounded wait for the lock; once
+  /// the first closes, the directory opens at once.
+  @Test func aDirectoryInUseIsRefusedUntilItsQueueCloses() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let first = try openQueue(directory)
+    do {
+      _ = try openQueue(directory)
+      Issue.record("opened a queue directory another queue holds")
+    } catch let error as QueueError {
+      #expect(error.code == .directoryUnusable)
+      #expect(error.message.contains("lock file"))
+    }
+    first.close()
+    try openQueue(directory).close()
+  }
+
+  /// A holder that lets go within the wait (an exiting process) does not fail the open.
+  @Test func waitsForALockHolderThatLetsGo() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let holder = open(directory.path + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    #expect(flock(holder, LOCK_EX) == 0)
+    // An OS thread, not a task: the open blocks this thread, and the pool may have no other.
+    Thread.detachNewThread {
+      usleep(200_000)  // the exiting holder's remaining life
+      close(holder)
+    }
+    try openQueue(directory).close()
+  }
+
   @Test func unusableDirectoryIsAClearError() throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
