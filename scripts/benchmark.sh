@@ -4,10 +4,12 @@
 #   scripts/benchmark.sh              # about 4 minutes on 2 cores, after the release build
 #   BENCH_SECONDS=5 scripts/benchmark.sh      # shorter load phases
 #   BENCH_BACKLOG_MIB=1024 scripts/benchmark.sh  # backlog-drain phase size (0 skips it)
+#   BENCH_RELAY_BIN=/path/to/skywalking-kafka-relay scripts/benchmark.sh  # measure another build
 #
 # Everything runs on loopback: librdkafka's mock cluster (relay-mock-kafka, its own process),
 # the release relay (fsync interval, queue in a temporary directory) and relay-loadgen. The
-# relay's CPU is user+sys from /proc/<pid>/stat around each load phase; its memory is VmRSS
+# relay's and the sink's CPU is the time their threads ran (/proc/<pid>/task/*/schedstat, in
+# nanoseconds) around each load phase; the relay's memory is VmRSS
 # (and VmHWM) from /proc/<pid>/status. Results: a table on stdout, and every JSON line the
 # load generator printed in $BENCH_OUT (default .build-bench/benchmark/results.jsonl).
 set -euo pipefail
@@ -20,9 +22,16 @@ BACKLOG_MIB=${BENCH_BACKLOG_MIB:-1024}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
 STREAMS=${BENCH_STREAMS_PER_CONNECTION:-2}
 SEGMENTS_PER_STREAM=${BENCH_SEGMENTS_PER_STREAM:-50}
-IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
+IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
+# Agent-shaped phases, each run against the sink and the relay: the Java agent opens a short
+# stream per flush of its buffer (a few segments) on each of many connections; the Go agent keeps
+# one stream open and sends each segment as it finishes.
+AGENT_CONNECTIONS=${BENCH_AGENT_CONNECTIONS:-50}
+JAVA_SEGMENTS_PER_STREAM=${BENCH_JAVA_SEGMENTS_PER_STREAM:-5}
+JAVA_RATES=${BENCH_JAVA_RATES:-200 1000 5000 20000}
+GO_RATES=${BENCH_GO_RATES:-200 5000}
 OUT_DIR=${BENCH_OUT_DIR:-$SCRATCH/benchmark}
-BUDGET_SECONDS=${BENCH_BUDGET_SECONDS:-540}
+BUDGET_SECONDS=${BENCH_BUDGET_SECONDS:-900}
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'benchmark.sh: %s\n' "$*" >&2; exit 1; }
@@ -38,6 +47,8 @@ for product in skywalking-kafka-relay relay-mock-kafka relay-loadgen; do
 done
 BIN=$(swift build -c release --package-path Benchmarks --scratch-path "$SCRATCH" --show-bin-path)
 LOADGEN="$BIN/relay-loadgen"
+RELAY_BIN=${BENCH_RELAY_BIN:-$BIN/skywalking-kafka-relay}
+[[ -x $RELAY_BIN ]] || die "BENCH_RELAY_BIN=$RELAY_BIN is not an executable"
 
 mkdir -p "$OUT_DIR"
 RESULTS="$OUT_DIR/results.jsonl"
@@ -64,9 +75,9 @@ trap cleanup EXIT
 WATCHDOG=$!
 STARTED_PIDS+=("$WATCHDOG")
 
-CLK_TCK=$(getconf CLK_TCK)
-# user+sys ticks of a process (fields 14 and 15 of /proc/<pid>/stat, after the command name).
-cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# Nanoseconds every thread of a process has run: precise at rates where a phase costs only a
+# few clock ticks (/proc/<pid>/stat counts in 10 ms ticks).
+cpu_nanos() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ sum += $1 } END { printf "%.0f\n", sum }'; }
 status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 wait_for_line() {  # file, pattern, seconds
   local deadline=$((SECONDS + $3))
@@ -128,11 +139,47 @@ SINK_PID=$!
 STARTED_PIDS+=("$SINK_PID")
 wait_for_line "$WORK/sink.out" '^SINK=' 20
 SINK=$(sed -n 's/^SINK=//p' "$WORK/sink.out")
-SINK_CPU0=$(cpu_ticks "$SINK_PID")
+SINK_CPU0=$(cpu_nanos "$SINK_PID")
 SINKRUN=$(loadgen load --target "$SINK" "${SHAPE[@]}" --duration "$SECONDS_PER_PHASE")
-SINK_CPU1=$(cpu_ticks "$SINK_PID")
+SINK_CPU1=$(cpu_nanos "$SINK_PID")
 SINKRUN_1K=$(loadgen load --target "$SINK" "${SHAPE[@]}" --segment-size 1024 \
   --duration "$SECONDS_PER_PHASE")
+
+# Prints the loadgen arguments of an agent-shaped phase, by name: java-<rate|max>, go-<rate>.
+agent_shape() {
+  local kind=${1%%-*} rate=${1#*-}
+  local args=(--connections "$AGENT_CONNECTIONS" --segment-size 1024 --duration "$SECONDS_PER_PHASE")
+  [[ $rate != max ]] && args+=(--rate "$rate")
+  case $kind in
+    java) args+=(--streams-per-connection 1 --segments-per-stream "$JAVA_SEGMENTS_PER_STREAM") ;;
+    go) args+=(--streams-per-connection 1 --long-lived) ;;
+  esac
+  echo "${args[@]}"
+}
+AGENT_PHASES=()
+for rate in $JAVA_RATES max; do AGENT_PHASES+=("java-$rate"); done
+for rate in $GO_RATES; do AGENT_PHASES+=("go-$rate"); done
+# Records one phase's CPU, rate and latencies as a JSON line: name, target, pid, loadgen args.
+measured_phase() {
+  local name=$1 target=$2 pid=$3; shift 3
+  local cpu0 cpu1 json
+  cpu0=$(cpu_nanos "$pid")
+  json=$(loadgen load --target "$target" "$@")
+  cpu1=$(cpu_nanos "$pid")
+  jq -c --arg phase "$name" --argjson nanos $((cpu1 - cpu0)) \
+    '{phase: $phase, segments, segmentsPerSecond, mebibytesPerSecond, averageSegmentBytes,
+      seconds, cpuSeconds: ($nanos / 1e9), cpuMicrosPerSegment: (if .segments > 0
+        then $nanos / 1e3 / .segments else null end),
+      coreShare: (if .seconds > 0 then $nanos / 1e9 / .seconds else null end),
+      ackP50: .ack.p50Ms, ackP99: .ack.p99Ms, ackP999: .ack.p999Ms,
+      deliveryP50: .delivery.p50Ms, deliveryP99: .delivery.p99Ms, delivered, failedStreams}' \
+    <<<"$json"
+}
+log "ceiling (c) on the agent shapes: ${AGENT_PHASES[*]}"
+for phase in "${AGENT_PHASES[@]}"; do
+  # shellcheck disable=SC2046  # the shape is a list of words
+  measured_phase "$phase" "$SINK" "$SINK_PID" $(agent_shape "$phase") >>"$WORK/sink-phases.jsonl"
+done
 kill "$SINK_PID"; wait "$SINK_PID" 2>/dev/null || true
 
 # --- The relay. ---
@@ -142,7 +189,7 @@ mkdir -p "$WORK/queue"
   export SW_RELAY_QUEUE_DIR="$WORK/queue" SW_RELAY_QUEUE_FSYNC=interval
   export SW_RELAY_QUEUE_MAX_BYTES=$(((BACKLOG_MIB + 1024) << 20))
   export SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" SW_RELAY_LOG_LEVEL=info
-  exec "$BIN/skywalking-kafka-relay"
+  exec "$RELAY_BIN"
 ) >"$WORK/relay.log" 2>&1 &
 RELAY_PID=$!
 STARTED_PIDS+=("$RELAY_PID")
@@ -164,22 +211,11 @@ rss_sampler_stop() { kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null ||
   sort -n "$WORK/rss.samples" | tail -n 1; }
 
 relay_phase() {  # name, loadgen args...: runs a load against the relay, records CPU and RSS
-  local name=$1; shift
-  local cpu0 cpu1 json segments peak
-  cpu0=$(cpu_ticks "$RELAY_PID")
+  local name=$1 line peak; shift
   rss_sampler_start
-  json=$(loadgen load --target "$GRPC" --kafka "$BOOTSTRAP" "$@")
+  line=$(measured_phase "$name" "$GRPC" "$RELAY_PID" --kafka "$BOOTSTRAP" "$@")
   peak=$(rss_sampler_stop)
-  cpu1=$(cpu_ticks "$RELAY_PID")
-  segments=$(jq '.segments' <<<"$json")
-  jq -c --arg phase "$name" --argjson ticks $((cpu1 - cpu0)) --argjson hz "$CLK_TCK" \
-    --argjson peak "$peak" \
-    '{phase: $phase, segments, segmentsPerSecond, mebibytesPerSecond, averageSegmentBytes,
-      cpuSeconds: ($ticks / $hz), cpuMicrosPerSegment: (if .segments > 0
-        then $ticks / $hz * 1e6 / .segments else null end),
-      ackP50: .ack.p50Ms, ackP99: .ack.p99Ms, ackP999: .ack.p999Ms,
-      deliveryP50: .delivery.p50Ms, deliveryP99: .delivery.p99Ms, delivered, failedStreams,
-      rssPeakKiB: $peak}' <<<"$json" >>"$WORK/phases.jsonl"
+  jq -c --argjson peak "$peak" '. + {rssPeakKiB: $peak}' <<<"$line" >>"$WORK/phases.jsonl"
 }
 
 log "relay: warm-up"
@@ -193,6 +229,11 @@ HALF=$(jq -n --argjson r "$MAX_RATE" '($r / 2 | floor)')
 log "relay: half the maximum rate ($HALF segments/s), Java-agent shape (1 stream per connection)"
 relay_phase half-mixed --connections "$CONNECTIONS" --streams-per-connection 1 \
   --segments-per-stream "$SEGMENTS_PER_STREAM" --rate "$HALF" --duration "$SECONDS_PER_PHASE"
+for phase in "${AGENT_PHASES[@]}"; do
+  log "relay: agent shape $phase"
+  # shellcheck disable=SC2046  # the shape is a list of words
+  relay_phase "$phase" $(agent_shape "$phase")
+done
 RSS_LOAD_HWM=$(status_kib "$RELAY_PID" VmHWM)
 
 log "relay: $IDLE_CONNECTIONS idle agent connections"
@@ -265,8 +306,8 @@ S_RATE=$(ceiling "$SINKRUN")
 LOWEST=$(jq -n --argjson a "$P_RATE" --argjson b "$DI_RATE" --argjson c "$S_RATE" '[$a, $b, $c] | min')
 P1K=$(ceiling "$PRODUCE_1K"); DI1K=$(ceiling "$DISK_INTERVAL_1K"); S1K=$(ceiling "$SINKRUN_1K")
 LOWEST_1K=$(jq -n --argjson a "$P1K" --argjson b "$DI1K" --argjson c "$S1K" '[$a, $b, $c] | min')
-SINK_US=$(jq -n --argjson t $((SINK_CPU1 - SINK_CPU0)) --argjson hz "$CLK_TCK" \
-  --argjson n "$(jq '.segments' <<<"$SINKRUN")" '$t / $hz * 1e6 / $n')
+SINK_US=$(jq -n --argjson t $((SINK_CPU1 - SINK_CPU0)) \
+  --argjson n "$(jq '.segments' <<<"$SINKRUN")" '$t / 1e3 / $n')
 {
   echo
   echo "skywalking-kafka-relay benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -288,7 +329,25 @@ SINK_US=$(jq -n --argjson t $((SINK_CPU1 - SINK_CPU0)) --argjson hz "$CLK_TCK" \
       ((.rssPeakKiB / 1024 * 10 | floor / 10 | tostring) + "M")] | @tsv' "$WORK/phases.jsonl" |
     awk -F'\t' '{ printf "%-11s %10s %7s %8s %8s %8s %9s %9s %9s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
   echo "(latencies in ms; ÷ceil against the lowest ceiling of the same segment sizes;"
-  echo " µs/seg = relay user+sys CPU ÷ accepted segments, Kafka delivery included)"
+  echo " µs/seg = relay CPU ÷ accepted segments, Kafka delivery included)"
+  echo
+  echo "Agent shapes ($AGENT_CONNECTIONS connections, 1 KiB segments; java = one stream of $JAVA_SEGMENTS_PER_STREAM segments at a time,"
+  echo "go = one long-lived stream, a message per segment; the sink on the same shape in the same run):"
+  printf '%-11s %9s %9s %9s %7s %7s %8s %8s %9s %9s\n' phase seg/s "relay µs" "sink µs" "÷ sink" "% core" \
+    "ack p50" "ack p99" "ack p99.9" "deliv p99"
+  jq -rs 'map(select(.phase | test("^(java|go)-")))
+      | (map(select(.role == "sink")) | INDEX(.phase)) as $sink
+      | map(select(.role == "relay"))[]
+      | [.phase, (.segmentsPerSecond | floor), (.cpuMicrosPerSegment * 10 | floor / 10),
+         ($sink[.phase].cpuMicrosPerSegment * 10 | floor / 10),
+         (.cpuMicrosPerSegment / $sink[.phase].cpuMicrosPerSegment * 100 | floor / 100),
+         (.coreShare * 1000 | floor / 10), (.ackP50 // "-"), (.ackP99 // "-"),
+         (.ackP999 // "-"), (.deliveryP99 // "-")] | @tsv' \
+    <(jq -c '. + {role: "sink"}' "$WORK/sink-phases.jsonl") \
+    <(jq -c '. + {role: "relay"}' "$WORK/phases.jsonl") |
+    awk -F'\t' '{ printf "%-11s %9s %9s %9s %7s %7s %8s %8s %9s %9s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
+  echo "(relay µs and sink µs: CPU per segment; % core: relay CPU ÷ phase time; go shapes have no"
+  echo " per-segment ack, their delivery is timed from the send)"
   echo
   printf 'RSS: idle %.1f MiB; peak under load (VmHWM) %.1f MiB; before idle conns %.1f MiB; with %s (%s) %.1f MiB (+%.1f MiB)\n' \
     "$(jq -n "$RSS_IDLE / 1024")" "$(jq -n "$RSS_LOAD_HWM / 1024")" "$(jq -n "$RSS_BEFORE_IDLE / 1024")" \
@@ -298,4 +357,5 @@ SINK_US=$(jq -n --argjson t $((SINK_CPU1 - SINK_CPU0)) --argjson hz "$CLK_TCK" \
   echo "VmHWM over the whole run: $(jq -n "$RSS_HWM / 1024 * 10 | floor / 10") MiB"
 } | tee "$OUT_DIR/summary.txt"
 cat "$WORK/phases.jsonl" >>"$RESULTS"
+jq -c '. + {target: "sink"}' "$WORK/sink-phases.jsonl" >>"$RESULTS"
 log "JSON lines in $RESULTS, table in $OUT_DIR/summary.txt"

@@ -4,7 +4,8 @@ import NIOPosix
 import SystemClock
 
 /// One simulated agent: an HTTP/2 connection that opens `collect` streams, either on a fixed
-/// schedule or back to back. Confined to its channel's event loop; other threads reach it
+/// schedule or back to back, or keeps long-lived streams open and sends one segment on them at
+/// a time on a fixed schedule. Confined to its channel's event loop; other threads reach it
 /// through its `NIOLoopBound` handle.
 final class AgentConnection {
   private let channel: any Channel
@@ -15,6 +16,10 @@ final class AgentConnection {
   /// Scheduled streams that could not start because the connection was at its concurrency.
   private var owedStreams = 0
   private var ticker: RepeatedTask?
+  /// Long-lived streams, once open, and how many segments each has sent.
+  private var longLivedStreams: [ClientStreamHandler?] = []
+  private var sentOnStream: [Int] = []
+  private var nextLongLivedStream = 0
   private var finishing = false
   private var drained: EventLoopPromise<ConnectionStats>?
   private(set) var stats = ConnectionStats()
@@ -67,6 +72,9 @@ final class AgentConnection {
 
   /// Begins calling: `index` spreads the fixed-rate schedules of the connections over one period.
   func start(index: Int) {
+    if shared.plan.longLived {
+      for stream in 0..<shared.plan.streamsPerConnection { openLongLivedStream(stream) }
+    }
     if let rate = shared.plan.rate {
       let period = Double(shared.plan.connections * shared.plan.segmentsPerStream) / rate
       let periodNanos = max(Int64(period * 1e9), 1_000)
@@ -86,6 +94,7 @@ final class AgentConnection {
   func finish() -> EventLoopFuture<ConnectionStats> {
     finishing = true
     ticker?.cancel()
+    for stream in longLivedStreams { stream?.end() }
     let promise = channel.eventLoop.makePromise(of: ConnectionStats.self)
     drained = promise
     succeedIfDrained()
@@ -103,7 +112,9 @@ final class AgentConnection {
   }
 
   private func scheduledStreamDue() {
-    if inFlight < shared.plan.streamsPerConnection {
+    if shared.plan.longLived {
+      sendOnLongLivedStream()
+    } else if inFlight < shared.plan.streamsPerConnection {
       startStream()
     } else {
       owedStreams += 1
@@ -111,7 +122,7 @@ final class AgentConnection {
   }
 
   private func startStream() {
-    guard !finishing, channel.isActive, let first = shared.reserveStream() else {
+    guard !finishing, channel.isActive, let first = shared.reserveSegments() else {
       ticker?.cancel()
       return
     }
@@ -140,6 +151,69 @@ final class AgentConnection {
     }
   }
 
+  private func openLongLivedStream(_ stream: Int) {
+    longLivedStreams.append(nil)
+    sentOnStream.append(0)
+    inFlight += 1
+    let headers = shared.headers
+    let handle = self.handle!
+    let created = channel.eventLoop.makePromise(of: (any Channel).self)
+    created.futureResult.assumeIsolated().whenFailure { [self] error in
+      longLivedStreamFinished(
+        StreamOutcome(grpcStatus: nil, message: "cannot open a stream: \(error)", ackNanos: 0),
+        stream: stream)
+    }
+    multiplexer.createStreamChannel(promise: created) { channel in
+      channel.eventLoop.makeCompletedFuture {
+        let handler = ClientStreamHandler(longLivedWith: headers) { outcome in
+          handle.value.longLivedStreamFinished(outcome, stream: stream)
+        }
+        try channel.pipeline.syncOperations.addHandler(handler)
+        handle.value.longLivedStreams[stream] = handler
+      }
+    }
+  }
+
+  /// One segment on the next open long-lived stream; its delivery clock starts now, as nothing
+  /// acknowledges a single message of a stream that never ends.
+  private func sendOnLongLivedStream() {
+    guard !finishing, !longLivedStreams.isEmpty else { return }
+    let stream = nextLongLivedStream
+    nextLongLivedStream = (stream + 1) % longLivedStreams.count
+    guard let handler = longLivedStreams[stream], let sequence = shared.reserveSegments(1) else {
+      return
+    }
+    var message = channel.allocator.buffer(
+      capacity: shared.corpus.streamBytes(count: 1, firstSequence: sequence))
+    shared.corpus.writeStream(firstSequence: sequence, count: 1, into: &message)
+    guard handler.send(message) else { return }
+    let now = SystemClock.uptimeNanoseconds()
+    if stats.firstSendNanos == .max { stats.firstSendNanos = now }
+    sentOnStream[stream] += 1
+    shared.delivery?.acked(firstSequence: sequence, count: 1, atNanos: now)
+  }
+
+  private func longLivedStreamFinished(_ outcome: StreamOutcome, stream: Int) {
+    inFlight -= 1
+    longLivedStreams[stream] = nil
+    if outcome.grpcStatus == 0 {
+      stats.streamsOK += 1
+      stats.segmentsAcked += sentOnStream[stream]
+      stats.lastAckNanos = SystemClock.uptimeNanoseconds()
+    } else {
+      recordFailure(outcome)
+    }
+    succeedIfDrained()
+  }
+
+  private func recordFailure(_ outcome: StreamOutcome) {
+    stats.streamsFailed += 1
+    let reason =
+      outcome.grpcStatus.map { "grpc-status \($0): \(outcome.message.prefix(80))" }
+      ?? String(outcome.message.prefix(80))
+    stats.failures[reason, default: 0] += 1
+  }
+
   private func streamFinished(_ outcome: StreamOutcome, first: UInt64) {
     inFlight -= 1
     let count = shared.plan.segmentsPerStream
@@ -151,11 +225,7 @@ final class AgentConnection {
       stats.lastAckNanos = now
       shared.delivery?.acked(firstSequence: first, count: count, atNanos: now)
     } else {
-      stats.streamsFailed += 1
-      let reason =
-        outcome.grpcStatus.map { "grpc-status \($0): \(outcome.message.prefix(80))" }
-        ?? String(outcome.message.prefix(80))
-      stats.failures[reason, default: 0] += 1
+      recordFailure(outcome)
     }
     if shared.plan.rate == nil {
       // Via the loop, so a connection that fails instantly cannot recurse without bound.

@@ -19,6 +19,14 @@ struct LoadCommand: AsyncParsableCommand {
   @Option(help: "Segments per stream.")
   var segmentsPerStream = 50
 
+  @Flag(
+    help: """
+      Keep each stream open for the whole run and send one segment per message (the Go \
+      agent's shape; needs --rate; --segments-per-stream is ignored). Delivery is timed from \
+      the send, as nothing acknowledges one message of such a stream.
+      """)
+  var longLived = false
+
   @Option(help: "Segments per second over all connections; omit to go as fast as acks allow.")
   var rate: Double?
 
@@ -46,18 +54,20 @@ struct LoadCommand: AsyncParsableCommand {
           + "--streams-per-connection in 1...100")
     }
     if let rate, rate <= 0 { throw ValidationError("--rate must be > 0") }
+    if longLived, rate == nil { throw ValidationError("--long-lived needs --rate") }
   }
 
   func run() async throws {
     let corpus = try segments.corpus()
     let plan = LoadPlan(
       host: target.host, port: target.port, connections: connections,
-      streamsPerConnection: streamsPerConnection, segmentsPerStream: segmentsPerStream,
+      streamsPerConnection: streamsPerConnection,
+      segmentsPerStream: longLived ? 1 : segmentsPerStream, longLived: longLived,
       rate: rate, duration: bounds.bound, maxSegments: bounds.count)
     let delivery = try kafka.map { bootstrap throws(LoadgenError) in
       try DeliveryTracker(
         bootstrapServers: bootstrap, topic: topic, corpus: corpus,
-        segmentsPerStream: segmentsPerStream)
+        segmentsPerStream: plan.segmentsPerStream)
     }
     delivery?.start()
     let shared = LoadShared(plan: plan, corpus: corpus, delivery: delivery)
@@ -99,7 +109,8 @@ struct LoadCommand: AsyncParsableCommand {
     report.target = target.description
     report.connections = connections
     report.streamsPerConnection = streamsPerConnection
-    report.segmentsPerStream = segmentsPerStream
+    report.segmentsPerStream = longLived ? nil : segmentsPerStream
+    report.longLived = longLived ? true : nil
     report.segmentSizes = segments.segmentSize
     report.targetRate = rate
     report.failedStreams = stats.streamsFailed

@@ -9,7 +9,10 @@ struct LoadPlan: Sendable {
   var connections: Int
   /// Streams a connection keeps open at once (the Java agent uses one).
   var streamsPerConnection: Int
+  /// Segments per short stream; a long-lived stream sends one segment per message.
   var segmentsPerStream: Int
+  /// Streams stay open for the whole run and send one segment at a time (the Go agent's shape).
+  var longLived = false
   /// Segments per second over all connections; nil sends as fast as acks come back.
   var rate: Double?
   var duration: Duration
@@ -35,10 +38,11 @@ final class LoadShared: Sendable {
       authority: "\(plan.host):\(plan.port)", path: plan.path)
   }
 
-  /// The first sequence number of the next stream, or nil once the run is over.
-  func reserveStream() -> UInt64? {
+  /// The first of `segments` sequence numbers (by default a short stream's), or nil once the run
+  /// is over.
+  func reserveSegments(_ segments: Int? = nil) -> UInt64? {
     guard !stopped.load(ordering: .relaxed) else { return nil }
-    let count = UInt64(plan.segmentsPerStream)
+    let count = UInt64(segments ?? plan.segmentsPerStream)
     let first = nextSequence.wrappingAdd(count, ordering: .relaxed).oldValue
     if let limit = plan.maxSegments, first + count > limit {
       stop()

@@ -18,6 +18,7 @@ struct RunReport: Codable, Sendable {
   var connections: Int?
   var streamsPerConnection: Int?
   var segmentsPerStream: Int?
+  var longLived: Bool?
   var segmentSizes: String?
   var averageSegmentBytes: Int?
   var targetRate: Double?
@@ -56,6 +57,9 @@ struct RunReport: Codable, Sendable {
     ]
     if let target { rows.insert(("target", target), at: 1) }
     if let averageSegmentBytes { rows.append(("avg segment bytes", "\(averageSegmentBytes)")) }
+    if let connections, let streamsPerConnection, longLived == true {
+      rows.append(("shape", "\(connections) conns × \(streamsPerConnection) long-lived streams"))
+    }
     if let connections, let streamsPerConnection, let segmentsPerStream {
       rows.append(
         (
