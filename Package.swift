@@ -121,6 +121,7 @@ let package = Package(
         "ConnectionLimiter",
         "SkyWalkingWire",
         "DurableQueue",
+        "SystemClock",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

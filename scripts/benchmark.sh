@@ -218,6 +218,32 @@ relay_phase() {  # name, loadgen args...: runs a load against the relay, records
   jq -c --argjson peak "$peak" '. + {rssPeakKiB: $peak}' <<<"$line" >>"$WORK/phases.jsonl"
 }
 
+# The relay's own stage histograms over a phase: for each, the bucket bound that holds the p50
+# and the p99 of what the phase added (an upper bound; buckets from 0.25 ms).
+STAGES="relay_grpc_ack_latency_seconds relay_queue_append_wait_seconds relay_queue_append_write_seconds relay_ack_event_loop_wait_seconds"
+stage_snapshot() { curl -fsS "http://$ADMIN/metrics" >"$1"; }
+stage_report() {  # before, after
+  local metric
+  for metric in $STAGES; do
+    awk -v m="${metric}_bucket" '
+      FNR == 1 { file++ }
+      index($0, m "{le=\"") == 1 {
+        le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le)
+        if (file == 1) { before[le] = $2 } else { after[le] = $2; order[++n] = le }
+      }
+      END {
+        total = after["+Inf"] - before["+Inf"]
+        if (total <= 0) { exit }
+        for (i = 1; i <= n; i++) {
+          count = after[order[i]] - before[order[i]]
+          if (p50 == "" && count >= total * 0.5) p50 = order[i]
+          if (p99 == "" && count >= total * 0.99) p99 = order[i]
+        }
+        printf "%s\t%d\t%s\t%s\n", m, total, p50, p99
+      }' "$1" "$2"
+  done | sed 's/_bucket\t/\t/'
+}
+
 log "relay: warm-up"
 "$LOADGEN" load --target "$GRPC" "${SHAPE[@]}" --duration 2 >/dev/null 2>>"$WORK/loadgen.log"
 log "relay: maximum rate, mixed segments (0.5–20 KiB)"
@@ -227,8 +253,11 @@ log "relay: maximum rate, 1 KiB segments"
 relay_phase max-1KiB "${SHAPE[@]}" --segment-size 1024 --duration "$SECONDS_PER_PHASE"
 HALF=$(jq -n --argjson r "$MAX_RATE" '($r / 2 | floor)')
 log "relay: half the maximum rate ($HALF segments/s), Java-agent shape (1 stream per connection)"
+stage_snapshot "$WORK/stages.before"
 relay_phase half-mixed --connections "$CONNECTIONS" --streams-per-connection 1 \
   --segments-per-stream "$SEGMENTS_PER_STREAM" --rate "$HALF" --duration "$SECONDS_PER_PHASE"
+stage_snapshot "$WORK/stages.after"
+stage_report "$WORK/stages.before" "$WORK/stages.after" >"$WORK/stages.half-mixed"
 for phase in "${AGENT_PHASES[@]}"; do
   log "relay: agent shape $phase"
   # shellcheck disable=SC2046  # the shape is a list of words
@@ -348,6 +377,10 @@ SINK_US=$(jq -n --argjson t $((SINK_CPU1 - SINK_CPU0)) \
     awk -F'\t' '{ printf "%-11s %9s %9s %9s %7s %7s %8s %8s %9s %9s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
   echo "(relay µs and sink µs: CPU per segment; % core: relay CPU ÷ phase time; go shapes have no"
   echo " per-segment ack, their delivery is timed from the send)"
+  echo
+  echo "Where half-mixed's acknowledgements waited (relay histograms; bucket bounds in seconds):"
+  printf '  %-40s %9s %8s %8s\n' stage samples "p50 ≤" "p99 ≤"
+  awk -F'\t' '{ printf "  %-40s %9s %8s %8s\n", $1, $2, $3, $4 }' "$WORK/stages.half-mixed"
   echo
   printf 'RSS: idle %.1f MiB; peak under load (VmHWM) %.1f MiB; before idle conns %.1f MiB; with %s (%s) %.1f MiB (+%.1f MiB)\n' \
     "$(jq -n "$RSS_IDLE / 1024")" "$(jq -n "$RSS_LOAD_HWM / 1024")" "$(jq -n "$RSS_BEFORE_IDLE / 1024")" \

@@ -14,8 +14,8 @@ How the kills hit the interesting moments:
 - mid segment roll: the queue rolls files at SW_RELAY_QUEUE_SEGMENT_BYTES (64 KiB here, a roll
   every ~60 segments), so a random kill under load often lands on or near a roll;
 - mid position write: the publisher confirms deliveries continuously under load and the queue
-  rewrites `position` (tmp + rename) at most every ~10 ms under load, so kills land during
-  those writes too; a leftover `position.tmp` after a kill is evidence and is counted;
+  overwrites a slot of `position` at most every ~10 ms under load, so kills land during those
+  writes too; a `position` recovery could not read after a kill is counted (it must never be);
 - mid record write: a last segment file that does not end on a record boundary after the kill
   (a torn tail) is counted too.
 
@@ -41,8 +41,8 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from conftest import HarnessError, MockKafka, Relay, tail, wait_for  # noqa: E402
-from reliability_support import (AgentLoad, final_delivery_check, queue_segment_files, read_queue_file,  # noqa: E402
-                                 rss_bytes, status_document)
+from reliability_support import (AgentLoad, final_delivery_check, queue_segment_files, read_position,  # noqa: E402
+                                 read_queue_file, rss_bytes, status_document)
 
 
 @dataclass
@@ -69,21 +69,22 @@ class CycleRecord:
     kill_after_s: float
     acked_streams_before_kill: int
     last_segment_file: int
-    position_tmp_left: bool
+    position_after_kill: str  # valid / missing / corrupt, as recovery reads it
     torn_tail_bytes: int
     restart_s: float
 
 
-def _queue_evidence(queue_dir: Path) -> tuple[int, bool, int]:
-    """After a kill: the newest segment file number, whether a position write was interrupted,
-    and how many bytes of the last file do not form complete records (a torn tail)."""
+def _queue_evidence(queue_dir: Path) -> tuple[int, str, int]:
+    """After a kill: the newest segment file number, what recovery reads in `position`, and how
+    many bytes of the last file do not form complete records (a torn tail)."""
     files = queue_segment_files(queue_dir)
+    position = read_position(queue_dir)[0]
     if not files:
-        return 0, False, 0
+        return 0, position, 0
     last = files[-1]
     records = read_queue_file(last)
     parsed_end = records[-1].offset + records[-1].length if records else 0
-    return int(last.stem), (queue_dir / "position.tmp").exists(), last.stat().st_size - parsed_end
+    return int(last.stem), position, last.stat().st_size - parsed_end
 
 
 def _per_cycle(cycles: list[CycleRecord], epochs: dict[str, int], acked: set[str], check) -> list[dict]:
@@ -141,7 +142,7 @@ def run(config: CrashLoopConfig, log=print) -> dict:
             load.relay_up.clear()
             relay.kill()
             load.epoch = cycle + 1  # streams begun from here on go to the next incarnation
-            last_file, tmp_left, torn = _queue_evidence(queue_dir)
+            last_file, position, torn = _queue_evidence(queue_dir)
             restart_started = time.monotonic()
             relay.start()  # same ports, same queue directory; Kafka may still be down
             restart_s = time.monotonic() - restart_started
@@ -149,11 +150,11 @@ def run(config: CrashLoopConfig, log=print) -> dict:
             if kafka_down:
                 for broker in brokers:
                     mock.command(f"up {broker}")
-            cycles.append(CycleRecord(cycle, kafka_down, round(delay, 3), acked_before, last_file, tmp_left, torn,
+            cycles.append(CycleRecord(cycle, kafka_down, round(delay, 3), acked_before, last_file, position, torn,
                                       round(restart_s, 3)))
             log(f"cycle {cycle}: killed after {delay:.2f} s (kafka {'down' if kafka_down else 'up'}), "
                 f"{acked_before} streams acked so far, segment file {last_file}, "
-                f"position.tmp left={tmp_left}, torn tail={torn} B, ready again in {restart_s:.2f} s")
+                f"position {position}, torn tail={torn} B, ready again in {restart_s:.2f} s")
 
         load.stop()
         acked = load.acked_ids()
@@ -183,7 +184,7 @@ def run(config: CrashLoopConfig, log=print) -> dict:
             "per_cycle": per_cycle,
             "stream_failures": load.failures(),
             "kafka_outage_cycles": sum(c.kafka_down for c in cycles),
-            "kills_with_position_tmp_left": sum(c.position_tmp_left for c in cycles),
+            "kills_with_unreadable_position": sum(c.position_after_kill == "corrupt" for c in cycles),
             "kills_with_torn_tail": sum(c.torn_tail_bytes > 0 for c in cycles),
             "segment_files_rolled": cycles[-1].last_segment_file - 1 if cycles else 0,
             "restart_s": {"min": min(restart_times, default=None), "median": statistics.median(restart_times)

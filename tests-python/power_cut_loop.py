@@ -25,7 +25,7 @@ a few seconds falls back to a plain cut, and is counted):
 - `group-commit`: before or after an fdatasync of a queue file, or a write to one;
 - `roll`: before or after the creation of a new queue file, or the directory sync that follows
   (small SW_RELAY_QUEUE_SEGMENT_BYTES: a roll every ~60 segments);
-- `position`: before or after the creation, write or rename of `position.tmp`;
+- `position`: before or after a slot write or an `fdatasync` of `position`;
 - `unlink`: before or after the deletion of a delivered queue file;
 - `recovery`: the relay is killed (kill -9, page cache kept), restarted, and the power goes at a
   random call of its recovery.
@@ -120,8 +120,9 @@ def _aimed_triggers(kind: str, rng: random.Random, fsync: str) -> list[dict]:
         op = rng.choice(["create", "fsyncdir"])
         return [{"op": op, "path": SEGMENT_FILE if op == "create" else "", "when": when, "skip": 0}]
     if kind == "position":
-        op = rng.choice(["create", "write", "rename"])  # position.tmp is created anew each time
-        return [{"op": op, "path": r"position\.tmp", "when": when, "skip": rng.randrange(3)}]
+        # a slot of `position` is overwritten in place; it is synced on close and after recovery
+        op = rng.choice(["write", "write", "fdatasync"])
+        return [{"op": op, "path": r"/position$", "when": when, "skip": rng.randrange(3)}]
     if kind == "unlink":
         return [{"op": "unlink", "path": SEGMENT_FILE, "when": when, "skip": 0}]
     return []

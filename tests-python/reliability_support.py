@@ -369,16 +369,33 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+POSITION_SLOT_STRIDE = 4096
+
+
+def _position_slot(data: bytes, start: int) -> Optional[tuple[int, int, int]]:
+    """(sequence, segment, offset) of a valid slot: "SWRQPOS2", u64 sequence, file, offset, crc;
+    or, at offset 0, the 28-byte "SWRQPOS1" record of earlier versions (sequence 0)."""
+    slot = data[start:start + 36]
+    if len(slot) == 36 and slot[:8] == b"SWRQPOS2" and crc32c(slot[:32]) == struct.unpack_from("<I", slot, 32)[0]:
+        return struct.unpack_from("<QQQ", slot, 8)
+    legacy = data[start:start + 28]
+    if start == 0 and len(legacy) == 28 and legacy[:8] == b"SWRQPOS1" \
+            and crc32c(legacy[:24]) == struct.unpack_from("<I", legacy, 24)[0]:
+        return (0, *struct.unpack_from("<QQ", legacy, 8))
+    return None
+
+
 def read_position(queue_dir: Path) -> tuple[str, Optional[tuple[int, int]]]:
-    """The `position` file as recovery reads it: ("valid", (segment, offset)), ("missing", None)
-    or ("corrupt", None) (wrong size, magic or CRC)."""
+    """The `position` file as recovery reads it: ("valid", (segment, offset)) from the valid slot
+    with the higher sequence, ("missing", None) or ("corrupt", None) (no valid slot)."""
     try:
         data = (queue_dir / "position").read_bytes()
     except FileNotFoundError:
         return "missing", None
-    if len(data) != 28 or data[:8] != b"SWRQPOS1" or crc32c(data[:24]) != struct.unpack_from("<I", data, 24)[0]:
+    slots = [slot for slot in (_position_slot(data, 0), _position_slot(data, POSITION_SLOT_STRIDE)) if slot]
+    if not slots:
         return "corrupt", None
-    segment, offset = struct.unpack_from("<QQ", data, 8)
+    _, segment, offset = max(slots, key=lambda slot: slot[0])
     return "valid", (segment, offset)
 
 

@@ -180,12 +180,11 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
 
   private func submit(_ batch: RecordBatch, context: ChannelHandlerContext) {
     let handler = loopBoundSelf!
-    let eventLoop = context.eventLoop
     let (records, bytes) = (batch.count, batch.byteCount)
-    shared.queue.append(batch) { result in
-      eventLoop.execute {
-        handler.value.performIfActive { $0.appendFinished(result, records: records, bytes: bytes) }
-      }
+    shared.queue.append(
+      batch, answeringOn: context.eventLoop, eventLoopWait: shared.metrics.eventLoopWait
+    ) { result in
+      handler.value.performIfActive { $0.appendFinished(result, records: records, bytes: bytes) }
     }
   }
 

@@ -9,6 +9,8 @@ import Synchronization
 package final class ReceiverMetrics: Sendable {
   let activeStreams: Meter
   let ackLatency: Timer
+  /// A queue answer's wait for its event loop (see `DurableQueue.append(_:answeringOn:…)`).
+  package let eventLoopWait: Timer
   private let factory: any MetricsFactory
   private let labelled = Mutex<[[String]: Counter]>([:])
   private let unknownPaths = Mutex<Set<String>>([])
@@ -17,6 +19,7 @@ package final class ReceiverMetrics: Sendable {
     self.factory = factory
     activeStreams = Meter(label: "relay_grpc_active_streams", factory: factory)
     ackLatency = Timer(label: "relay_grpc_ack_latency_seconds", factory: factory)
+    eventLoopWait = Timer(label: "relay_ack_event_loop_wait_seconds", factory: factory)
   }
 
   /// Messages that arrived, by type (`segment`, `log`, …).

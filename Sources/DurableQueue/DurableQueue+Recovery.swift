@@ -15,6 +15,8 @@ extension DurableQueue {
     var confirmed: QueuePosition
     /// What the `position` file holds, nil when it must be (re)written.
     var persisted: QueuePosition?
+    /// The `position` file's handle, continuing from the slot recovery read.
+    var positionFile: PositionFile
     /// The last log file, open for writing at its valid end.
     var active: LogFile
   }
@@ -70,10 +72,11 @@ extension DurableQueue {
     var numbers = numbers
     var persisted: QueuePosition?
     var confirmed = QueuePosition(file: numbers.first ?? 1, offset: 0)
-    switch PositionFile.read(directory: directory) {
-    case .valid(let position):
-      persisted = position
-      confirmed = position
+    let positionContents = PositionFile.read(directory: directory)
+    switch positionContents {
+    case .valid(let slot):
+      persisted = slot.position
+      confirmed = slot.position
     case .missing where numbers.isEmpty:
       break
     case .missing:
@@ -148,7 +151,9 @@ extension DurableQueue {
     if persisted != confirmed { persisted = nil }
     return RecoveredLog(
       lock: lock, tornTailBytes: tornTailBytes, logFiles: logFiles, confirmed: confirmed,
-      persisted: persisted, active: active)
+      persisted: persisted,
+      positionFile: PositionFile(directory: directory, recovered: positionContents),
+      active: active)
   }
 
   /// The end of the last complete, valid record of `file`, scanning from `start`. Corruption

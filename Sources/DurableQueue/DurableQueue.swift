@@ -55,13 +55,13 @@ public final class DurableQueue: Sendable {
     metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
     let active = recovered.active
     var persisted = recovered.persisted
+    var positionFile = recovered.positionFile
     if persisted != recovered.confirmed {
       // Recovery moved the position (data behind it was lost, or it was missing): record that
       // durably before any new append, or a crash could leave the old position pointing into
       // records appended after it and skip them.
       do {
-        try PositionFile.write(
-          recovered.confirmed, directory: configuration.directory, durable: true)
+        try positionFile.write(recovered.confirmed, durable: true)
         persisted = recovered.confirmed
       } catch {
         logger.warning(
@@ -69,8 +69,9 @@ public final class DurableQueue: Sendable {
           metadata: ["error": "\(error)"])
       }
     }
-    DedicatedThread.start(name: "queue-writer") { [self, persisted] in
-      var writer = QueueWriter(queue: self, active: active, persisted: persisted)
+    DedicatedThread.start(name: "queue-writer") { [self, persisted, positionFile] in
+      var writer = QueueWriter(
+        queue: self, active: active, persisted: persisted, positionFile: positionFile)
       writer.run()
     }
   }
@@ -105,7 +106,9 @@ public final class DurableQueue: Sendable {
               + "waiting for Kafka to confirm deliveries"))
       }
       state.refusedBatchBytes = nil
-      state.pending.append(PendingAppend(batch: batch, completion: completion))
+      state.pending.append(
+        PendingAppend(
+          batch: batch, enqueuedAt: SystemClock.uptimeNanoseconds(), completion: completion))
       state.pendingBytes += batch.byteCount
       return .success(state.claimSleepingWriter())
     }
@@ -187,6 +190,8 @@ public final class DurableQueue: Sendable {
 
 struct PendingAppend: Sendable {
   var batch: RecordBatch
+  /// Monotonic nanoseconds; the writer times how long the batch waited for it.
+  var enqueuedAt: UInt64
   var completion: @Sendable (Result<Void, QueueError>) -> Void
 }
 

@@ -16,6 +16,11 @@ struct QueueMetrics: Sendable {
   let corruptBytes: Counter
   let tornTailBytes: Counter
   let fsyncDuration: Timer
+  /// An append's two stages inside the queue: waiting for the writer thread to take it, then
+  /// its group's write (and sync under `always`). With the receiver's hop back to the event
+  /// loop they add up to most of an acknowledgement's latency.
+  let appendWait: Timer
+  let appendWrite: Timer
 
   init(factory: any MetricsFactory) {
     bytes = Gauge(label: "relay_queue_bytes", factory: factory)
@@ -35,6 +40,8 @@ struct QueueMetrics: Sendable {
     corruptBytes = Counter(label: "relay_queue_corrupt_bytes_total", factory: factory)
     tornTailBytes = Counter(label: "relay_queue_torn_tail_bytes_total", factory: factory)
     fsyncDuration = Timer(label: "relay_queue_fsync_seconds", factory: factory)
+    appendWait = Timer(label: "relay_queue_append_wait_seconds", factory: factory)
+    appendWrite = Timer(label: "relay_queue_append_write_seconds", factory: factory)
   }
 
   func recordOccupancy(_ status: QueueStatus, nowMillis: UInt64) {

@@ -27,19 +27,26 @@ struct QueueWriter {
   private let fileBytes: UInt64
   private var schedule: QueueWriterSchedule
   private var active: ActiveLogFile
+  private var positionFile: PositionFile
   private var persistError: String?
   /// Reused between groups so a steady stream of commits allocates nothing here.
   private var group: [PendingAppend] = []
   private var buffers: [iovec] = []
-  /// Takes the `.interval` syncs off this thread; nil under `.always`, where the sync is the
-  /// acknowledgement's contract and stays inline.
-  private let syncer: BackgroundSyncer?
+  /// When the writer took the group being written.
+  private var takenAt: UInt64 = 0
+  /// Takes deletions, and the `.interval` syncs, off this thread. Under `.always` the sync is
+  /// the acknowledgement's contract and stays inline.
+  private let background: BackgroundFileWork
+  private var syncer: BackgroundFileWork? { policy == .interval ? background : nil }
 
-  init(queue: DurableQueue, active: LogFile, persisted: QueuePosition?) {
+  init(
+    queue: DurableQueue, active: LogFile, persisted: QueuePosition?, positionFile: PositionFile
+  ) {
     let configuration = queue.configuration
     self.queue = queue
+    self.positionFile = positionFile
     self.policy = configuration.fsyncPolicy
-    self.syncer = configuration.fsyncPolicy == .interval ? BackgroundSyncer(queue: queue) : nil
+    self.background = BackgroundFileWork(queue: queue)
     self.fileBytes = UInt64(max(1, configuration.fileBytes))
     let interval = configuration.fsyncInterval.components
     self.schedule = QueueWriterSchedule(
@@ -63,6 +70,10 @@ struct QueueWriter {
       let (confirmed, closed) = (observed.confirmed, observed.closed)
       if observed.shouldProbeFreeSpace { probeFreeSpace() }
       if !group.isEmpty {
+        takenAt = SystemClock.uptimeNanoseconds()
+        for append in group {
+          queue.metrics.appendWait.recordNanoseconds(Int64(takenAt &- append.enqueuedAt))
+        }
         writeGroup()
         group.removeAll(keepingCapacity: true)
       }
@@ -94,8 +105,9 @@ struct QueueWriter {
         }
       }
       if closed {
-        syncer?.stop()
+        background.stop()
         active.file.close()
+        positionFile.close()
         queue.writerExited.signal()
         return
       }
@@ -198,6 +210,8 @@ struct QueueWriter {
     }
     queue.metrics.writes.increment()
     queue.metrics.appendedBatches.increment(by: run.count)
+    let written = Int64(SystemClock.uptimeNanoseconds() &- takenAt)
+    for _ in run { queue.metrics.appendWrite.recordNanoseconds(written) }
     queue.metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
     for index in run { group[index].completion(.success(())) }
     handler?()
@@ -256,15 +270,24 @@ struct QueueWriter {
   }
 
   private mutating func roll() throws(SystemCallError) {
-    try timedSync()
+    // Under `interval` the old file's last sync and the new name's directory sync go to the
+    // background like every other sync: inline, the appends waiting for this roll waited for
+    // up to an interval's worth of writeback and a journal commit.
+    let background = syncer
+    if let background, background.sync(active.file) {
+      schedule.synced(at: SystemClock.uptimeNanoseconds())
+    } else {
+      try timedSync()
+    }
     let number = active.number + 1
     let file = try LogFile.open(
       queue.logFilePath(number), flags: O_RDWR | O_CREAT | O_TRUNC)
     do {
-      // The directory sync below also makes the last renamed `position` durable; its data must
-      // be on disk first, or a power cut leaves an empty position and a full replay.
-      try PositionFile.syncIfPresent(directory: queue.configuration.directory)
-      try LogFile.syncDirectory(queue.configuration.directory)
+      if let background {
+        background.syncDirectory(queue.configuration.directory)
+      } else {
+        try LogFile.syncDirectory(queue.configuration.directory)
+      }
     } catch {
       file.close()
       unlink(queue.logFilePath(number))
@@ -277,7 +300,7 @@ struct QueueWriter {
 
   private mutating func persist(_ confirmed: QueuePosition, at now: UInt64, durable: Bool) {
     do {
-      try PositionFile.write(confirmed, directory: queue.configuration.directory, durable: durable)
+      try positionFile.write(confirmed, durable: durable)
       schedule.persistAttempted(confirmed, at: now, succeeded: true)
       persistError = nil
     } catch {
@@ -308,11 +331,7 @@ struct QueueWriter {
       return (doomed, state.status)
     }
     guard !doomed.isEmpty else { return }
-    for number in doomed where unlink(queue.logFilePath(number)) != 0 {
-      queue.logger.warning(
-        "could not delete a confirmed log file; it is removed at the next start",
-        metadata: ["file": "\(LogFile.logFileName(number))", "errno": "\(errno)"])
-    }
+    for number in doomed { background.delete(queue.logFilePath(number)) }
     queue.metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
   }
 }

@@ -4,10 +4,13 @@
 /// - `<20-digit log file number>.log`: append-only log files, numbered from 1 upwards. A batch
 ///   never spans files; a log file is rolled when the next batch would push it past
 ///   `fileBytes`, and a batch larger than that goes alone into a fresh file.
-/// - `position`: the confirmed position (everything before it was delivered), replaced
-///   atomically: `"SWRQPOS1" | u64 LE log file | u64 LE offset | u32 LE crc32c(previous 24 bytes)`.
-/// - `position.tmp` (transient) and `lock` (an `flock` that keeps two relays off one directory,
-///   released by the kernel when the process dies). Any other file is ignored.
+/// - `position`: the confirmed position (everything before it was delivered) in two slots at
+///   offsets 0 and 4096, each `"SWRQPOS2" | u64 LE sequence | u64 LE log file | u64 LE offset |
+///   u32 LE crc32c(previous 32 bytes)`; the valid slot with the higher sequence counts, and a
+///   write overwrites the other one (see `PositionFile`). A 28-byte `"SWRQPOS1"` record at offset
+///   0, which earlier versions wrote, is read as sequence 0.
+/// - `lock` (an `flock` that keeps two relays off one directory, released by the kernel when the
+///   process dies). Any other file is ignored.
 ///
 /// Every record is framed on its own so a reader can validate it in isolation and, after damage,
 /// resynchronise on the next record that parses:

@@ -203,12 +203,11 @@ final class HTTPRequestHandler: ChannelInboundHandler {
 
   private func submit(_ batch: RecordBatch, context: ChannelHandlerContext) {
     let handler = loopBoundSelf!
-    let eventLoop = context.eventLoop
     let (records, bytes) = (batch.count, batch.byteCount)
-    shared.queue.append(batch) { result in
-      eventLoop.execute {
-        handler.value.appendFinished(result, records: records, bytes: bytes)
-      }
+    shared.queue.append(
+      batch, answeringOn: context.eventLoop, eventLoopWait: shared.recordMetrics.eventLoopWait
+    ) { result in
+      handler.value.appendFinished(result, records: records, bytes: bytes)
     }
   }
 

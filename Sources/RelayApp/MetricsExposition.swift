@@ -92,6 +92,12 @@ struct MetricsExposition: Sendable {
     "relay_queue_writes_total": "Group-commit writes to the queue files.",
     "relay_queue_append_batches_total": "Batches appended to the queue.",
     "relay_queue_fsync_seconds": "Duration of the queue's fsync calls.",
+    "relay_queue_append_wait_seconds":
+      "Time an appended batch waited for the queue's writer thread to take it.",
+    "relay_queue_append_write_seconds":
+      "Time from the writer taking a batch to its group written (and synced under always).",
+    "relay_ack_event_loop_wait_seconds":
+      "Time a queue answer waited for its connection's event loop to run it.",
     "relay_queue_capacity_bytes": "SW_RELAY_QUEUE_MAX_BYTES: the queue's capacity.",
     "relay_kafka_delivered_total": "Records Kafka acknowledged.",
     "relay_kafka_failed_total": "Failed delivery attempts, by librdkafka error.",

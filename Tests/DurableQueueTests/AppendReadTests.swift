@@ -245,6 +245,26 @@ import Testing
     }
   }
 
+  /// Each answered append has been timed once in each stage, so an ack's tail can be split into
+  /// waiting for the writer and the write itself.
+  @Test func everyAnsweredAppendIsTimedInBothStages() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let metrics = MetricsTestKit.TestMetrics()
+    let queue = try DurableQueue(
+      configuration: DurableQueueConfiguration(directory: directory.path),
+      logger: Logger(label: "stage-tests"), metricsFactory: metrics)
+    defer { queue.close() }
+    for index in 0..<5 {
+      try await queue.append(makeBatch(values: ["\(index)"]))
+      for stage in ["relay_queue_append_wait_seconds", "relay_queue_append_write_seconds"] {
+        let values = try metrics.expectTimer(stage).values
+        #expect(values.count == index + 1, "\(stage) after append \(index)")
+        #expect(values.allSatisfy { $0 >= 0 }, "\(stage) is never negative")
+      }
+    }
+  }
+
   @Test func appendAfterCloseFailsWithClosed() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }

@@ -178,7 +178,10 @@ import Testing
     let positionPath = directory.path + "/position"
     #expect(FileManager.default.fileExists(atPath: positionPath))
     if corrupt {
-      try modify(positionPath) { $0[10] ^= 0xFF }
+      // Both slots: one damaged slot only falls back to the other.
+      try modify(positionPath) { bytes in
+        for start in stride(from: 0, to: bytes.count, by: 4096) { bytes[start + 10] ^= 0xFF }
+      }
     } else {
       try FileManager.default.removeItem(atPath: positionPath)
     }
