@@ -251,9 +251,7 @@ import Testing
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
     let metrics = MetricsTestKit.TestMetrics()
-    let queue = try DurableQueue(
-      configuration: DurableQueueConfiguration(directory: directory.path),
-      logger: Logger(label: "stage-tests"), metricsFactory: metrics)
+    let queue = try openQueue(directory, metrics: metrics)
     defer { queue.close() }
     for index in 0..<5 {
       try await queue.append(makeBatch(values: ["\(index)"]))

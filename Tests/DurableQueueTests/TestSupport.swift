@@ -54,7 +54,7 @@ struct TemporaryDirectory {
 
 func openQueue(
   _ directory: TemporaryDirectory, fileBytes: Int = 64 << 20, maxBytes: Int = 1 << 30,
-  fsyncPolicy: FsyncPolicy = .interval, metrics: TestMetrics = TestMetrics()
+  fsyncPolicy: FsyncPolicy = .interval, metrics: any MetricsFactory = TestMetrics()
 ) throws -> DurableQueue {
   try DurableQueue(
     configuration: DurableQueueConfiguration(

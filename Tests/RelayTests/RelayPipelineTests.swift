@@ -32,6 +32,8 @@ import Testing
       environment: [
         "SW_RELAY_GRPC_ADDRESS": "127.0.0.1:0",
         "SW_RELAY_ADMIN_ADDRESS": "127.0.0.1:0",
+        // Not the default 0.0.0.0:12800, which another relay on the machine may hold.
+        "SW_RELAY_HTTP_ADDRESS": "127.0.0.1:0",
         "SW_RELAY_QUEUE_DIR": directory.path,
         "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrapServers,
         "SW_RELAY_SHUTDOWN_TIMEOUT_S": "2",

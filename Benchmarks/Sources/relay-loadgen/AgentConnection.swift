@@ -134,21 +134,13 @@ final class AgentConnection {
     let payload = body
     if stats.firstSendNanos == .max { stats.firstSendNanos = SystemClock.uptimeNanoseconds() }
     let headers = shared.headers
-    let handle = self.handle!
-    let created = channel.eventLoop.makePromise(of: (any Channel).self)
-    created.futureResult.assumeIsolated().whenFailure { [self] error in
-      streamFinished(
-        StreamOutcome(grpcStatus: nil, message: "cannot open a stream: \(error)", ackNanos: 0),
-        first: first)
-    }
-    multiplexer.createStreamChannel(promise: created) { stream in
-      stream.eventLoop.makeCompletedFuture {
-        try stream.pipeline.syncOperations.addHandler(
-          ClientStreamHandler(headers: headers, body: payload) { outcome in
-            handle.value.streamFinished(outcome, first: first)
-          })
-      }
-    }
+    openStream(
+      makeHandler: { handle in
+        ClientStreamHandler(headers: headers, body: payload) { outcome in
+          handle.value.streamFinished(outcome, first: first)
+        }
+      },
+      failed: { $0.streamFinished($1, first: first) })
   }
 
   private func openLongLivedStream(_ stream: Int) {
@@ -156,20 +148,33 @@ final class AgentConnection {
     sentOnStream.append(0)
     inFlight += 1
     let headers = shared.headers
-    let handle = self.handle!
-    let created = channel.eventLoop.makePromise(of: (any Channel).self)
-    created.futureResult.assumeIsolated().whenFailure { [self] error in
-      longLivedStreamFinished(
-        StreamOutcome(grpcStatus: nil, message: "cannot open a stream: \(error)", ackNanos: 0),
-        stream: stream)
-    }
-    multiplexer.createStreamChannel(promise: created) { channel in
-      channel.eventLoop.makeCompletedFuture {
+    openStream(
+      makeHandler: { handle in
         let handler = ClientStreamHandler(longLivedWith: headers) { outcome in
           handle.value.longLivedStreamFinished(outcome, stream: stream)
         }
-        try channel.pipeline.syncOperations.addHandler(handler)
         handle.value.longLivedStreams[stream] = handler
+        return handler
+      },
+      failed: { $0.longLivedStreamFinished($1, stream: stream) })
+  }
+
+  /// Opens a stream with the handler `makeHandler` builds on the stream's (this connection's)
+  /// event loop; `failed` hears of a stream that could not be opened.
+  private func openStream(
+    makeHandler: @escaping @Sendable (NIOLoopBound<AgentConnection>) -> ClientStreamHandler,
+    failed: @escaping (AgentConnection, StreamOutcome) -> Void
+  ) {
+    let handle = self.handle!
+    let created = channel.eventLoop.makePromise(of: (any Channel).self)
+    created.futureResult.assumeIsolated().whenFailure { [self] error in
+      failed(
+        self,
+        StreamOutcome(grpcStatus: nil, message: "cannot open a stream: \(error)", ackNanos: 0))
+    }
+    multiplexer.createStreamChannel(promise: created) { stream in
+      stream.eventLoop.makeCompletedFuture {
+        try stream.pipeline.syncOperations.addHandler(makeHandler(handle))
       }
     }
   }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# CPU time and sleeps per segment, by relay thread, over one load (docs/PERFORMANCE.md, "Where
+# the time goes at agent rates"). Alternating two builds on the same load is how a change of
+# 20 % shows through this machine's noise:
+#
+#   scripts/thread-profile.sh <relay binary> <relay-loadgen load options…>
+#   scripts/thread-profile.sh .build-bench/release/skywalking-kafka-relay \
+#     --connections 50 --long-lived --rate 200 --segment-size 1024 --duration 8
+#
+# Starts relay-mock-kafka and the relay (fsync from THREAD_PROFILE_FSYNC, default interval) on
+# loopback in a temporary directory, runs `relay-loadgen load --kafka …` once, and sums each
+# thread's run time (/proc/<pid>/task/<tid>/schedstat) and voluntary context switches around it.
+# Needs the release products of the Benchmarks package (scripts/benchmark.sh builds them).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+[[ $# -ge 1 && -x $1 ]] || { echo "usage: $0 <relay binary> <relay-loadgen load options…>" >&2; exit 2; }
+RELAY_BIN=$1
+shift
+BIN=$(swift build -c release --package-path Benchmarks --scratch-path .build-bench --show-bin-path)
+for product in relay-mock-kafka relay-loadgen; do
+  [[ -x $BIN/$product ]] || { echo "$BIN/$product missing: run scripts/benchmark.sh once" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d /tmp/relay-thread-profile.XXXXXX)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  exec 3>&- 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+wait_for_line() {  # file, pattern
+  local deadline=$((SECONDS + 30))
+  until grep -q "$2" "$1" 2>/dev/null; do
+    ((SECONDS < deadline)) || { cat "$1" >&2; echo "timed out waiting for '$2'" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+mkfifo "$WORK/mock.in"
+exec 3<>"$WORK/mock.in"
+"$BIN/relay-mock-kafka" --brokers 1 --partitions 3 --topic skywalking-segments \
+  <"$WORK/mock.in" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+PIDS+=("$!")
+wait_for_line "$WORK/mock.out" '^BOOTSTRAP='
+BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$WORK/mock.out" | head -n 1)
+mkdir "$WORK/queue"
+SW_RELAY_GRPC_ADDRESS=127.0.0.1:0 SW_RELAY_ADMIN_ADDRESS=127.0.0.1:0 SW_RELAY_HTTP_ADDRESS=off \
+  SW_RELAY_QUEUE_DIR="$WORK/queue" SW_RELAY_QUEUE_FSYNC="${THREAD_PROFILE_FSYNC:-interval}" \
+  SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" "$RELAY_BIN" >"$WORK/relay.log" 2>&1 &
+RELAY_PID=$!
+PIDS+=("$RELAY_PID")
+wait_for_line "$WORK/relay.log" 'relay ready'
+GRPC=$(grep -m1 'relay ready' "$WORK/relay.log" | sed -E 's/.*grpc=([^ ]+).*/\1/')
+sleep 1
+
+snapshot() {  # thread id, name, run time ns, voluntary switches; one line per thread
+  local task
+  for task in /proc/"$RELAY_PID"/task/*; do
+    printf '%s %s %s %s\n' "${task##*/}" "$(tr ' ' _ <"$task/comm")" "$(cut -d' ' -f1 "$task/schedstat")" \
+      "$(awk '$1 == "voluntary_ctxt_switches:" { print $2 }' "$task/status")"
+  done | sort
+}
+snapshot >"$WORK/before"
+RESULT=$("$BIN/relay-loadgen" load --target "$GRPC" --kafka "$BOOTSTRAP" "$@" 2>>"$WORK/loadgen.log" | tail -n 1)
+snapshot >"$WORK/after"
+SEGMENTS=$(jq '.segments' <<<"$RESULT")
+((SEGMENTS > 0)) || { tail "$WORK/loadgen.log" >&2; echo "no segment acknowledged" >&2; exit 1; }
+
+echo "relay $RELAY_BIN, load: $*"
+printf '  %-18s %12s %14s\n' thread "µs/segment" "sleeps/segment"
+join "$WORK/before" "$WORK/after" | awk -v n="$SEGMENTS" '
+  { cpu = ($6 - $3) / 1e3 / n; total += cpu
+    if (cpu >= 0.05) printf "  %-18s %12.1f %14.2f\n", $2, cpu, ($7 - $4) / n }
+  END { printf "  %-18s %12.1f   (%d segments)\n", "total", total, n }'
+jq -r '"  ack ms p50/p99/p99.9: \(.ack.p50Ms // "-") / \(.ack.p99Ms // "-") / \(.ack.p999Ms // "-"); delivery p99 \(.delivery.p99Ms) ms"' <<<"$RESULT"
