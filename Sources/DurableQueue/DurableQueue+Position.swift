@@ -33,11 +33,11 @@ struct PositionFile {
   static let slotSize = 36
   /// Slots in different pages: writing one never rewrites the page that holds the other.
   static let slotStride = 4096
-  /// What relays before the two slots wrote: one 28-byte record replaced by rename. Still read,
-  /// so an upgrade keeps its position.
+  /// What relays before the two slots wrote: `magic | u64 LE log file | u64 LE offset | crc`,
+  /// replaced by rename. Still read, so an upgrade keeps its position.
   private static let legacyMagic = Array("SWRQPOS1".utf8)
-  private static let legacySize = 28
 
+  private let directory: String
   private let path: String
   private var file: LogFile?
   /// The slot holding the newest value written or read, and its sequence.
@@ -47,6 +47,7 @@ struct PositionFile {
 
   /// A handle for `directory`'s file that continues from what recovery read.
   init(directory: String, recovered: Contents) {
+    self.directory = directory
     path = directory + "/" + Self.fileName
     if case .valid(let slot) = recovered { newest = (slot.index, slot.sequence) }
   }
@@ -65,8 +66,15 @@ struct PositionFile {
     } catch {
       return .corrupt(error.description)
     }
-    let legacy = parseLegacy(bytes).map { Slot(position: $0, sequence: 0, index: 0) }
-    let slots = [parseSlot(bytes, index: 0) ?? legacy, parseSlot(bytes, index: 1)].compactMap { $0 }
+    func slot(_ index: Int) -> Slot? {
+      fields(in: bytes, at: index * slotStride, magic: magic, count: 3).map {
+        Slot(position: QueuePosition(file: $0[1], offset: $0[2]), sequence: $0[0], index: index)
+      }
+    }
+    let legacy = fields(in: bytes, at: 0, magic: legacyMagic, count: 2).map {
+      Slot(position: QueuePosition(file: $0[0], offset: $0[1]), sequence: 0, index: 0)
+    }
+    let slots = [slot(0) ?? legacy, slot(1)].compactMap { $0 }
     guard let newest = slots.max(by: { $0.sequence < $1.sequence }) else {
       return .corrupt(bytes.isEmpty ? "empty" : "no valid slot in \(bytes.count) bytes")
     }
@@ -96,7 +104,7 @@ struct PositionFile {
     guard let file else { return }
     try file.sync()
     if nameNeedsSync {
-      try LogFile.syncDirectory(String(path[..<path.lastIndex(of: "/")!]))
+      try LogFile.syncDirectory(directory)
       nameNeedsSync = false
     }
   }
@@ -115,34 +123,24 @@ struct PositionFile {
     return opened
   }
 
-  private static func parseSlot(_ bytes: [UInt8], index: Int) -> Slot? {
-    let start = index * slotStride
-    guard bytes.count >= start + slotSize else { return nil }
+  /// The `count` little-endian u64 fields after `magic` of the record at `start`, when the CRC32C
+  /// that follows them matches the record.
+  private static func fields(in bytes: [UInt8], at start: Int, magic: [UInt8], count: Int)
+    -> [UInt64]?
+  {
+    let end = start + magic.count + 8 * count
+    guard bytes.count >= end + 4 else { return nil }
     return bytes.withUnsafeBytes { buffer in
-      let slot = UnsafeRawBufferPointer(rebasing: buffer[start..<(start + slotSize)])
-      guard slot.prefix(8).elementsEqual(magic),
-        CRC32C.checksum(UnsafeRawBufferPointer(rebasing: slot[0..<32]))
-          == UInt32(littleEndian: slot.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
+      let record = UnsafeRawBufferPointer(rebasing: buffer[start..<(end + 4)])
+      let crcOffset = end - start
+      guard record.prefix(magic.count).elementsEqual(magic),
+        CRC32C.checksum(UnsafeRawBufferPointer(rebasing: record[0..<crcOffset]))
+          == UInt32(littleEndian: record.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self))
       else { return nil }
-      func field(_ offset: Int) -> UInt64 {
-        UInt64(littleEndian: slot.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+      return (0..<count).map {
+        UInt64(
+          littleEndian: record.loadUnaligned(fromByteOffset: magic.count + 8 * $0, as: UInt64.self))
       }
-      return Slot(
-        position: QueuePosition(file: field(16), offset: field(24)), sequence: field(8),
-        index: index)
-    }
-  }
-
-  private static func parseLegacy(_ bytes: [UInt8]) -> QueuePosition? {
-    guard bytes.count >= legacySize else { return nil }
-    return bytes.withUnsafeBytes { buffer in
-      guard buffer.prefix(8).elementsEqual(legacyMagic),
-        CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[0..<24]))
-          == UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
-      else { return nil }
-      return QueuePosition(
-        file: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
-        offset: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 16, as: UInt64.self)))
     }
   }
 }

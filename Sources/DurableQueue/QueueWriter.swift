@@ -273,8 +273,8 @@ struct QueueWriter {
     // Under `interval` the old file's last sync and the new name's directory sync go to the
     // background like every other sync: inline, the appends waiting for this roll waited for
     // up to an interval's worth of writeback and a journal commit.
-    let background = syncer
-    if let background, background.sync(active.file) {
+    let offThread = syncer
+    if let offThread, offThread.sync(active.file) {
       schedule.synced(at: SystemClock.uptimeNanoseconds())
     } else {
       try timedSync()
@@ -283,8 +283,8 @@ struct QueueWriter {
     let file = try LogFile.open(
       queue.logFilePath(number), flags: O_RDWR | O_CREAT | O_TRUNC)
     do {
-      if let background {
-        background.syncDirectory(queue.configuration.directory)
+      if let offThread {
+        offThread.syncDirectory(queue.configuration.directory)
       } else {
         try LogFile.syncDirectory(queue.configuration.directory)
       }
