@@ -28,6 +28,7 @@ import Testing
     PositionFile.read(directory: directory.path)
   }
 
+  /// An ordinary restart (a rolling update of the pod): both slots whole, the newer one counts.
   @Test func theValidSlotWithTheHigherSequenceCounts() throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
@@ -55,6 +56,7 @@ import Testing
           .init(position: QueuePosition(file: 2, offset: 100), sequence: 5, index: 1 - tornIndex)))
   }
 
+  /// A disk that damaged both slots: recovery must say so (and replay), not trust either.
   @Test func noValidSlotIsCorrupt() throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
@@ -65,7 +67,8 @@ import Testing
     }
   }
 
-  /// Written by relays before the slots: read, and then replaced by slot writes.
+  /// An operator upgrading a relay over an existing queue volume: the file earlier versions
+  /// wrote is read, and then replaced by slot writes.
   @Test func theOldSingleRecordFormatIsStillRead() throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
