@@ -1,17 +1,23 @@
 import CoreMetrics
+import GRPCCore
 import SkyWalkingWire
 import Synchronization
 
 /// The endpoint's metrics, created once and shared by every stream.
 ///
-/// Counters are bumped once per batch or per call, never per message, and labelled counters are
-/// cached so the hot path never asks the metrics backend to look a series up.
+/// Counters are bumped once per batch or per call, never per message. The per-call ones (by
+/// type, by status code) are made up front, so a call looks nothing up; rarer labelled counters
+/// are cached so the metrics backend never looks a series up twice.
 package final class ReceiverMetrics: Sendable {
   let activeStreams: Meter
   let ackLatency: Timer
   /// A queue answer's wait for its event loop (see `DurableQueue.append(_:answeringOn:…)`).
   package let eventLoopWait: Timer
   private let factory: any MetricsFactory
+  private let receivedByKind: [RecordKind: Counter]
+  private let queuedByKind: [RecordKind: Counter]
+  /// Indexed by the code's raw value.
+  private let answeredByCode: [Counter]
   private let labelled = Mutex<[[String]: Counter]>([:])
   private let unknownPaths = Mutex<Set<String>>([])
 
@@ -20,16 +26,27 @@ package final class ReceiverMetrics: Sendable {
     activeStreams = Meter(label: "relay_grpc_active_streams", factory: factory)
     ackLatency = Timer(label: "relay_grpc_ack_latency_seconds", factory: factory)
     eventLoopWait = Timer(label: "relay_ack_event_loop_wait_seconds", factory: factory)
+    func byKind(_ label: String) -> [RecordKind: Counter] {
+      Dictionary(
+        uniqueKeysWithValues: RecordKind.allCases.map {
+          ($0, Counter(label: label, dimensions: [("type", $0.label)], factory: factory))
+        })
+    }
+    receivedByKind = byKind("relay_received_total")
+    queuedByKind = byKind("relay_queued_total")
+    answeredByCode = (0...16).compactMap(GRPCStatus.Code.init(rawValue:)).map {
+      Counter(label: "relay_grpc_calls_total", dimensions: [("code", $0.label)], factory: factory)
+    }
   }
 
   /// Messages that arrived, by type (`segment`, `log`, …).
   package func received(_ count: Int, kind: RecordKind) {
-    counter("relay_received_total", ("type", kind.label)).increment(by: count)
+    receivedByKind[kind]?.increment(by: count)
   }
 
   /// Records durably queued, by type.
   package func queued(_ count: Int, kind: RecordKind) {
-    counter("relay_queued_total", ("type", kind.label)).increment(by: count)
+    queuedByKind[kind]?.increment(by: count)
   }
 
   /// Messages refused, by type and reason (`malformed`, `empty_trace_id`, `queue_full`, …).
@@ -53,7 +70,7 @@ package final class ReceiverMetrics: Sendable {
 
   /// Calls answered, by gRPC status.
   func answered(_ code: GRPCStatus.Code) {
-    counter("relay_grpc_calls_total", ("code", code.label)).increment()
+    answeredByCode[code.rawValue].increment()
   }
 
   private func counter(_ label: String, _ dimensions: (String, String)...) -> Counter {

@@ -12,7 +12,7 @@
 /// freeing an inode each time (a journal commit, on some disks a discard) cost more than the
 /// append it followed.
 ///
-/// Owned by the writer thread once the queue is open.
+/// Owned by the queue's ``QueueWriter`` once the queue is open.
 struct PositionFile {
   enum Contents: Equatable {
     case missing

@@ -7,10 +7,13 @@ import SystemClock
 
 /// A durable, group-committed, CRC-framed record log (format: see `RecordFormat`).
 ///
-/// Appenders only enqueue encoded batches under a lock; one writer thread writes every pending
-/// batch with a single `pwritev`, syncs according to the policy, and then runs the completions.
-/// Readers `pread` up to the end the writer has published. Confirmations move the position that
-/// a restart replays from; whole log files behind it are deleted.
+/// Appenders enqueue encoded batches under a lock, and whoever holds the writer (``QueueWriter``)
+/// writes every pending batch with a single `pwritev`, syncs according to the policy, and then
+/// runs the completions. Under `.always` that is the writer thread alone, as a sync takes
+/// milliseconds; under `.interval` an appender that finds the writer free writes at once, since
+/// a page-cache write is cheaper than waking a thread and hopping back. Readers `pread` up to
+/// the end the writer has published. Confirmations move the position that a restart replays
+/// from; whole log files behind it are deleted.
 ///
 /// `close()` must be called: the writer thread keeps the queue alive until then.
 public final class DurableQueue: Sendable {
@@ -18,6 +21,9 @@ public final class DurableQueue: Sendable {
   let logger: Logger
   let metrics: QueueMetrics
   let state: Mutex<QueueState>
+  /// Set once the queue is recovered; the writer thread clears it when it exits, which also
+  /// ends the writer's reference to the queue.
+  let writer = Mutex<QueueWriter?>(nil)
   /// Wakes the idle writer; a semaphore so a signal sent before the writer waits is not lost.
   let writerWakeup = DispatchSemaphore(value: 0)
   let writerExited = DispatchSemaphore(value: 0)
@@ -69,23 +75,47 @@ public final class DurableQueue: Sendable {
           metadata: ["error": "\(error)"])
       }
     }
-    DedicatedThread.start(name: "queue-writer") { [self, persisted, positionFile] in
-      var writer = QueueWriter(
+    writer.withLock {
+      $0 = QueueWriter(
         queue: self, active: active, persisted: persisted, positionFile: positionFile)
-      writer.run()
+    }
+    DedicatedThread.start(name: "queue-writer") { [self] in runWriterThread() }
+  }
+
+  private func runWriterThread() {
+    var answers: [AppendAnswer] = []
+    while true {
+      let step = writer.withLock { writer -> WriterStep in
+        let step = writer?.pass(answering: &answers) ?? .exit
+        if step == .exit { writer = nil }
+        return step
+      }
+      for answer in answers { answer.completion(answer.result) }
+      answers.removeAll(keepingCapacity: true)
+      switch step {
+      case .nextPass: continue
+      case .sleep(let deadline?):
+        _ = writerWakeup.wait(timeout: DispatchTime(uptimeNanoseconds: deadline))
+      case .sleep(nil): writerWakeup.wait()
+      case .exit:
+        writerExited.signal()
+        return
+      }
     }
   }
 
-  /// Queues `batch` for the next group commit. Never blocks. Refusals decided up front
-  /// (`.full`, `.closed`, `.recordTooLarge`) call `completion` synchronously on the caller's
-  /// thread; otherwise it runs on the writer thread once the batch is written (and synced under
-  /// `.always`), or has failed and been rolled back. Completions must not block: hop to your
-  /// own executor.
+  /// Queues `batch` for the next group commit; under `.interval`, writes it at once unless
+  /// another thread is writing. Never waits for a sync or for another writer. Refusals decided
+  /// up front (`.full`, `.closed`, `.recordTooLarge`) call `completion` synchronously on the
+  /// caller's thread; otherwise it runs once the batch is written (and synced under `.always`),
+  /// or has failed and been rolled back, on whichever thread wrote it: the caller's, another
+  /// appender's, or the writer thread. Completions must not block: hop to your own executor.
   public func append(
     _ batch: RecordBatch, completion: @escaping @Sendable (Result<Void, QueueError>) -> Void
   ) {
     let (maxBytes, setting) = (configuration.maxBytes, configuration.settingNames.maxBytes)
-    let accepted: Result<Bool, QueueError> = state.withLock { state in
+    let mayWriteHere = configuration.fsyncPolicy == .interval
+    let accepted: Result<AppendRoute, QueueError> = state.withLock { state in
       if state.closed {
         return .failure(QueueError(code: .closed, message: "the queue is closed"))
       }
@@ -110,15 +140,30 @@ public final class DurableQueue: Sendable {
         PendingAppend(
           batch: batch, enqueuedAt: SystemClock.uptimeNanoseconds(), completion: completion))
       state.pendingBytes += batch.byteCount
-      return .success(state.claimSleepingWriter())
+      if mayWriteHere && !state.writesStall { return .success(.writeHere) }
+      return .success(state.claimSleepingWriter() ? .wakeWriter : .queued)
     }
     switch accepted {
-    case .success(let wakeWriter):
-      if wakeWriter { writerWakeup.signal() }
+    case .success(.writeHere): writeHere()
+    case .success(.wakeWriter): writerWakeup.signal()
+    case .success(.queued): break
     case .failure(let error):
       if error.code == .full { metrics.capacityRejections.increment() }
       completion(.failure(error))
     }
+  }
+
+  /// Writes what is pending on the caller's thread, or leaves it to the writer thread when
+  /// another thread holds the writer (that one may already have taken it).
+  private func writeHere() {
+    var answers: [AppendAnswer] = []
+    let busy =
+      writer.withLockIfAvailable { writer -> Bool in
+        writer?.writePending(answering: &answers)
+        return false
+      } ?? true
+    if busy, state.withLock({ $0.claimSleepingWriter() }) { writerWakeup.signal() }
+    for answer in answers { answer.completion(answer.result) }
   }
 
   /// Appends and waits until the batch is durable (per the fsync policy).
@@ -188,6 +233,14 @@ public final class DurableQueue: Sendable {
   }
 }
 
+/// Who writes an accepted append.
+enum AppendRoute {
+  case writeHere
+  case wakeWriter
+  /// The writer thread is awake and takes it in its next pass.
+  case queued
+}
+
 struct PendingAppend: Sendable {
   var batch: RecordBatch
   /// Monotonic nanoseconds; the writer times how long the batch waited for it.
@@ -218,6 +271,10 @@ struct QueueState: Sendable {
   /// much room is free again, whether an append or a confirmation made the room.
   var refusedBatchBytes: Int?
   var writes = WriteHealth.healthy
+  /// The last write took longer than ``QueueWriter/slowWrite``: appenders leave writing to the
+  /// writer thread until one is quick again, so a `write()` throttled by dirty-page writeback
+  /// stalls that thread instead of an event loop and every connection on it.
+  var writesStall = false
   /// Corrupt records already counted, so re-reading the same damage does not count it again.
   var corruptPositions: Set<QueuePosition> = []
   var corruptRecordsSkipped = 0
@@ -246,12 +303,24 @@ struct QueueState: Sendable {
   }
 
   /// Returns whether the caller must signal the writer: new work for a sleeping writer, or,
-  /// with `evenIfTimed`, a confirmation for one that does not wake by itself soon.
+  /// without `evenIfTimed`, a confirmation for one that does not wake by itself soon.
   mutating func claimSleepingWriter(evenIfTimed: Bool = true) -> Bool {
     switch writer {
     case .working: return false
-    case .sleepingUntilTimer where !evenIfTimed: return false
-    case .sleeping, .sleepingUntilTimer:
+    case .sleepingUntil where !evenIfTimed: return false
+    case .sleeping, .sleepingUntil:
+      writer = .working
+      return true
+    }
+  }
+
+  /// Returns whether the caller must signal the writer because it sleeps past `deadline`, when
+  /// an appender's unsynced write is due to be synced.
+  mutating func claimWriterSleepingPast(_ deadline: UInt64) -> Bool {
+    switch writer {
+    case .working: return false
+    case .sleepingUntil(let wake) where wake <= deadline: return false
+    case .sleeping, .sleepingUntil:
       writer = .working
       return true
     }
@@ -263,8 +332,8 @@ enum WriterActivity: Sendable, Equatable {
   case working
   /// Waiting on `writerWakeup` with no deadline; whoever moves it to `.working` signals it.
   case sleeping
-  /// Waiting with a deadline (a sync or a position write is due soon).
-  case sleepingUntilTimer
+  /// Waiting until this uptime deadline (a sync or a position write is due).
+  case sleepingUntil(UInt64)
 }
 
 /// What the last write or sync said about the disk.

@@ -17,11 +17,32 @@ struct ActiveLogFile {
   var size: UInt64
 }
 
-/// The writer thread: the only code that writes, syncs, rolls, persists the position and
-/// deletes files, so none of that needs a lock. It sleeps on `writerWakeup` when idle (with a
-/// timeout only while a sync or a position write is due), never spins; when to do what is
-/// its ``QueueWriterSchedule``.
+/// A completion and its result, run once the writer's lock is released: a completion may append
+/// again, and the other appenders should not wait for it.
+struct AppendAnswer {
+  let completion: @Sendable (Result<Void, QueueError>) -> Void
+  let result: Result<Void, QueueError>
+}
+
+/// What the writer thread does after a pass.
+enum WriterStep: Sendable, Equatable {
+  case nextPass
+  /// Until signalled, or until the deadline (uptime nanoseconds) when one is due.
+  case sleep(until: UInt64?)
+  case exit
+}
+
+/// The only code that writes, syncs, rolls, persists the position and deletes files. It lives
+/// under the queue's `writer` lock, and whoever holds that lock writes everything pending: the
+/// writer thread in its passes, and under `.interval` an appender that finds the lock free, so
+/// a call is acknowledged without waking the writer thread and hopping back. The writer thread
+/// sleeps on `writerWakeup` when idle (with a timeout only while a sync or a position write is
+/// due), never spins; when to do what is its ``QueueWriterSchedule``.
 struct QueueWriter {
+  /// A page-cache write of a batch takes microseconds; one this slow was throttled by writeback
+  /// or a busy disk, and the next ones likely will be too.
+  static let slowWrite: UInt64 = 1_000_000
+
   private let queue: DurableQueue
   private let policy: FsyncPolicy
   private let fileBytes: UInt64
@@ -57,62 +78,85 @@ struct QueueWriter {
     self.active = ActiveLogFile(file: active, number: last.number, size: last.size)
   }
 
-  mutating func run() {
-    while true {
-      let (observed, spaceWanted) = queue.state.withLock { state in
-        state.writer = .working
-        swap(&state.pending, &group)
-        let observed = QueueWriterSchedule.Observed(
-          confirmed: state.confirmed, closed: state.closed,
-          outOfSpace: state.writes.isOutOfSpace, nothingToWrite: group.isEmpty)
-        return (observed, state.isOverCapacity || state.writes.isOutOfSpace)
-      }
-      let (confirmed, closed) = (observed.confirmed, observed.closed)
-      if observed.shouldProbeFreeSpace { probeFreeSpace() }
-      if !group.isEmpty {
-        takenAt = SystemClock.uptimeNanoseconds()
-        for append in group {
-          queue.metrics.appendWait.recordNanoseconds(Int64(takenAt &- append.enqueuedAt))
-        }
-        writeGroup()
-        group.removeAll(keepingCapacity: true)
-      }
-      let now = SystemClock.uptimeNanoseconds()
-      let duties = schedule.duties(now: now, observed: observed)
-      if duties.sync {
-        if !closed, let syncer, syncer.sync(active.file) {
-          schedule.synced(at: now)
-        } else {
-          syncActive()
-        }
-      }
-      if let write = duties.persist { persist(write.position, at: now, durable: write.durable) }
-      if let position = duties.deleteFilesBefore {
-        deleteLogFiles(before: position)
-        schedule.deletedFiles(before: position)
-      }
-      if !closed, active.size > 0,
-        confirmed >= QueuePosition(file: active.number, offset: active.size),
-        spaceWanted || active.size >= fileBytes
-      {
-        // The whole active file is delivered and its space is wanted: move on so it can go.
-        do {
-          try roll()
-          deleteLogFiles(before: confirmed)
-        } catch {
-          queue.logger.warning(
-            "could not roll a confirmed log file", metadata: ["error": "\(error)"])
-        }
-      }
-      if closed {
-        background.stop()
-        active.file.close()
-        positionFile.close()
-        queue.writerExited.signal()
-        return
-      }
-      sleep(confirmed: confirmed, probingSpace: observed.outOfSpace)
+  /// One pass of the writer thread: writes what is pending, does the duties due, and publishes
+  /// whether it sleeps (and until when) while still holding the lock, so an appender writing
+  /// next sees that and wakes it when its write needs a sync sooner.
+  mutating func pass(answering answers: inout [AppendAnswer]) -> WriterStep {
+    let (observed, spaceWanted) = queue.state.withLock { state in
+      state.writer = .working
+      swap(&state.pending, &group)
+      let observed = QueueWriterSchedule.Observed(
+        confirmed: state.confirmed, closed: state.closed,
+        outOfSpace: state.writes.isOutOfSpace, nothingToWrite: group.isEmpty)
+      return (observed, state.isOverCapacity || state.writes.isOutOfSpace)
     }
+    let (confirmed, closed) = (observed.confirmed, observed.closed)
+    if observed.shouldProbeFreeSpace { probeFreeSpace() }
+    writeGroup(answering: &answers)
+    let now = SystemClock.uptimeNanoseconds()
+    let duties = schedule.duties(now: now, observed: observed)
+    if duties.sync {
+      if !closed, let syncer, syncer.sync(active.file) {
+        schedule.synced(at: now)
+      } else {
+        syncActive()
+      }
+    }
+    if let write = duties.persist { persist(write.position, at: now, durable: write.durable) }
+    if let position = duties.deleteFilesBefore {
+      deleteLogFiles(before: position)
+      schedule.deletedFiles(before: position)
+    }
+    if !closed, active.size > 0,
+      confirmed >= QueuePosition(file: active.number, offset: active.size),
+      spaceWanted || active.size >= fileBytes
+    {
+      // The whole active file is delivered and its space is wanted: move on so it can go.
+      do {
+        try roll()
+        deleteLogFiles(before: confirmed)
+      } catch {
+        queue.logger.warning(
+          "could not roll a confirmed log file", metadata: ["error": "\(error)"])
+      }
+    }
+    if closed {
+      background.stop()
+      active.file.close()
+      positionFile.close()
+      return .exit
+    }
+    let deadline = schedule.wakeDeadline(
+      now: SystemClock.uptimeNanoseconds(), confirmed: confirmed,
+      probingSpace: observed.outOfSpace)
+    let idle = queue.state.withLock { state in
+      guard state.pending.isEmpty, !state.closed, state.confirmed == confirmed else { return false }
+      state.writer = deadline.map { .sleepingUntil($0) } ?? .sleeping
+      return true
+    }
+    return idle ? .sleep(until: deadline) : .nextPass
+  }
+
+  /// An appender's write under `.interval`: everything pending, at once, and the position when
+  /// it is due, so under load the position trails delivery as little as when the writer thread
+  /// woke for every append. Its sync is left to the writer thread's timer, which it wakes only
+  /// when that timer would fire too late.
+  mutating func writePending(answering answers: inout [AppendAnswer]) {
+    let confirmed = queue.state.withLock { state in
+      swap(&state.pending, &group)
+      return state.confirmed
+    }
+    writeGroup(answering: &answers)
+    let now = SystemClock.uptimeNanoseconds()
+    let duties = schedule.duties(now: now, observed: .init(confirmed: confirmed))
+    if let write = duties.persist { persist(write.position, at: now, durable: false) }
+    guard schedule.unsynced else { return }
+    if duties.sync, let syncer, syncer.sync(active.file) {
+      schedule.synced(at: now)
+      return
+    }
+    let due = schedule.lastSync + schedule.syncInterval
+    if queue.state.withLock({ $0.claimWriterSleepingPast(due) }) { queue.writerWakeup.signal() }
   }
 
   /// Clears the out-of-space state once the filesystem has room for a log file again.
@@ -127,24 +171,14 @@ struct QueueWriter {
       metadata: ["available_bytes": "\(available)"])
   }
 
-  private mutating func sleep(confirmed: QueuePosition, probingSpace: Bool) {
-    let deadline = schedule.wakeDeadline(
-      now: SystemClock.uptimeNanoseconds(), confirmed: confirmed, probingSpace: probingSpace)
-    let idle = queue.state.withLock { state in
-      guard state.pending.isEmpty, !state.closed, state.confirmed == confirmed else { return false }
-      state.writer = deadline == nil ? .sleeping : .sleepingUntilTimer
-      return true
-    }
-    guard idle else { return }
-    if let deadline {
-      _ = queue.writerWakeup.wait(timeout: DispatchTime(uptimeNanoseconds: deadline))
-    } else {
-      queue.writerWakeup.wait()
-    }
-  }
-
   /// Writes the group in as few `pwritev` calls as log file boundaries allow.
-  private mutating func writeGroup() {
+  private mutating func writeGroup(answering answers: inout [AppendAnswer]) {
+    guard !group.isEmpty else { return }
+    defer { group.removeAll(keepingCapacity: true) }
+    takenAt = SystemClock.uptimeNanoseconds()
+    for append in group {
+      queue.metrics.appendWait.recordNanoseconds(Int64(takenAt &- append.enqueuedAt))
+    }
     var first = 0
     while first < group.count {
       var bytes = group[first].batch.byteCount
@@ -157,16 +191,18 @@ struct QueueWriter {
           bytes += group[end].batch.byteCount
           end += 1
         }
-        try write(first..<end, bytes: bytes)
+        try write(first..<end, bytes: bytes, answering: &answers)
         first = end
       } catch {
-        fail(first..<group.count, error)
+        fail(first..<group.count, error, answering: &answers)
         return
       }
     }
   }
 
-  private mutating func write(_ run: Range<Int>, bytes: Int) throws(SystemCallError) {
+  private mutating func write(
+    _ run: Range<Int>, bytes: Int, answering answers: inout [AppendAnswer]
+  ) throws(SystemCallError) {
     let start = active.size
     buffers.removeAll(keepingCapacity: true)
     for index in run {
@@ -177,8 +213,11 @@ struct QueueWriter {
           iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count))
       }
     }
+    let writeStart = SystemClock.uptimeNanoseconds()
+    let stalled: Bool
     do {
       try active.file.write(&buffers, at: start)
+      stalled = SystemClock.uptimeNanoseconds() - writeStart > Self.slowWrite
       if policy == .always { try timedSync() }
     } catch {
       rollBack(to: start)
@@ -186,11 +225,14 @@ struct QueueWriter {
     }
     active.size = start + UInt64(bytes)
     if policy == .interval { schedule.wroteUnsynced() }
-    commit(run, start: start, bytes: bytes)
+    commit(run, start: start, bytes: bytes, stalled: stalled, answering: &answers)
   }
 
-  /// Publishes a written run to readers and the ledger, then completes it.
-  private func commit(_ run: Range<Int>, start: UInt64, bytes: Int) {
+  /// Publishes a written run to readers and the ledger, and answers it.
+  private func commit(
+    _ run: Range<Int>, start: UInt64, bytes: Int, stalled: Bool,
+    answering answers: inout [AppendAnswer]
+  ) {
     let (handler, status) = queue.state.withLock { state in
       var offset = start
       for index in run {
@@ -206,6 +248,7 @@ struct QueueWriter {
       state.diskBytes += bytes
       state.pendingBytes -= bytes
       state.writes = .healthy
+      state.writesStall = stalled
       return (state.appendHandler, state.status)
     }
     queue.metrics.writes.increment()
@@ -213,11 +256,15 @@ struct QueueWriter {
     let written = Int64(SystemClock.uptimeNanoseconds() &- takenAt)
     for _ in run { queue.metrics.appendWrite.recordNanoseconds(written) }
     queue.metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
-    for index in run { group[index].completion(.success(())) }
+    for index in run {
+      answers.append(AppendAnswer(completion: group[index].completion, result: .success(())))
+    }
     handler?()
   }
 
-  private func fail(_ run: Range<Int>, _ error: SystemCallError) {
+  private func fail(
+    _ run: Range<Int>, _ error: SystemCallError, answering answers: inout [AppendAnswer]
+  ) {
     let bytes = run.reduce(0) { $0 + group[$1].batch.byteCount }
     let isNewError = queue.state.withLock { state in
       state.pendingBytes -= bytes
@@ -233,7 +280,9 @@ struct QueueWriter {
       level: isNewError ? .error : .debug, "queue write failed; batches refused",
       metadata: ["error": "\(error)", "batches": "\(run.count)"])
     let failure = error.queueError
-    for index in run { group[index].completion(.failure(failure)) }
+    for index in run {
+      answers.append(AppendAnswer(completion: group[index].completion, result: .failure(failure)))
+    }
   }
 
   /// Undoes a failed write so the file holds only whole records; the next write goes to the

@@ -59,7 +59,7 @@ struct QueueWriterSchedule {
 
   func duties(now: UInt64, observed: Observed) -> Duties {
     var duties = Duties()
-    duties.sync = unsynced && (observed.closed || now - lastSync >= syncInterval)
+    duties.sync = observed.closed ? unsynced : syncIsDue(now: now)
     if observed.confirmed != persisted
       && (observed.closed || now - lastPersist >= Self.positionPersistSpacing)
     {
@@ -67,6 +67,11 @@ struct QueueWriterSchedule {
     }
     if observed.confirmed != cleanedThrough { duties.deleteFilesBefore = observed.confirmed }
     return duties
+  }
+
+  /// Unsynced data has waited an interval.
+  func syncIsDue(now: UInt64) -> Bool {
+    unsynced && now - lastSync >= syncInterval
   }
 
   /// When the writer must wake by itself, or nil to sleep until signalled.

@@ -64,7 +64,7 @@ extension KafkaPublisherConfiguration {
     "enable.idempotence": "true",
     "acks": "all",
     "partitioner": "murmur2_random",
-    "linger.ms": "5",
+    "linger.ms": "20",
     "client.id": "skywalking-kafka-relay",
   ]
 

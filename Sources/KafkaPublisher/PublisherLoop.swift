@@ -90,7 +90,7 @@ final class PublisherLoop {
   /// The thread body; returns once stopped, with the delivered prefix confirmed.
   func run() {
     let wakeup = control.wakeup
-    queue.setAppendHandler { [wakeup] in wakeup.wake() }
+    queue.setAppendHandler { [wakeup] in wakeup.appended() }
     logger.info(
       "kafka publisher started",
       metadata: [
@@ -111,7 +111,12 @@ final class PublisherLoop {
         awaitingRetry: window.awaitingProduceCount > 0)
       switch next {
       case .nextPass: continue
-      case .wait(let timeout): wakeup.wait(timeout: timeout)
+      case .wait(let timeout):
+        if wakeup.setAppendsWake(true) { continue }
+        wakeup.wait(timeout: timeout)
+      case .awaitDeliveries(let timeout):
+        _ = wakeup.setAppendsWake(false)
+        wakeup.wait(timeout: timeout)
       case .finish:
         finish()
         return

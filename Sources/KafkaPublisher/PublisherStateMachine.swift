@@ -31,6 +31,10 @@ struct PublisherStateMachine {
     case nextPass
     /// Sleep until woken by an append or a librdkafka event, or for at most this long.
     case wait(Duration)
+    /// Records are in flight: sleep until a librdkafka event (their delivery reports) or for at
+    /// most this long, and take what was appended meanwhile then. Appends do not wake it, so at
+    /// agent rates the publisher wakes per delivered batch instead of per call.
+    case awaitDeliveries(Duration)
     case finish
   }
 
@@ -39,6 +43,10 @@ struct PublisherStateMachine {
   /// How soon records refused by a full librdkafka queue are offered again.
   static let queueFullRetryDelay = Duration.milliseconds(5)
   static let idleWait = Duration.seconds(1)
+  /// The longest an append waits for the publisher while other records are in flight: about a
+  /// batch's `linger.ms` and broker round trip, and the bound when their reports are slow (a
+  /// partition without a leader) while other partitions could take new records.
+  static let inFlightFeedInterval = Duration.milliseconds(20)
   /// How often a drain looks at its deadline while nothing happens.
   static let drainWait = Duration.milliseconds(50)
 
@@ -144,7 +152,9 @@ struct PublisherStateMachine {
         case .awaitingRecreation(let at): at
         case .usable: awaitingRetry ? retryNotBefore : nil
         }
-      guard let wakeAt else { return .wait(Self.idleWait) }
+      guard let wakeAt else {
+        return windowIsEmpty ? .wait(Self.idleWait) : .awaitDeliveries(Self.inFlightFeedInterval)
+      }
       return .wait(min(Self.idleWait, max(.milliseconds(1), wakeAt - now)))
     }
   }

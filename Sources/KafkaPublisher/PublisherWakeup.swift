@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -5,7 +7,8 @@
 #endif
 
 /// A non-blocking pipe the publisher thread sleeps on: librdkafka writes to it when an event
-/// lands on its empty main queue, the disk queue's append handler and `stop` write to it too.
+/// lands on its empty main queue, the disk queue's append handler (unless the publisher said
+/// appends need not wake it) and `stop` write to it too.
 ///
 /// `@unchecked Sendable`: the descriptors are immutable after init; `wake` only calls `write(2)`,
 /// which is thread-safe; the descriptors are closed in `deinit`, so as long as anyone (e.g. the
@@ -14,6 +17,7 @@ final class PublisherWakeup: @unchecked Sendable {
   private let readDescriptor: Int32
   /// Also given to librdkafka (`rd_kafka_queue_io_event_enable`).
   let writeDescriptor: Int32
+  private let appendsWake = Atomic<Bool>(true)
 
   init() throws(KafkaPublisherError) {
     var descriptors: [Int32] = [-1, -1]
@@ -38,6 +42,19 @@ final class PublisherWakeup: @unchecked Sendable {
   func wake() {
     var byte: UInt8 = 1
     _ = write(writeDescriptor, &byte, 1)
+  }
+
+  /// What the queue's append handler calls: a wake-up unless the publisher waits for
+  /// deliveries and takes appended records with their reports.
+  func appended() {
+    if appendsWake.load(ordering: .sequentiallyConsistent) { wake() }
+  }
+
+  /// Says whether appends wake the publisher from now on. Returns true when they start to
+  /// again: an append just before that saw them off and did not wake anyone, so the caller must
+  /// look at the queue once more before it sleeps.
+  func setAppendsWake(_ wake: Bool) -> Bool {
+    appendsWake.exchange(wake, ordering: .sequentiallyConsistent) != wake && wake
   }
 
   /// Sleeps until woken or `timeout` passes, then swallows every pending wake-up byte.

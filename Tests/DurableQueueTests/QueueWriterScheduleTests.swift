@@ -109,7 +109,7 @@ import Testing
       logFiles: [LogFileInfo(number: 1, size: 0)], confirmed: origin, diskBytes: 0, maxBytes: 1)
     var signalled = state.claimSleepingWriter()
     #expect(!signalled, "a working writer needs no signal")
-    state.writer = .sleepingUntilTimer
+    state.writer = .sleepingUntil(start)
     signalled = state.claimSleepingWriter(evenIfTimed: false)
     #expect(!signalled, "it persists the confirmation when its timer fires")
     signalled = state.claimSleepingWriter()
@@ -120,6 +120,31 @@ import Testing
     #expect(signalled)
     signalled = state.claimSleepingWriter()
     #expect(!signalled, "only one caller signals")
+  }
+
+  /// An appender that wrote unsynced data wakes the writer only if its timer would fire after
+  /// that data is due to be synced.
+  @Test func anAppendersWriteWakesTheWriterOnlyWhenItsTimerIsTooLate() {
+    var state = QueueState(
+      logFiles: [LogFileInfo(number: 1, size: 0)], confirmed: origin, diskBytes: 0, maxBytes: 1)
+    let due = start + 200 * Self.millisecond
+    var woken = state.claimWriterSleepingPast(due)
+    #expect(!woken, "a working writer computes its own deadline")
+    state.writer = .sleepingUntil(due - Self.millisecond)
+    woken = state.claimWriterSleepingPast(due)
+    #expect(!woken, "its timer fires before the sync is due")
+    state.writer = .sleepingUntil(due)
+    woken = state.claimWriterSleepingPast(due)
+    #expect(!woken)
+    state.writer = .sleepingUntil(due + Self.millisecond)
+    woken = state.claimWriterSleepingPast(due)
+    #expect(woken, "it would sync a millisecond late")
+    #expect(state.writer == .working)
+    state.writer = .sleeping
+    woken = state.claimWriterSleepingPast(due)
+    #expect(woken, "it has no timer at all")
+    woken = state.claimWriterSleepingPast(due)
+    #expect(!woken, "only one caller signals")
   }
 
   /// A failed sync does not hide that the disk is full.

@@ -17,6 +17,19 @@ import Testing
         == .nextPass)
   }
 
+  /// With records in flight, the publisher sleeps until their reports (or the feed interval)
+  /// instead of waking per append: at agent rates that is one wake-up per delivered batch.
+  @Test func awaitsDeliveriesWhileRecordsAreInFlight() {
+    var machine = PublisherStateMachine(now: start)
+    _ = machine.beginPass(now: start)
+    #expect(
+      machine.endPass(now: start, progressed: false, windowIsEmpty: false, awaitingRetry: false)
+        == .awaitDeliveries(PublisherStateMachine.inFlightFeedInterval))
+    #expect(
+      machine.endPass(now: start, progressed: false, windowIsEmpty: true, awaitingRetry: false)
+        == .wait(PublisherStateMachine.idleWait), "nothing in flight: the next append wakes it")
+  }
+
   /// A broker outage: the delay doubles once per failing pass up to the cap, and one delivery
   /// starts it over.
   @Test func backsOffOncePerPassAndResetsOnDelivery() {
