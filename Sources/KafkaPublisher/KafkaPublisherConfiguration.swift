@@ -64,7 +64,7 @@ extension KafkaPublisherConfiguration {
     "enable.idempotence": "true",
     "acks": "all",
     "partitioner": "murmur2_random",
-    "linger.ms": "20",
+    "linger.ms": "10",
     "client.id": "skywalking-kafka-relay",
   ]
 
