@@ -1,9 +1,7 @@
-import CoreMetrics
 import DedicatedThread
 import Dispatch
 import Logging
 import Synchronization
-import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -18,11 +16,11 @@ import SystemClock
 /// 64 MiB file (ext4 frees its extents before returning, and on a disk mounted with `discard`
 /// trims them too: up to 21 ms measured). On the writer thread every append arriving meanwhile
 /// waited for them, which was most of the acknowledgement latency's tail. A sync gets a
-/// duplicate of the file's descriptor, so it still works after the writer has rolled to the next
+/// duplicate of the file's handle, so it still works after the writer has rolled to the next
 /// file and closed its own.
 final class BackgroundFileWork: Sendable {
   private enum Work {
-    case sync(descriptor: Int32, path: String)
+    case sync(LogFile)
     case syncDirectory(path: String)
     case delete(path: String)
   }
@@ -40,9 +38,8 @@ final class BackgroundFileWork: Sendable {
 
   /// Syncs `file` soon; returns false when it cannot (then the caller syncs inline).
   func sync(_ file: LogFile) -> Bool {
-    let descriptor = dup(file.descriptor)
-    guard descriptor >= 0 else { return false }
-    submit(.sync(descriptor: descriptor, path: file.path))
+    guard let copy = file.duplicate() else { return false }
+    submit(.sync(copy))
     return true
   }
 
@@ -79,7 +76,7 @@ final class BackgroundFileWork: Sendable {
       }
       for item in work {
         switch item {
-        case .sync(let descriptor, let path): syncData(descriptor, path: path)
+        case .sync(let file): syncData(file)
         case .syncDirectory(let path): syncEntries(path)
         case .delete(let path): unlinkLogFile(path)
         }
@@ -88,33 +85,21 @@ final class BackgroundFileWork: Sendable {
     }
   }
 
-  private func syncData(_ descriptor: Int32, path: String) {
-    defer { close(descriptor) }
-    let start = SystemClock.uptimeNanoseconds()
-    var result = fdatasync(descriptor)
-    while result != 0 && errno == EINTR { result = fdatasync(descriptor) }
-    guard result == 0 else {
-      syncFailed(SystemCallError(errno: errno, operation: "syncing", path: path))
-      return
+  private func syncData(_ file: LogFile) {
+    defer { file.close() }
+    do {
+      _ = try queue.metrics.timedSync(file)
+    } catch {
+      queue.reportSyncFailure(error)
     }
-    queue.metrics.fsyncDuration.recordNanoseconds(
-      Int64(SystemClock.uptimeNanoseconds() - start))
   }
 
   private func syncEntries(_ path: String) {
     do {
       try LogFile.syncDirectory(path)
     } catch {
-      syncFailed(error)
+      queue.reportSyncFailure(error)
     }
-  }
-
-  /// The data was acknowledged already: like the inline sync, a failure is reported and the
-  /// next interval tries again.
-  private func syncFailed(_ error: SystemCallError) {
-    queue.metrics.ioErrors.increment()
-    queue.state.withLock { $0.writes.syncFailed(error.description) }
-    queue.logger.error("queue sync failed", metadata: ["error": "\(error)"])
   }
 
   private func unlinkLogFile(_ path: String) {

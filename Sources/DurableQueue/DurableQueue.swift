@@ -228,6 +228,14 @@ public final class DurableQueue: Sendable {
     logger.info("durable queue closed", metadata: ["confirmed": "\(confirmedPosition)"])
   }
 
+  /// A data or directory sync failed after its data was acknowledged: it can only be counted,
+  /// shown in the status, logged, and tried again at the next interval.
+  func reportSyncFailure(_ error: SystemCallError) {
+    metrics.ioErrors.increment()
+    state.withLock { $0.writes.syncFailed(error.description) }
+    logger.error("queue sync failed", metadata: ["error": "\(error)"])
+  }
+
   func logFilePath(_ number: UInt64) -> String {
     configuration.directory + "/" + LogFile.logFileName(number)
   }

@@ -176,6 +176,13 @@ struct LogFile: Sendable {
     }
   }
 
+  /// A second descriptor for the same open file, which outlives this one's `close`; nil when
+  /// the process is out of descriptors.
+  func duplicate() -> LogFile? {
+    let copy = dup(descriptor)
+    return copy >= 0 ? LogFile(descriptor: copy, path: path) : nil
+  }
+
   func truncate(to size: UInt64) throws(SystemCallError) {
     while ftruncate(descriptor, off_t(size)) != 0 {
       if errno != EINTR {

@@ -1,4 +1,5 @@
 import CoreMetrics
+import SystemClock
 
 /// The queue's instruments, created once from the injected factory.
 struct QueueMetrics: Sendable {
@@ -42,6 +43,15 @@ struct QueueMetrics: Sendable {
     fsyncDuration = Timer(label: "relay_queue_fsync_seconds", factory: factory)
     appendWait = Timer(label: "relay_queue_append_wait_seconds", factory: factory)
     appendWrite = Timer(label: "relay_queue_append_write_seconds", factory: factory)
+  }
+
+  /// Syncs `file`, times it in `fsyncDuration`, and returns when it ended (uptime nanoseconds).
+  func timedSync(_ file: LogFile) throws(SystemCallError) -> UInt64 {
+    let start = SystemClock.uptimeNanoseconds()
+    try file.sync()
+    let end = SystemClock.uptimeNanoseconds()
+    fsyncDuration.recordNanoseconds(Int64(end - start))
+    return end
   }
 
   func recordOccupancy(_ status: QueueStatus, nowMillis: UInt64) {

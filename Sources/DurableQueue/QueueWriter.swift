@@ -95,13 +95,7 @@ struct QueueWriter {
     writeGroup(answering: &answers)
     let now = SystemClock.uptimeNanoseconds()
     let duties = schedule.duties(now: now, observed: observed)
-    if duties.sync {
-      if !closed, let syncer, syncer.sync(active.file) {
-        schedule.synced(at: now)
-      } else {
-        syncActive()
-      }
-    }
+    if duties.sync, closed || !handSyncOff(at: now) { syncActive() }
     if let write = duties.persist { persist(write.position, at: now, durable: write.durable) }
     if let position = duties.deleteFilesBefore {
       deleteLogFiles(before: position)
@@ -151,10 +145,7 @@ struct QueueWriter {
     let duties = schedule.duties(now: now, observed: .init(confirmed: confirmed))
     if let write = duties.persist { persist(write.position, at: now, durable: false) }
     guard schedule.unsynced else { return }
-    if duties.sync, let syncer, syncer.sync(active.file) {
-      schedule.synced(at: now)
-      return
-    }
+    if duties.sync, handSyncOff(at: now) { return }
     let due = schedule.lastSync + schedule.syncInterval
     if queue.state.withLock({ $0.claimWriterSleepingPast(due) }) { queue.writerWakeup.signal() }
   }
@@ -298,11 +289,15 @@ struct QueueWriter {
   }
 
   private mutating func timedSync() throws(SystemCallError) {
-    let start = SystemClock.uptimeNanoseconds()
-    try active.file.sync()
-    let end = SystemClock.uptimeNanoseconds()
-    queue.metrics.fsyncDuration.recordNanoseconds(Int64(end - start))
-    schedule.synced(at: end)
+    schedule.synced(at: try queue.metrics.timedSync(active.file))
+  }
+
+  /// Under `.interval`, gives the active file's sync to the background thread and counts it as
+  /// done; false when it must run inline (`.always`, or no descriptor to spare).
+  private mutating func handSyncOff(at now: UInt64) -> Bool {
+    guard let syncer, syncer.sync(active.file) else { return false }
+    schedule.synced(at: now)
+    return true
   }
 
   /// The `.interval` sync. Its data was already acknowledged, so a failure can only be logged;
@@ -312,9 +307,7 @@ struct QueueWriter {
       try timedSync()
     } catch {
       schedule.syncFailed(at: SystemClock.uptimeNanoseconds())
-      queue.metrics.ioErrors.increment()
-      queue.state.withLock { $0.writes.syncFailed(error.description) }
-      queue.logger.error("queue sync failed", metadata: ["error": "\(error)"])
+      queue.reportSyncFailure(error)
     }
   }
 
@@ -322,18 +315,13 @@ struct QueueWriter {
     // Under `interval` the old file's last sync and the new name's directory sync go to the
     // background like every other sync: inline, the appends waiting for this roll waited for
     // up to an interval's worth of writeback and a journal commit.
-    let offThread = syncer
-    if let offThread, offThread.sync(active.file) {
-      schedule.synced(at: SystemClock.uptimeNanoseconds())
-    } else {
-      try timedSync()
-    }
+    if !handSyncOff(at: SystemClock.uptimeNanoseconds()) { try timedSync() }
     let number = active.number + 1
     let file = try LogFile.open(
       queue.logFilePath(number), flags: O_RDWR | O_CREAT | O_TRUNC)
     do {
-      if let offThread {
-        offThread.syncDirectory(queue.configuration.directory)
+      if let syncer {
+        syncer.syncDirectory(queue.configuration.directory)
       } else {
         try LogFile.syncDirectory(queue.configuration.directory)
       }
