@@ -54,15 +54,8 @@ mkdir -p "$OUT_DIR"
 RESULTS="$OUT_DIR/results.jsonl"
 : >"$RESULTS"
 WORK=$(mktemp -d /tmp/relay-benchmark.XXXXXX)
-STARTED_PIDS=()
-cleanup() {
-  local pid
-  for pid in "${STARTED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  exec 3>&- 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/loopback-processes.sh
+source scripts/loopback-processes.sh
 # The whole run is bounded: a watchdog ends it if anything hangs.
 (
   trap 'kill "$timer" 2>/dev/null; exit 0' TERM
@@ -79,13 +72,6 @@ STARTED_PIDS+=("$WATCHDOG")
 # few clock ticks (/proc/<pid>/stat counts in 10 ms ticks).
 cpu_nanos() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ sum += $1 } END { printf "%.0f\n", sum }'; }
 status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
-wait_for_line() {  # file, pattern, seconds
-  local deadline=$((SECONDS + $3))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    ((SECONDS < deadline)) || { cat "$1" >&2; die "timed out waiting for '$2' in $1"; }
-    sleep 0.1
-  done
-}
 loadgen() {  # runs relay-loadgen, keeps its JSON line, prints it
   local json
   json=$("$LOADGEN" "$@" 2>>"$WORK/loadgen.log" | tail -n 1)
@@ -97,14 +83,7 @@ loadgen() {  # runs relay-loadgen, keeps its JSON line, prints it
 log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- Kafka: the mock cluster in its own process; stdin held open on fd 3 for commands. ---
-mkfifo "$WORK/mock.in"
-exec 3<>"$WORK/mock.in"
-"$BIN/relay-mock-kafka" --brokers 1 --partitions 3 --topic skywalking-segments \
-  <"$WORK/mock.in" >"$WORK/mock.out" 2>"$WORK/mock.err" &
-MOCK_PID=$!
-STARTED_PIDS+=("$MOCK_PID")
-wait_for_line "$WORK/mock.out" '^BOOTSTRAP=' 20
-BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$WORK/mock.out" | head -n 1)
+start_mock_kafka "$BIN" 20
 log "mock Kafka at $BOOTSTRAP (pid $MOCK_PID)"
 mock_command() {
   local before

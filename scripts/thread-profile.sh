@@ -23,37 +23,18 @@ for product in relay-mock-kafka relay-loadgen; do
 done
 
 WORK=$(mktemp -d /tmp/relay-thread-profile.XXXXXX)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  exec 3>&- 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-wait_for_line() {  # file, pattern
-  local deadline=$((SECONDS + 30))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    ((SECONDS < deadline)) || { cat "$1" >&2; echo "timed out waiting for '$2'" >&2; exit 1; }
-    sleep 0.1
-  done
-}
+die() { printf 'thread-profile.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/loopback-processes.sh
+source scripts/loopback-processes.sh
 
-mkfifo "$WORK/mock.in"
-exec 3<>"$WORK/mock.in"
-"$BIN/relay-mock-kafka" --brokers 1 --partitions 3 --topic skywalking-segments \
-  <"$WORK/mock.in" >"$WORK/mock.out" 2>"$WORK/mock.err" &
-PIDS+=("$!")
-wait_for_line "$WORK/mock.out" '^BOOTSTRAP='
-BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$WORK/mock.out" | head -n 1)
+start_mock_kafka "$BIN" 30
 mkdir "$WORK/queue"
 SW_RELAY_GRPC_ADDRESS=127.0.0.1:0 SW_RELAY_ADMIN_ADDRESS=127.0.0.1:0 SW_RELAY_HTTP_ADDRESS=off \
   SW_RELAY_QUEUE_DIR="$WORK/queue" SW_RELAY_QUEUE_FSYNC="${THREAD_PROFILE_FSYNC:-interval}" \
   SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" "$RELAY_BIN" >"$WORK/relay.log" 2>&1 &
 RELAY_PID=$!
-PIDS+=("$RELAY_PID")
-wait_for_line "$WORK/relay.log" 'relay ready'
+STARTED_PIDS+=("$RELAY_PID")
+wait_for_line "$WORK/relay.log" 'relay ready' 30
 GRPC=$(grep -m1 'relay ready' "$WORK/relay.log" | sed -E 's/.*grpc=([^ ]+).*/\1/')
 sleep 1
 

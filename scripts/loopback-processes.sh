@@ -1,0 +1,35 @@
+# Sourced by scripts/benchmark.sh and scripts/thread-profile.sh: the processes they start on
+# loopback, waiting for what those print, and librdkafka's mock cluster with its command pipe.
+# The caller sets WORK (a fresh temporary directory) and defines die before sourcing it.
+
+# Every process started; on exit each is killed and waited for, then $WORK is removed.
+STARTED_PIDS=()
+cleanup() {
+  local pid
+  for pid in "${STARTED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  exec 3>&- 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_for_line() {  # file, pattern, seconds
+  local deadline=$((SECONDS + $3))
+  until grep -q "$2" "$1" 2>/dev/null; do
+    ((SECONDS < deadline)) || { cat "$1" >&2; die "timed out waiting for '$2' in $1"; }
+    sleep 0.1
+  done
+}
+
+# relay-mock-kafka from the bin directory $1 (1 broker, 3 partitions), its stdin held open on
+# fd 3 for commands; waits up to $2 seconds for it and sets MOCK_PID and BOOTSTRAP.
+start_mock_kafka() {  # bin directory, seconds
+  mkfifo "$WORK/mock.in"
+  exec 3<>"$WORK/mock.in"
+  "$1/relay-mock-kafka" --brokers 1 --partitions 3 --topic skywalking-segments \
+    <"$WORK/mock.in" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+  MOCK_PID=$!
+  STARTED_PIDS+=("$MOCK_PID")
+  wait_for_line "$WORK/mock.out" '^BOOTSTRAP=' "$2"
+  BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$WORK/mock.out" | head -n 1)
+}
