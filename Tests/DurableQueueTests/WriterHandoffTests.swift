@@ -98,8 +98,9 @@ import Testing
     #expect(slot.position == delivered)
   }
 
-  /// The last write of a burst is synced within the interval although no one appends after it:
-  /// the appender wakes a writer thread that slept without a timer.
+  /// An agent's last flush before it goes quiet is synced within the interval although no one
+  /// appends after it, so a power cut then loses at most the interval's worth: the appender
+  /// wakes a writer thread that slept without a timer.
   @Test func anAppendersWriteIsSyncedWithinTheInterval() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
