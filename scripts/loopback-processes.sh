@@ -1,4 +1,4 @@
-# Sourced by scripts/benchmark.sh and scripts/thread-profile.sh: the processes they start on
+# Sourced by scripts/benchmark.sh, scripts/thread-profile.sh and scripts/idle-memory.sh: the processes they start on
 # loopback, waiting for what those print, and librdkafka's mock cluster with its command pipe.
 # The caller sets WORK (a fresh temporary directory) and defines die before sourcing it.
 
@@ -32,4 +32,20 @@ start_mock_kafka() {  # bin directory, seconds
   STARTED_PIDS+=("$MOCK_PID")
   wait_for_line "$WORK/mock.out" '^BOOTSTRAP=' "$2"
   BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$WORK/mock.out" | head -n 1)
+}
+
+# The relay (the command $2…, e.g. a binary or `heaptrack -o FILE binary`) on loopback ports
+# with its queue in $WORK/queue and the mock cluster as Kafka; fsync from RELAY_FSYNC (default
+# interval). Waits up to $1 seconds for it to be ready and sets RELAY_PID and GRPC.
+start_relay() {  # seconds, command…
+  local seconds=$1
+  shift
+  mkdir -p "$WORK/queue"
+  SW_RELAY_GRPC_ADDRESS=127.0.0.1:0 SW_RELAY_ADMIN_ADDRESS=127.0.0.1:0 SW_RELAY_HTTP_ADDRESS=off \
+    SW_RELAY_QUEUE_DIR="$WORK/queue" SW_RELAY_QUEUE_FSYNC="${RELAY_FSYNC:-interval}" \
+    SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" "$@" >"$WORK/relay.log" 2>&1 &
+  RELAY_PID=$!
+  STARTED_PIDS+=("$RELAY_PID")
+  wait_for_line "$WORK/relay.log" 'relay ready' "$seconds"
+  GRPC=$(grep -m1 'relay ready' "$WORK/relay.log" | sed -E 's/.*grpc=([^ ]+).*/\1/')
 }

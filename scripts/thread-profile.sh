@@ -28,14 +28,7 @@ die() { printf 'thread-profile.sh: %s\n' "$*" >&2; exit 1; }
 source scripts/loopback-processes.sh
 
 start_mock_kafka "$BIN" 30
-mkdir "$WORK/queue"
-SW_RELAY_GRPC_ADDRESS=127.0.0.1:0 SW_RELAY_ADMIN_ADDRESS=127.0.0.1:0 SW_RELAY_HTTP_ADDRESS=off \
-  SW_RELAY_QUEUE_DIR="$WORK/queue" SW_RELAY_QUEUE_FSYNC="${THREAD_PROFILE_FSYNC:-interval}" \
-  SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" "$RELAY_BIN" >"$WORK/relay.log" 2>&1 &
-RELAY_PID=$!
-STARTED_PIDS+=("$RELAY_PID")
-wait_for_line "$WORK/relay.log" 'relay ready' 30
-GRPC=$(grep -m1 'relay ready' "$WORK/relay.log" | sed -E 's/.*grpc=([^ ]+).*/\1/')
+RELAY_FSYNC=${THREAD_PROFILE_FSYNC:-interval} start_relay 30 "$RELAY_BIN"
 sleep 1
 
 snapshot() {  # thread id, name, run time ns, voluntary switches; one line per thread
