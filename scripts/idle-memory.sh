@@ -2,10 +2,12 @@
 # Memory per idle agent connection, and where it goes (docs/PERFORMANCE.md, "Memory for 10,000
 # idle connections"):
 #
-#   scripts/idle-memory.sh <relay binary> [connections, default 2000]
+#   scripts/idle-memory.sh <relay binary> [connections, default 2000] [relay-loadgen idle options…]
+#   scripts/idle-memory.sh <relay binary> 1000 --segment-size mixed --segments-per-call 50
 #
 # Starts relay-mock-kafka and the relay on loopback, holds N connections that each made one
-# call (`relay-loadgen idle`), and prints the relay's RSS growth per connection. If heaptrack is
+# call (`relay-loadgen idle`: by default one 1 KiB segment; the second form is a burst before
+# going quiet), and prints the relay's RSS growth per connection. If heaptrack is
 # installed (Debian's heaptrack package), it repeats the run under heaptrack and prints the heap
 # per connection at the peak by the code that allocated it (the first frame above the
 # allocator, with its two callers). Needs the release products of the Benchmarks package
@@ -13,9 +15,13 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-[[ $# -ge 1 && -x $1 ]] || { echo "usage: $0 <relay binary> [connections]" >&2; exit 2; }
+[[ $# -ge 1 && -x $1 ]] || {
+  echo "usage: $0 <relay binary> [connections] [relay-loadgen idle options…]" >&2
+  exit 2
+}
 RELAY_BIN=$(readlink -f "$1")
 CONNECTIONS=${2:-2000}
+IDLE_OPTIONS=("${@:3}")
 BIN=$(swift build -c release --package-path Benchmarks --scratch-path .build-bench --show-bin-path)
 for product in relay-mock-kafka relay-loadgen; do
   [[ -x $BIN/$product ]] || { echo "$BIN/$product missing: run scripts/benchmark.sh once" >&2; exit 2; }
@@ -38,7 +44,7 @@ relay_process() {
 }
 hold_idle_connections() {  # sets IDLE_PID once every connection has made its call
   "$BIN/relay-loadgen" idle --target "$GRPC" --connections "$CONNECTIONS" --hold-seconds 60 \
-    >"$WORK/idle.out" 2>>"$WORK/loadgen.log" &
+    "${IDLE_OPTIONS[@]}" >"$WORK/idle.out" 2>>"$WORK/loadgen.log" &
   IDLE_PID=$!
   STARTED_PIDS+=("$IDLE_PID")
   wait_for_line "$WORK/idle.out" '^IDLE_READY=' 120
@@ -54,7 +60,7 @@ hold_idle_connections
 AFTER=$(rss_kib "$RELAY_PID")
 stop "$IDLE_PID"
 stop "$RELAY_PID"
-echo "relay $RELAY_BIN, $CONNECTIONS idle connections"
+echo "relay $RELAY_BIN, $CONNECTIONS idle connections ${IDLE_OPTIONS[*]}"
 awk -v b="$BEFORE" -v a="$AFTER" -v n="$CONNECTIONS" 'BEGIN {
   printf "  RSS %.1f MiB -> %.1f MiB: %.1f KiB per connection\n", b / 1024, a / 1024, (a - b) / n }'
 

@@ -91,6 +91,7 @@ package final class AgentGRPCServer: Service, Sendable {
       }
       .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
       .childChannelOption(.maxMessagesPerRead, value: 16)
+      .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator.agentConnections)
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try Self.configureConnection(channel, shared: shared, tls: tls)

@@ -67,6 +67,9 @@ package final class AgentHTTPServer: Service, Sendable {
           }
         }
         .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .childChannelOption(
+          .recvAllocator, value: AdaptiveRecvByteBufferAllocator.agentConnections
+        )
         .childChannelInitializer { channel in
           channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations

@@ -13,7 +13,7 @@ import NIOPosix
 struct IdleCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "idle",
-    abstract: "Open N connections, send one segment on each, hold them; prints IDLE_READY=<n>.")
+    abstract: "Open N connections, make one call on each, hold them; prints IDLE_READY=<n>.")
 
   @Option(help: "The relay's gRPC address.")
   var target: Endpoint
@@ -24,14 +24,23 @@ struct IdleCommand: AsyncParsableCommand {
   @Option(help: "Seconds to hold them (bounded; at most 600).")
   var holdSeconds: Double = 20
 
+  @Option(help: "Segment size in bytes of each call's segments, or 'mixed'.")
+  var segmentSize = "1024"
+
+  /// A burst before going quiet: what a Java agent flushes after a busy moment.
+  @Option(help: "Segments in each connection's one call.")
+  var segmentsPerCall = 1
+
   func run() async throws {
-    guard connections >= 1, holdSeconds > 0, holdSeconds <= 600 else {
-      throw ValidationError("--connections >= 1 and --hold-seconds in (0, 600]")
+    guard connections >= 1, holdSeconds > 0, holdSeconds <= 600, segmentsPerCall >= 1 else {
+      throw ValidationError(
+        "--connections >= 1, --segments-per-call >= 1 and --hold-seconds in (0, 600]")
     }
-    let corpus = try SegmentOptions.parse(["--segment-size", "1024", "--templates", "1"]).corpus()
+    let corpus = try SegmentOptions.parse(["--segment-size", segmentSize, "--templates", "16"])
+      .corpus()
     let plan = LoadPlan(
       host: target.host, port: target.port, connections: connections, streamsPerConnection: 1,
-      segmentsPerStream: 1, rate: nil, duration: .seconds(600), maxSegments: nil)
+      segmentsPerStream: segmentsPerCall, rate: nil, duration: .seconds(600), maxSegments: nil)
     let shared = LoadShared(plan: plan, corpus: corpus, delivery: nil)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var agents: [NIOLoopBound<AgentConnection>] = []
