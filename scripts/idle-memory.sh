@@ -22,15 +22,11 @@ cd "$(dirname "$0")/.."
 RELAY_BIN=$(readlink -f "$1")
 CONNECTIONS=${2:-2000}
 IDLE_OPTIONS=("${@:3}")
-BIN=$(swift build -c release --package-path Benchmarks --scratch-path .build-bench --show-bin-path)
-for product in relay-mock-kafka relay-loadgen; do
-  [[ -x $BIN/$product ]] || { echo "$BIN/$product missing: run scripts/benchmark.sh once" >&2; exit 2; }
-done
-
 WORK=$(mktemp -d /tmp/relay-idle-memory.XXXXXX)
 die() { printf 'idle-memory.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=scripts/loopback-processes.sh
 source scripts/loopback-processes.sh
+require_benchmark_products
 
 start_mock_kafka "$BIN" 30
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }

@@ -21,6 +21,15 @@ wait_for_line() {  # file, pattern, seconds
   done
 }
 
+# Sets BIN to the Benchmarks package's release products, which scripts/benchmark.sh builds.
+require_benchmark_products() {
+  local product
+  BIN=$(swift build -c release --package-path Benchmarks --scratch-path .build-bench --show-bin-path)
+  for product in relay-mock-kafka relay-loadgen; do
+    [[ -x $BIN/$product ]] || die "$BIN/$product missing: run scripts/benchmark.sh once"
+  done
+}
+
 # relay-mock-kafka from the bin directory $1 (1 broker, 3 partitions), its stdin held open on
 # fd 3 for commands; waits up to $2 seconds for it and sets MOCK_PID and BOOTSTRAP.
 start_mock_kafka() {  # bin directory, seconds

@@ -17,15 +17,11 @@ cd "$(dirname "$0")/.."
 [[ $# -ge 1 && -x $1 ]] || { echo "usage: $0 <relay binary> <relay-loadgen load options…>" >&2; exit 2; }
 RELAY_BIN=$1
 shift
-BIN=$(swift build -c release --package-path Benchmarks --scratch-path .build-bench --show-bin-path)
-for product in relay-mock-kafka relay-loadgen; do
-  [[ -x $BIN/$product ]] || { echo "$BIN/$product missing: run scripts/benchmark.sh once" >&2; exit 2; }
-done
-
 WORK=$(mktemp -d /tmp/relay-thread-profile.XXXXXX)
 die() { printf 'thread-profile.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=scripts/loopback-processes.sh
 source scripts/loopback-processes.sh
+require_benchmark_products
 
 start_mock_kafka "$BIN" 30
 RELAY_FSYNC=${THREAD_PROFILE_FSYNC:-interval} start_relay 30 "$RELAY_BIN"
