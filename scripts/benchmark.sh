@@ -162,20 +162,8 @@ done
 kill "$SINK_PID"; wait "$SINK_PID" 2>/dev/null || true
 
 # --- The relay. ---
-mkdir -p "$WORK/queue"
-(
-  export SW_RELAY_GRPC_ADDRESS=127.0.0.1:0 SW_RELAY_ADMIN_ADDRESS=127.0.0.1:0 SW_RELAY_HTTP_ADDRESS=127.0.0.1:0
-  export SW_RELAY_QUEUE_DIR="$WORK/queue" SW_RELAY_QUEUE_FSYNC=interval
-  export SW_RELAY_QUEUE_MAX_BYTES=$(((BACKLOG_MIB + 1024) << 20))
-  export SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" SW_RELAY_LOG_LEVEL=info
-  exec "$RELAY_BIN"
-) >"$WORK/relay.log" 2>&1 &
-RELAY_PID=$!
-STARTED_PIDS+=("$RELAY_PID")
-wait_for_line "$WORK/relay.log" 'relay ready' 30
-READY=$(grep -m1 'relay ready' "$WORK/relay.log")
-GRPC=$(sed -E 's/.*grpc=([^ ]+).*/\1/' <<<"$READY")
-ADMIN=$(sed -E 's/.*admin=([^ ]+).*/\1/' <<<"$READY")
+SW_RELAY_HTTP_ADDRESS=127.0.0.1:0 SW_RELAY_QUEUE_MAX_BYTES=$(((BACKLOG_MIB + 1024) << 20)) \
+  SW_RELAY_LOG_LEVEL=info start_relay 30 "$RELAY_BIN"
 log "relay pid $RELAY_PID, grpc=$GRPC admin=$ADMIN"
 sleep 2
 RSS_IDLE=$(status_kib "$RELAY_PID" VmRSS)

@@ -1,5 +1,6 @@
-# Sourced by scripts/benchmark.sh, scripts/thread-profile.sh and scripts/idle-memory.sh: the processes they start on
-# loopback, waiting for what those print, and librdkafka's mock cluster with its command pipe.
+# Sourced by scripts/benchmark.sh, scripts/thread-profile.sh and scripts/idle-memory.sh: the
+# processes they start on loopback, waiting for what those print, librdkafka's mock cluster with
+# its command pipe, and the relay.
 # The caller sets WORK (a fresh temporary directory) and defines die before sourcing it.
 
 # Every process started; on exit each is killed and waited for, then $WORK is removed.
@@ -45,16 +46,21 @@ start_mock_kafka() {  # bin directory, seconds
 
 # The relay (the command $2…, e.g. a binary or `heaptrack -o FILE binary`) on loopback ports
 # with its queue in $WORK/queue and the mock cluster as Kafka; fsync from RELAY_FSYNC (default
-# interval). Waits up to $1 seconds for it to be ready and sets RELAY_PID and GRPC.
+# interval), the HTTP receiver off unless the caller sets SW_RELAY_HTTP_ADDRESS, and any other
+# SW_RELAY_ variable the caller exports. Waits up to $1 seconds for it to be ready and sets
+# RELAY_PID, GRPC and ADMIN.
 start_relay() {  # seconds, command…
-  local seconds=$1
+  local seconds=$1 ready
   shift
   mkdir -p "$WORK/queue"
-  SW_RELAY_GRPC_ADDRESS=127.0.0.1:0 SW_RELAY_ADMIN_ADDRESS=127.0.0.1:0 SW_RELAY_HTTP_ADDRESS=off \
-    SW_RELAY_QUEUE_DIR="$WORK/queue" SW_RELAY_QUEUE_FSYNC="${RELAY_FSYNC:-interval}" \
-    SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" "$@" >"$WORK/relay.log" 2>&1 &
+  SW_RELAY_GRPC_ADDRESS=127.0.0.1:0 SW_RELAY_ADMIN_ADDRESS=127.0.0.1:0 \
+    SW_RELAY_HTTP_ADDRESS="${SW_RELAY_HTTP_ADDRESS:-off}" SW_RELAY_QUEUE_DIR="$WORK/queue" \
+    SW_RELAY_QUEUE_FSYNC="${RELAY_FSYNC:-interval}" SW_RELAY_KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" \
+    "$@" >"$WORK/relay.log" 2>&1 &
   RELAY_PID=$!
   STARTED_PIDS+=("$RELAY_PID")
   wait_for_line "$WORK/relay.log" 'relay ready' "$seconds"
-  GRPC=$(grep -m1 'relay ready' "$WORK/relay.log" | sed -E 's/.*grpc=([^ ]+).*/\1/')
+  ready=$(grep -m1 'relay ready' "$WORK/relay.log")
+  GRPC=$(sed -E 's/.*grpc=([^ ]+).*/\1/' <<<"$ready")
+  ADMIN=$(sed -E 's/.*admin=([^ ]+).*/\1/' <<<"$ready")
 }
