@@ -10,7 +10,7 @@
 # The Swift version the test suite runs on.
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
-  && apt-get install -y --no-install-recommends librdkafka-dev pkg-config \
+  && apt-get install -y --no-install-recommends librdkafka-dev pkg-config zlib1g-dev \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Package.resolve[d] matches Package.resolved when the checkout has one (the exact dependency

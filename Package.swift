@@ -24,6 +24,7 @@ let package = Package(
     // For Fuzz/ (the environment parser and the gRPC deframer).
     .library(name: "RelayApp", targets: ["RelayApp"]),
     .library(name: "AgentReceiver", targets: ["AgentReceiver"]),
+    .library(name: "HTTPReceiver", targets: ["HTTPReceiver"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
@@ -65,6 +66,9 @@ let package = Package(
     ),
     // The CPU's CRC-32C instruction, which Swift cannot reach without C.
     .target(name: "CCRC32C"),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    // gzip and deflate, as the OAP decodes them on both ports, with a limit on the output.
+    .target(name: "Inflate", dependencies: ["CZlib"], swiftSettings: strictSettings),
     // OS threads for loops that block in system calls, without Foundation.
     .target(name: "DedicatedThread", swiftSettings: strictSettings),
     // The wall clock and the semaphores' monotonic clock, in the units files and protocols use.
@@ -119,6 +123,7 @@ let package = Package(
       name: "AgentReceiver",
       dependencies: [
         "ConnectionLimiter",
+        "Inflate",
         "SkyWalkingWire",
         "DurableQueue",
         "SystemClock",
@@ -142,6 +147,7 @@ let package = Package(
       dependencies: [
         "AgentReceiver",
         "ConnectionLimiter",
+        "Inflate",
         "DurableQueue",
         "SkyWalkingProtocol",
         "SkyWalkingWire",
@@ -251,6 +257,8 @@ let package = Package(
     .testTarget(
       name: "LogThrottlingTests", dependencies: ["LogThrottling"], swiftSettings: strictSettings),
     .testTarget(
+      name: "InflateTests", dependencies: ["Inflate", "CZlib"], swiftSettings: strictSettings),
+    .testTarget(
       name: "SkyWalkingWireTests",
       dependencies: [
         .product(name: "SwiftProtobuf", package: "swift-protobuf"), "SkyWalkingWire",
@@ -280,6 +288,7 @@ let package = Package(
     .testTarget(
       name: "AgentReceiverTests",
       dependencies: [
+        "CZlib",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -303,6 +312,7 @@ let package = Package(
     .testTarget(
       name: "HTTPReceiverTests",
       dependencies: [
+        "CZlib",
         "HTTPReceiver",
         "AgentReceiver",
         "DurableQueue",

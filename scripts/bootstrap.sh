@@ -7,6 +7,8 @@ pkg-config --exists rdkafka 2>/dev/null || missing+=(librdkafka-dev)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# zlib: gzip and deflate bodies and messages, as the OAP accepts them.
+pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
 # readelf, for scripts/validate.sh's check of the relay's linked libraries.
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 # The power-loss filesystem of the power-cut tests (tests-python/lazyfs.py, fusepy over libfuse2).

@@ -450,3 +450,18 @@ def segments_reader(mock_kafka: MockKafka) -> Iterator[KafkaTopicReader]:
     reader = KafkaTopicReader(mock_kafka.bootstrap_servers, SEGMENTS_TOPIC)
     yield reader
     reader.close()
+
+
+@pytest.fixture
+def topic(mock_kafka: MockKafka) -> Iterator[Callable[[str], KafkaTopicReader]]:
+    """topic(name) -> one reader per topic for the test, closed at teardown."""
+    readers: dict[str, KafkaTopicReader] = {}
+
+    def reader(name: str) -> KafkaTopicReader:
+        if name not in readers:
+            readers[name] = KafkaTopicReader(mock_kafka.bootstrap_servers, name)
+        return readers[name]
+
+    yield reader
+    for opened in readers.values():
+        opened.close()

@@ -56,7 +56,7 @@ DEFAULT_FRAME_SIZE = 16384
 FULL = "full"              # every byte sent on a properly opened stream: may be published
 UNCERTAIN = "uncertain"    # the connection broke while its bytes were being written: may be published
 CUT = "cut"                # deliberately truncated: must never be published
-COMPRESSED = "compressed"  # flagged compressed (identity or gzip encoding): refused by design
+COMPRESSED = "compressed"  # flagged compressed under identity encoding: refused by design
 ORPHAN = "orphan"          # in frames the server must reject (idle, even, reused, closed stream, bad frame)
 MISROUTED = "misrouted"    # on a path the relay does not publish
 MUST_NOT_PUBLISH = {CUT, COMPRESSED, ORPHAN, MISROUTED}
@@ -265,6 +265,7 @@ class ChaosStream:
     ended: bool = False                 # END_STREAM sent on a proper stream
     reset_before_end: bool = False
     design_refusal: str = ""            # why the README says this call is refused
+    gzip_encoded: bool = False          # grpc-encoding gzip: a flagged message is a proper one
 
     def ok_forbidden(self) -> Optional[tuple[str, str]]:
         """(kind, reason) when grpc-status 0 on this stream would be a bug, else None."""
@@ -277,8 +278,8 @@ class ChaosStream:
         leftover, flags = leftover_after_messages(bytes(self.sent))
         if leftover:
             return HALF_SENT, f"ended inside a gRPC message ({leftover} bytes of it sent)"
-        if any(flags):
-            return BY_DESIGN, "a message flagged compressed"
+        if any(flags) and not self.gzip_encoded:
+            return BY_DESIGN, "a message flagged compressed without grpc-encoding"
         if self.design_refusal:
             return BY_DESIGN, self.design_refusal
         return None
@@ -772,11 +773,13 @@ def act_compressed_flag(c: ChaosConnection) -> None:
 
 
 def act_gzip_encoding(c: ChaosConnection) -> None:
-    stream = c.open_stream("grpc-encoding-gzip", extra=((b"grpc-encoding", b"gzip"),),
-                           design_refusal="grpc-encoding gzip (only identity is accepted)")
-    segment_id, payload = c.segment(COMPRESSED)
-    c.ledger.segment(segment_id, COMPRESSED)
+    """A gateway compressing with gzip, as the OAP's grpc-java server accepts: a proper call."""
+    stream = c.open_stream("grpc-encoding-gzip", extra=((b"grpc-encoding", b"gzip"),))
+    stream.gzip_encoded = True
+    segment_id, payload = c.segment()
+    c.ledger.segment(segment_id, UNCERTAIN)
     c.send_data(stream, grpc_frame(gzip.compress(payload), flag=1), end_stream=True)
+    c.ledger.segment(segment_id, FULL)
 
 
 def act_garbage_protobuf(c: ChaosConnection) -> None:

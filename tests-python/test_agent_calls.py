@@ -96,19 +96,6 @@ def mock_kafka(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MockK
         print(f"--- relay-mock-kafka log ({cluster.log_path}) ---\n{tail(cluster.log_path)}")
 
 
-@pytest.fixture
-def topic(mock_kafka: MockKafka) -> Iterator[Callable[[str], KafkaTopicReader]]:
-    """topic(name) -> one reader per topic name for the test, closed at teardown."""
-    readers: dict[str, KafkaTopicReader] = {}
-
-    def reader(name: str) -> KafkaTopicReader:
-        if name not in readers:
-            readers[name] = KafkaTopicReader(mock_kafka.bootstrap_servers, name)
-        return readers[name]
-
-    yield reader
-    for opened in readers.values():
-        opened.close()
 
 
 # --------------------------------------------------------------------------- gRPC calls
@@ -505,10 +492,11 @@ def test_namespace_and_topic_override_name_the_logs_topic(relay_factory, topic):
 QUERIES = [
     (PROFILE_QUERY, ProfileTaskCommandQuery(service="calls-svc", serviceInstance="calls-svc-1",
                                             lastCommandTime=0).SerializeToString()),
-    (TASK_FINISH, ProfileTaskFinishReport(service="calls-svc", serviceInstance="calls-svc-1",
-                                          taskId="t-1").SerializeToString()),
     (FETCH_CONFIGURATIONS, ConfigurationSyncRequest(service="calls-svc", uuid="").SerializeToString()),
 ]
+# Sent once and believed (Java's ProfileTaskChannelService): never answered OK by the relay alone.
+TASK_FINISH_REPORT = ProfileTaskFinishReport(service="calls-svc", serviceInstance="calls-svc-1",
+                                             taskId="t-1").SerializeToString()
 # GoProfileData and SpanAttachedEvent have no class in the Python agent: an empty message is valid.
 DATA_CALLS = [
     (EVENTS, True, [event("Start")]),
@@ -532,6 +520,11 @@ def test_without_oap_queries_answer_empty_commands_and_data_calls_unimplemented(
         if answer.status != grpc.StatusCode.UNIMPLEMENTED or "SW_RELAY_OAP_ADDRESS" not in answer.details:
             problems.append(f"{packaged(method)}: {answer.status} {answer.details!r} "
                             "(want UNIMPLEMENTED naming SW_RELAY_OAP_ADDRESS)")
+    for path in (packaged(TASK_FINISH), compat(TASK_FINISH)):
+        answer = unary(relay, path, TASK_FINISH_REPORT)
+        if answer.status != grpc.StatusCode.UNIMPLEMENTED or "SW_RELAY_OAP_ADDRESS" not in answer.details:
+            problems.append(f"{path}: {answer.status} {answer.details!r} "
+                            "(want UNIMPLEMENTED naming SW_RELAY_OAP_ADDRESS: no OAP heard the task finish)")
     unknown = unary(relay, "/skywalking.v3.ProfileTask/noSuchMethod", b"")
     if unknown.status != grpc.StatusCode.UNIMPLEMENTED:
         problems.append(f"unknown path: {unknown.status}")

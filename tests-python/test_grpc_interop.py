@@ -5,11 +5,17 @@ so malformed payloads can be sent too.
 """
 
 import re
+import socket
+import time
+import urllib.parse
 import uuid
 from typing import Iterable, Optional
 
 import grpc
 import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import ResponseReceived, TrailersReceived
 from skywalking.protocol.common.Command_pb2 import Commands
 
 from conftest import KafkaTopicReader, Relay, decode_segment, encode_segment, encode_segment_collection
@@ -84,15 +90,37 @@ def test_unknown_method_is_unimplemented(relay: Relay):
     assert 'relay_grpc_unknown_calls_total{path="/skywalking.v3.Nope/x"} 2' in metrics, metrics
 
 
-def test_gzip_request_is_refused_unimplemented_naming_the_encoding(relay: Relay):
-    """A grpcio client with gzip on (what a Java agent with compression configured would send):
-    refused UNIMPLEMENTED before its body is read, as the README says, so the agent logs it."""
-    segment = encode_segment(new_trace_id(), "gzip", ("/interop/gzip",), padding=512)
+def test_gzip_request_is_accepted_as_the_oap_accepts_it(relay: Relay, segments_reader: KafkaTopicReader):
+    """A grpcio client with gzip on (a gateway or a Java agent with compression configured): the OAP's
+    grpc-java server inflates it, so the relay does too and publishes the plain segment bytes."""
+    trace_id = new_trace_id()
+    segment = encode_segment(trace_id, "gzip", ("/interop/gzip",), padding=512)
 
-    status, details, _ = stream(relay, COLLECT, [segment], compression=grpc.Compression.Gzip)
+    assert_ok(stream(relay, COLLECT, [segment], compression=grpc.Compression.Gzip))
 
-    assert status == grpc.StatusCode.UNIMPLEMENTED, f"{status}: {details}"
-    assert "grpc-encoding gzip is not supported" in (details or ""), details
+    found = wait_for_traces(segments_reader, {trace_id})
+    assert [record.value for record in found[trace_id]] == [segment]
+
+
+def test_an_unknown_grpc_encoding_is_refused_unimplemented_naming_what_is_accepted(relay: Relay):
+    """A sender with an encoding the OAP does not decode either (snappy) learns it before its body is read."""
+    host, port = relay.grpc_address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        h2 = H2Connection(H2Configuration(client_side=True))
+        h2.initiate_connection()
+        h2.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":path", COLLECT),
+                            (":authority", "relay"), ("content-type", "application/grpc"),
+                            ("te", "trailers"), ("grpc-encoding", "snappy")], end_stream=True)
+        connection.sendall(h2.data_to_send())
+        headers: dict[str, str] = {}
+        deadline = time.monotonic() + 10
+        while "grpc-status" not in headers and time.monotonic() < deadline:
+            for event in h2.receive_data(connection.recv(65536)):
+                if isinstance(event, (ResponseReceived, TrailersReceived)):
+                    headers.update({k.decode(): v.decode() for k, v in event.headers})
+    assert headers.get("grpc-status") == str(grpc.StatusCode.UNIMPLEMENTED.value[0]), headers
+    assert "grpc-encoding snappy is not supported" in urllib.parse.unquote(headers.get("grpc-message", ""))
+    assert "gzip" in headers.get("grpc-accept-encoding", "")
 
 
 @pytest.mark.parametrize("path", [COLLECT, COMPAT_COLLECT])

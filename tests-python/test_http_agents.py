@@ -45,18 +45,6 @@ def mock_kafka(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MockK
         print(f"--- relay-mock-kafka log ({cluster.log_path}) ---\n{tail(cluster.log_path)}")
 
 
-@pytest.fixture
-def topic(mock_kafka: MockKafka) -> Iterator[Callable[[str], KafkaTopicReader]]:
-    readers: dict[str, KafkaTopicReader] = {}
-
-    def reader(name: str) -> KafkaTopicReader:
-        if name not in readers:
-            readers[name] = KafkaTopicReader(mock_kafka.bootstrap_servers, name)
-        return readers[name]
-
-    yield reader
-    for opened in readers.values():
-        opened.close()
 
 
 def post(address: str, path: str, body, headers: Optional[dict] = None) -> tuple[int, dict, str]:

@@ -157,11 +157,12 @@ def test_token_and_tls_together(relay_factory: Callable[..., Relay], certificate
     assert_secret_absent(relay, TOKEN)
 
 
-def test_the_http_port_uses_the_same_tls_files_and_token(relay_factory: Callable[..., Relay],
-                                                        certificates: Certificates,
-                                                        segments_reader: KafkaTopicReader):
-    """HTTP agents (the OAP's REST protocol) get the gRPC port's certificate and token check."""
-    relay = relay_factory(extra_env={**tls_env(certificates), "SW_RELAY_AUTH_TOKEN": TOKEN}).start()
+def test_the_http_port_uses_the_same_tls_files_and_its_own_opt_in_token(relay_factory: Callable[..., Relay],
+                                                                        certificates: Certificates,
+                                                                        segments_reader: KafkaTopicReader):
+    """HTTP agents (the OAP's REST protocol) get the gRPC port's certificate; the token on port 12800 is
+    the operator's explicit SW_RELAY_HTTP_AUTH_TOKEN (the HTTP agents cannot send one)."""
+    relay = relay_factory(extra_env={**tls_env(certificates), "SW_RELAY_HTTP_AUTH_TOKEN": TOKEN}).start()
     context = ssl.create_default_context(cafile=str(certificates.ca))
     trace_id = uuid.uuid4().hex
     body = json.dumps({"traceId": trace_id, "traceSegmentId": "over-https", "service": "nginx",

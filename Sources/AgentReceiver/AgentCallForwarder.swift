@@ -1,4 +1,5 @@
 import GRPCCore
+import SkyWalkingWire
 
 /// Carries a call the relay does not publish to the OAP as a live stream: each request message
 /// as it arrives, each response message as the OAP sends it, trailers at the end.
@@ -22,17 +23,16 @@ package struct ProxiedCallHead: Sendable {
   package var metadata: [(name: String, value: String)]
   /// The agent's `grpc-timeout`, carried to the OAP.
   package var timeout: Duration?
-  /// Whether the answer is a `Commands` that may be replaced by an empty one when the OAP
-  /// cannot be reached.
-  package var isQuery: Bool
+  /// What the relay answers when the OAP cannot be reached, and whether the call is bounded.
+  package var kind: ForwardKind
 
   package init(
-    path: String, metadata: [(name: String, value: String)], timeout: Duration?, isQuery: Bool
+    path: String, metadata: [(name: String, value: String)], timeout: Duration?, kind: ForwardKind
   ) {
     self.path = path
     self.metadata = metadata
     self.timeout = timeout
-    self.isQuery = isQuery
+    self.kind = kind
   }
 }
 

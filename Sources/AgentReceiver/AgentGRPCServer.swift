@@ -113,30 +113,35 @@ package final class AgentGRPCServer: Service, Sendable {
     connection.targetWindowSize = 4 * streamWindowBytes
     var stream = NIOHTTP2Handler.StreamConfiguration()
     stream.targetWindowSize = streamWindowBytes
-    // Idle connections, keepalive pings and graceful GOAWAY on shutdown (bounded by the grace
-    // period, after which the connection is closed) are swift-nio-http2's connection manager.
+    // Idle connections, keepalive pings and the GOAWAY handshake are swift-nio-http2's
+    // connection manager; when a connection is closed by force, and its age, are the closer's.
     let manager = NIOHTTP2ServerConnectionManagementHandler(
       eventLoop: channel.eventLoop,
       configuration: .init(
         maxIdleTime: TimeAmount(shared.configuration.connectionIdleTimeout),
-        maxAge: shared.configuration.maxConnectionAge.map { TimeAmount($0) },
-        maxGraceTime: TimeAmount(shared.configuration.shutdownGracePeriod),
+        maxAge: nil, maxGraceTime: nil,
         keepalive: shared.configuration.keepaliveInterval.map {
           .init(
             pingInterval: TimeAmount($0),
             ackTimeout: TimeAmount(shared.configuration.keepaliveTimeout))
         }))
+    let closer = ConnectionCloser(
+      logger: shared.logger,
+      timing: .init(
+        goAwayDeadline: TimeAmount(shared.configuration.shutdownGracePeriod) + .seconds(1),
+        maxAge: shared.configuration.maxConnectionAge.map { TimeAmount($0) },
+        drainCheckInterval: TimeAmount(
+          shared.configuration.keepaliveInterval ?? shared.configuration.connectionIdleTimeout),
+        probesPeer: shared.configuration.keepaliveInterval != nil))
     _ = try sync.configureHTTP2Pipeline(
       mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
-      streamDelegate: manager.http2StreamDelegate
+      streamDelegate: closer.streamDelegate(
+        forwardingTo: manager.http2StreamDelegate, eventLoop: channel.eventLoop)
     ) { streamChannel in
       streamChannel.eventLoop.makeCompletedFuture {
         try streamChannel.pipeline.syncOperations.addHandler(GRPCStreamHandler(shared: shared))
       }
     }
-    let closer = ConnectionCloser(
-      logger: shared.logger,
-      goAwayDeadline: TimeAmount(shared.configuration.shutdownGracePeriod) + .seconds(1))
     try sync.addHandlers(closer, manager)
   }
 

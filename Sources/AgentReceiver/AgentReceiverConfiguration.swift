@@ -21,8 +21,10 @@ package struct AgentReceiverConfiguration: Sendable {
   package var maxConnections: Int
   /// A connection with no open stream for this long is sent GOAWAY and closed.
   package var connectionIdleTimeout: Duration
-  /// A connection this old is sent GOAWAY (its streams finish), so agents behind a load
-  /// balancer reconnect and spread over a gateway's replicas; nil keeps connections forever.
+  /// A connection this old is sent GOAWAY, so agents open their next calls on a new connection
+  /// and spread over a gateway's replicas; its open streams are never cut (a Go agent's stream
+  /// lives as long as the agent), and it closes when the last one ends. nil keeps connections
+  /// forever.
   package var maxConnectionAge: Duration?
   /// A publishing stream that receives nothing for this long is answered CANCELLED and reset;
   /// nil (the default) lets a stream live as long as its agent, as the OAP does: the Go agent

@@ -29,6 +29,9 @@ extension AgentReceiverTLS {
     var configuration = TLSConfiguration.makeServerConfiguration(
       certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
     configuration.applicationProtocols = applicationProtocols
+    // swift-nio-ssl's server default still completes TLS 1.0 and 1.1 handshakes, whose ciphers
+    // and MACs are deprecated (RFC 8996); every agent's TLS stack speaks 1.2.
+    configuration.minimumTLSVersion = .tlsv12
     if let clientCAPath {
       let roots = try load("client CA", clientCAPath, "tls.clientCAPath") {
         try NIOSSLCertificate.fromPEMFile(clientCAPath)

@@ -2,42 +2,137 @@ import Logging
 import NIOCore
 import NIOHTTP2
 
-/// Ends connections that will not end by themselves.
+/// Ends connections that will not end by themselves, and retires old ones without cutting a
+/// stream (``ConnectionRetirement`` holds the rules).
 ///
 /// Closes a connection that is not speaking HTTP/2 (an HTTP/1 probe, garbage, a TLS hello on a
-/// plaintext port) instead of letting the error travel to the end of the pipeline. And once the
-/// connection manager has sent GOAWAY (idle connection, shutdown), closes the connection after
-/// `goAwayDeadline` even if the peer never acknowledges the accompanying PING, which the manager
-/// otherwise waits for indefinitely. It sits between the HTTP/2 handler and the manager, where
-/// it sees the manager's outbound frames.
+/// plaintext port) instead of letting the error travel to the end of the pipeline. Once the
+/// connection manager has sent GOAWAY for a shutdown, an idle connection or an unanswered
+/// keepalive, closes the connection after `goAwayDeadline` even if the peer never acknowledges
+/// the accompanying PING, which the manager otherwise waits for indefinitely. At the maximum
+/// age it asks the manager for GOAWAY itself and lets the streams finish. It sits between the
+/// HTTP/2 handler and the manager, where it sees the manager's outbound frames and can send it
+/// the age's GOAWAY request without the streams seeing a shutdown.
 final class ConnectionCloser: ChannelDuplexHandler {
   typealias InboundIn = HTTP2Frame
   typealias InboundOut = HTTP2Frame
   typealias OutboundIn = HTTP2Frame
   typealias OutboundOut = HTTP2Frame
 
-  private let logger: Logger
-  private let goAwayDeadline: TimeAmount
-  private var forcedClose: Scheduled<Void>?
-
-  init(logger: Logger, goAwayDeadline: TimeAmount) {
-    self.logger = logger
-    self.goAwayDeadline = goAwayDeadline
+  struct Timing {
+    var goAwayDeadline: TimeAmount
+    /// nil keeps connections for as long as they are used.
+    var maxAge: TimeAmount?
+    /// How often a retiring connection is checked on (and pinged, when `probesPeer`).
+    var drainCheckInterval: TimeAmount
+    var probesPeer: Bool
   }
 
-  func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-    if forcedClose == nil, case .goAway = unwrapOutboundIn(data).payload {
-      forcedClose = context.eventLoop.assumeIsolated().scheduleTask(in: goAwayDeadline) {
-        context.close(promise: nil)
-      }
-    }
-    context.write(data, promise: promise)
+  private let logger: Logger
+  private let timing: Timing
+  private var retirement: ConnectionRetirement
+  private var context: ChannelHandlerContext?
+  private var forcedClose: Scheduled<Void>?
+  private var ageTimer: Scheduled<Void>?
+  private var drainCheck: Scheduled<Void>?
+
+  init(logger: Logger, timing: Timing) {
+    self.logger = logger
+    self.timing = timing
+    self.retirement = ConnectionRetirement(probesPeer: timing.probesPeer)
+  }
+
+  /// The streams the HTTP/2 handler reports to the manager, counted here too.
+  func streamDelegate(
+    forwardingTo manager: NIOHTTP2ServerConnectionManagementHandler.HTTP2StreamDelegate,
+    eventLoop: any EventLoop
+  ) -> some NIOHTTP2StreamDelegate {
+    StreamCounter(manager: manager, closer: NIOLoopBound(self, eventLoop: eventLoop))
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    if context.channel.isActive { startAgeTimer(context: context) }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    cancelTimers()
+    self.context = nil
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    startAgeTimer(context: context)
+    context.fireChannelActive()
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    forcedClose?.cancel()
+    cancelTimers()
     context.fireChannelInactive()
   }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    retirement.frameRead()
+    context.fireChannelRead(data)
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if event is ChannelShouldQuiesceEvent { perform(retirement.shutdownRequested()) }
+    context.fireUserInboundEventTriggered(event)
+  }
+
+  func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    if case .goAway = unwrapOutboundIn(data).payload { perform(retirement.goAwayWritten()) }
+    context.write(data, promise: promise)
+  }
+
+  private func startAgeTimer(context: ChannelHandlerContext) {
+    guard ageTimer == nil, let maxAge = timing.maxAge else { return }
+    ageTimer = context.eventLoop.assumeIsolated().scheduleTask(in: maxAge) { [self] in
+      perform(retirement.maxAgeReached())
+    }
+  }
+
+  private func perform(_ action: ConnectionRetirement.Action) {
+    guard let context else { return }
+    let loop = context.eventLoop.assumeIsolated()
+    switch action {
+    case .none:
+      break
+    case .sendGoAwayAndScheduleDrainCheck:
+      // Past this handler only: the manager sends GOAWAY, the streams never hear of it.
+      context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+      scheduleDrainCheck()
+    case .scheduleForcedClose:
+      forcedClose = loop.scheduleTask(in: timing.goAwayDeadline) { context.close(promise: nil) }
+    case .close:
+      context.close(promise: nil)
+    case .probeAndScheduleDrainCheck:
+      let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(Self.probeData, ack: false))
+      context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
+      scheduleDrainCheck()
+    case .scheduleDrainCheck:
+      scheduleDrainCheck()
+    }
+  }
+
+  private func scheduleDrainCheck() {
+    guard let context else { return }
+    drainCheck = context.eventLoop.assumeIsolated().scheduleTask(in: timing.drainCheckInterval) {
+      [self] in
+      perform(retirement.drainCheckDue())
+    }
+  }
+
+  private func cancelTimers() {
+    for timer in [forcedClose, ageTimer, drainCheck] { timer?.cancel() }
+    (forcedClose, ageTimer, drainCheck) = (nil, nil, nil)
+  }
+
+  /// Not the manager's GOAWAY ping data, so the manager ignores the acknowledgement.
+  private static let probeData = HTTP2PingData(withInteger: 0x5357_5245_4C41_5921)
+
+  fileprivate func streamOpened() { retirement.streamOpened() }
+  fileprivate func streamClosed() { retirement.streamClosed() }
 
   /// A stream-level error (a forbidden header, a zero window update on one stream) has already
   /// reset that stream; the connection and its other calls go on, as HTTP/2 says. Anything else
@@ -62,5 +157,21 @@ final class ConnectionCloser: ChannelDuplexHandler {
   static func affectsOneStream(_ error: any Error) -> Bool {
     error is NIOHTTP2Errors.StreamError || error is NIOHTTP2Errors.NoSuchStream
       || error is NIOHTTP2Errors.StreamClosed
+  }
+}
+
+/// Tells both the connection manager and the closer of each stream.
+private struct StreamCounter: NIOHTTP2StreamDelegate {
+  let manager: NIOHTTP2ServerConnectionManagementHandler.HTTP2StreamDelegate
+  let closer: NIOLoopBound<ConnectionCloser>
+
+  func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
+    manager.streamCreated(id, channel: channel)
+    closer.value.streamOpened()
+  }
+
+  func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
+    manager.streamClosed(id, channel: channel)
+    closer.value.streamClosed()
   }
 }

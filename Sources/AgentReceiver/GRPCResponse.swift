@@ -1,4 +1,5 @@
 import GRPCCore
+import Inflate
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -92,7 +93,7 @@ struct GRPCResponse {
   private static let okHeaders: HPACKHeaders = [
     ":status": "200",
     "content-type": "application/grpc",
-    "grpc-accept-encoding": "identity",
+    "grpc-accept-encoding": GRPCRequestHead.acceptedEncodings,
   ]
   private static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
   /// A gRPC frame holding `skywalking.v3.Commands{}`, whose encoding is zero bytes.
@@ -101,6 +102,9 @@ struct GRPCResponse {
 
 /// Checks a request's headers before any of its body is read.
 enum GRPCRequestHead {
+  /// What the OAP's grpc-java server decodes, and so the relay too.
+  static let acceptedEncodings = "identity,gzip,deflate"
+
   /// The answer for a request the relay will not serve, or nil when it is a gRPC call it can
   /// read. The path itself is checked by the caller against the calls it serves.
   static func refusal(of headers: HPACKHeaders) -> GRPCResponse? {
@@ -115,11 +119,13 @@ enum GRPCRequestHead {
         status: 415,
         reason: GRPCStatus(code: .internalError, message: "content-type must be application/grpc"))
     }
-    if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
+    if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity",
+      ContentCoding(name: encoding) == nil
+    {
       return .trailersOnly(
         GRPCStatus(
           code: .unimplemented,
-          message: "grpc-encoding \(encoding) is not supported; send identity (uncompressed)"))
+          message: "grpc-encoding \(encoding) is not supported; send \(acceptedEncodings)"))
     }
     return nil
   }

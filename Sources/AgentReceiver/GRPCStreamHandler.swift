@@ -1,6 +1,7 @@
 import CoreMetrics
 import DurableQueue
 import GRPCCore
+import Inflate
 import Logging
 import NIOCore
 import NIOHPACK
@@ -30,6 +31,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   private var idleCheck: Scheduled<Void>?
   private var lastReadAt = NIODeadline.uptimeNanoseconds(0)
   private var watchTimer: Scheduled<Void>?
+  private var reportQuietCheck: Scheduled<Void>?
   private var proxy: (task: Task<Void, Never>, requests: AsyncStream<[UInt8]>.Continuation)?
 
   init(shared: ReceiverShared) {
@@ -78,6 +80,9 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
 
   func channelReadComplete(context: ChannelHandlerContext) {
     perform(machine.readComplete(), context: context)
+    if reportQuietCheck == nil, machine.holdsPartialRecord {
+      scheduleReportQuietCheck(in: ReceiverShared.reportQuietPeriod, context: context)
+    }
     context.fireChannelReadComplete()
   }
 
@@ -130,7 +135,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     switch action {
     case .none:
       break
-    case .answer(let response, let resetStream, let finishedAt):
+    case .answer(let response, let resetStream, let finishedAt, let leftover):
       cancelTimers()
       proxy?.requests.finish()
       proxy?.task.cancel()
@@ -147,6 +152,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(.rstStream(.noError)), promise: nil)
       }
       context.flush()
+      if let leftover { submit(leftover, context: context) }
     case .submit(let batch):
       submit(batch, context: context)
     case .resumeReading:
@@ -195,6 +201,23 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     idleCheck = nil
     watchTimer?.cancel()
     watchTimer = nil
+    reportQuietCheck?.cancel()
+    reportQuietCheck = nil
+  }
+
+  /// Hands a meter stream's collection to the queue once the stream has been quiet for
+  /// `ReceiverShared.reportQuietPeriod`; checks the last read time instead of re-arming a timer
+  /// on every read.
+  private func scheduleReportQuietCheck(in delay: TimeAmount, context: ChannelHandlerContext) {
+    reportQuietCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+      reportQuietCheck = nil
+      let quiet = context.eventLoop.now - lastReadAt
+      if quiet < ReceiverShared.reportQuietPeriod {
+        scheduleReportQuietCheck(in: ReceiverShared.reportQuietPeriod - quiet, context: context)
+      } else {
+        perform(machine.reportWentQuiet(), context: context)
+      }
+    }
   }
 
   /// Closes a publishing stream that has been silent longer than the opt-in idle timeout;
@@ -229,22 +252,24 @@ extension GRPCStreamHandler {
     -> GRPCStreamStateMachine.Route
   {
     if let refusal = GRPCRequestHead.refusal(of: headers) { return .refuse(refusal) }
+    deframer.coding = headers.first(name: "grpc-encoding").flatMap(ContentCoding.init(name:))
     let path = headers.first(name: ":path") ?? ""
     let call = AgentCall(path: path[...])
-    // Probes cannot send the agents' token, and readiness is no secret.
-    if case .health(let watch) = call { return .health(watch: watch) }
-    if let token = shared.authenticationToken,
-      !token.matches(headers.first(name: "authentication") ?? "")
-    {
-      return .refuse(
-        .trailersOnly(
-          GRPCStatus(
-            code: .permissionDenied,
-            message: "the authentication header does not match the relay's token")))
-    }
     let timeout = headers.first(name: "grpc-timeout").flatMap { TimeAmount(grpcTimeout: $0[...]) }
     switch call {
     case .publish(let kind):
+      // Only data the relay publishes itself: a forwarded call is the OAP's to check (the Go
+      // agent sends its configuration, profile and pprof calls without the token), and probes
+      // cannot send one.
+      if let token = shared.authenticationToken,
+        !token.matches(headers.first(name: "authentication") ?? "")
+      {
+        return .refuse(
+          .trailersOnly(
+            GRPCStatus(
+              code: .permissionDenied,
+              message: "the authentication header does not match the relay's token")))
+      }
       if let timeout {
         deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
           perform(machine.deadlineExceeded(), context: context)
@@ -256,24 +281,31 @@ extension GRPCStreamHandler {
           maxRecordBytes: shared.configuration.maxRecordBytes,
           maxRecordBytesSetting: shared.configuration.settingNames.maxRecordBytes,
           metrics: shared.metrics))
-    case .forward(let isQuery):
-      return forwardingRoute(path: path, headers: headers, timeout: timeout, isQuery: isQuery)
-    case .health:
-      preconditionFailure("health calls are routed before the token check")
+    case .forward(let kind):
+      return forwardingRoute(path: path, headers: headers, timeout: timeout, kind: kind)
+    case .health(let watch):
+      return .health(watch: watch)
     case nil:
+      // Not a service agents call: the OAP's port also serves its cluster-internal
+      // `/RemoteService/call`, which must not be reachable through the relay.
       shared.metrics.unknownPath(path)
-      return forwardingRoute(path: path, headers: headers, timeout: timeout, isQuery: false)
+      return .refuse(
+        .trailersOnly(
+          GRPCStatus(
+            code: .unimplemented,
+            message: "\(path) is not a SkyWalking agent call; the relay neither publishes nor "
+              + "forwards it")))
     }
   }
 
   private func forwardingRoute(
-    path: String, headers: HPACKHeaders, timeout: TimeAmount?, isQuery: Bool
+    path: String, headers: HPACKHeaders, timeout: TimeAmount?, kind: ForwardKind
   ) -> GRPCStreamStateMachine.Route {
     guard shared.forwarder != nil else {
       let forwarderSetting = shared.configuration.settingNames.forwarder
       // Without an OAP, a query is answered "no tasks, no configuration change", and anything
       // else is refused with a status agents tolerate, naming what to configure.
-      if isQuery { return .answerAtEnd(GRPCResponse(status: .ok)) }
+      if kind == .query { return .answerAtEnd(GRPCResponse(status: .ok)) }
       return .refuse(
         .trailersOnly(
           GRPCStatus(
@@ -282,12 +314,12 @@ extension GRPCStreamHandler {
               + "so the relay forwards it to the OAP")))
     }
     let metadata = headers.compactMap { header -> (name: String, value: String)? in
-      GRPCMetadata.isReserved(header.name) ? nil : (header.name, header.value)
+      GRPCMetadata.isForwarded(header.name) ? (header.name, header.value) : nil
     }
     return .proxy(
       ProxiedCallHead(
         path: path, metadata: metadata,
-        timeout: timeout.map { .nanoseconds($0.nanoseconds) }, isQuery: isQuery))
+        timeout: timeout.map { .nanoseconds($0.nanoseconds) }, kind: kind))
   }
 
   /// Starts the call to the OAP: request messages flow through an `AsyncStream` whose

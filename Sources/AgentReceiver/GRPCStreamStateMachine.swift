@@ -36,7 +36,7 @@ struct GRPCStreamStateMachine {
   }
 
   struct Proxying {
-    let isQuery: Bool
+    let kind: ForwardKind
     var clientFinished = false
     var responseHeadersSent = false
     /// Request bytes handed to the OAP link and not yet written to it.
@@ -53,8 +53,10 @@ struct GRPCStreamStateMachine {
     case none
     /// Write the response; reset the stream after it when the client is still sending.
     /// `finishedAt` is when a publishing call's client finished, for the acknowledgement
-    /// latency.
-    case answer(GRPCResponse, resetStream: Bool, finishedAt: NIODeadline?)
+    /// latency. `leftover` is what a call the relay ended early still held (a meter stream's
+    /// collection): queued unacknowledged, as the OAP processes a failed stream's elements.
+    case answer(
+      GRPCResponse, resetStream: Bool, finishedAt: NIODeadline?, leftover: RecordBatch? = nil)
     case submit(RecordBatch)
     /// Reads were held for backpressure and may go on.
     case resumeReading
@@ -92,7 +94,7 @@ struct GRPCStreamStateMachine {
       state = .publishing(Publishing(call: call))
       return .none
     case .proxy(let head):
-      state = .proxying(Proxying(isQuery: head.isQuery))
+      state = .proxying(Proxying(kind: head.kind))
       return .openProxy(head)
     case .health(let watch):
       state = .health(Health(watch: watch))
@@ -135,7 +137,8 @@ struct GRPCStreamStateMachine {
     }
   }
 
-  /// A message the deframer refused: too large, or flagged compressed without an encoding.
+  /// A message the deframer refused: too large (before or after inflating), flagged compressed
+  /// without an encoding, or not inflatable.
   mutating func refuseMessage(_ failure: GRPCMessageDeframer.Failure) -> Action {
     let status =
       switch failure {
@@ -148,6 +151,13 @@ struct GRPCStreamStateMachine {
         GRPCStatus(
           code: .internalError,
           message: "message is flagged compressed but grpc-encoding is identity")
+      case .inflatesTooLarge(let limit):
+        GRPCStatus(
+          code: .resourceExhausted,
+          message: "compressed message inflates beyond the limit of \(limit) bytes "
+            + "(\(settingNames.maxMessageBytes))")
+      case .malformedCompression(let reason):
+        GRPCStatus(code: .internalError, message: "cannot inflate the message: \(reason)")
       }
     return answer(.trailersOnly(status), clientFinished: false)
   }
@@ -276,6 +286,26 @@ struct GRPCStreamStateMachine {
     }
   }
 
+  /// Whether a meter stream holds a collection that waits for the rest of its report.
+  var holdsPartialRecord: Bool {
+    if case .publishing(let publishing) = state, publishing.end == nil {
+      return publishing.call.holdsPartialRecord
+    }
+    return false
+  }
+
+  /// A meter stream went quiet with a collection in the making: its agent's report is over
+  /// (the Rust and PHP agents keep the stream open for the next one), so the collection goes to
+  /// the queue now instead of waiting for the stream's end.
+  mutating func reportWentQuiet() -> Action {
+    guard case .publishing(var publishing) = state, publishing.end == nil else { return .none }
+    state = .answered
+    publishing.call.finishExtracting()
+    let batch = publishing.call.takeBatch()
+    state = .publishing(publishing)
+    return batch.map { .submit($0) } ?? .none
+  }
+
   /// The opt-in stream idle timeout fired for a publishing call that is still receiving. A
   /// proxied call is left to the OAP, which sets no such limit.
   mutating func idleTimedOut(after timeout: TimeAmount) -> Action {
@@ -348,15 +378,22 @@ struct GRPCStreamStateMachine {
         ? GRPCResponse(status: status, frames: GRPCResponse.trailers(status, metadata: trailers))
         : .trailersOnly(status, extraHeaders: trailers)
     case .unreachable(let reason):
-      // Never a status that makes agents stop tracing: queries get "nothing new", data calls
-      // ABORTED, which agents log and move on from.
+      // Queries get "nothing new" and data streams ABORTED, which agents log and move on from;
+      // a report whose OK the agent would believe gets what an unreachable OAP gives.
       if proxying.responseHeadersSent {
         let status = GRPCStatus(code: .unavailable, message: "OAP link lost: \(reason)")
         response = GRPCResponse(status: status, frames: GRPCResponse.trailers(status))
-      } else if proxying.isQuery {
-        response = GRPCResponse(status: .ok)
       } else {
-        response = .trailersOnly(GRPCStatus(code: .aborted, message: "not delivered: \(reason)"))
+        switch proxying.kind {
+        case .query:
+          response = GRPCResponse(status: .ok)
+        case .report:
+          response = .trailersOnly(
+            GRPCStatus(code: .unavailable, message: "not delivered: \(reason)"))
+        case .stream:
+          response = .trailersOnly(
+            GRPCStatus(code: .aborted, message: "not delivered: \(reason)"))
+        }
       }
     }
     return answer(response, clientFinished: proxying.clientFinished)
@@ -385,15 +422,19 @@ struct GRPCStreamStateMachine {
 
   private mutating func answer(_ response: GRPCResponse, clientFinished: Bool) -> Action {
     var finishedAt: NIODeadline?
+    var leftover: RecordBatch?
     switch state {
     case .answered:
       return .none
-    case .publishing(let publishing):
+    case .publishing(var publishing):
       if case .clientFinished(let at) = publishing.end { finishedAt = at }
+      publishing.call.finishExtracting()
+      leftover = publishing.call.takeBatch()
     default:
       break
     }
     state = .answered
-    return .answer(response, resetStream: !clientFinished, finishedAt: finishedAt)
+    return .answer(
+      response, resetStream: !clientFinished, finishedAt: finishedAt, leftover: leftover)
   }
 }

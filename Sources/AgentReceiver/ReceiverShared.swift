@@ -1,11 +1,15 @@
 import DurableQueue
 import Logging
+import NIOCore
 
 /// What every stream of the endpoint shares: read-only configuration, the queue and metrics.
 final class ReceiverShared: Sendable {
   /// A read burst's batch is handed to the queue early once it reaches this size, so one large
   /// burst does not hold many megabytes on the event loop.
   static let maxBatchBytes = 1 << 20
+  /// How long a meter stream stays quiet before its agent's report counts as over: agents send
+  /// a report as one burst, and the next comes a report period (20 s or more) later.
+  static let reportQuietPeriod = TimeAmount.milliseconds(500)
 
   let configuration: AgentReceiverConfiguration
   let queue: DurableQueue

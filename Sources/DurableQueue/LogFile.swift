@@ -14,6 +14,10 @@ struct SystemCallError: Error, CustomStringConvertible {
   var isOutOfSpace: Bool { errno == ENOSPC || errno == EDQUOT }
 
   var description: String {
+    if errno == ELOOP {
+      return "refused \(operation) \(path): it is a symbolic link, and the queue never follows "
+        + "one (someone else could point the relay's writes, or agents' data, elsewhere)"
+    }
     let fileName = path.split(separator: "/").last.map(String.init) ?? path
     return "\(String(cString: strerror(errno))) (\(Self.name(of: errno))) \(operation) \(fileName)"
   }
@@ -52,7 +56,16 @@ struct LogFile: Sendable {
   /// IOV_MAX, which Glibc does not export to Swift as a constant.
   private static let maximumBuffersPerCall = max(16, sysconf(Int32(_SC_IOV_MAX)))
 
+  /// Opens a file of the queue, never through a symbolic link (`ELOOP` then), so a link planted
+  /// in the directory cannot send agents' data to, or truncate, a file elsewhere. A file it
+  /// creates is readable by the relay's user only: it holds what agents sent.
   static func open(_ path: String, flags: Int32) throws(SystemCallError) -> LogFile {
+    try openFollowingLinks(path, flags: flags | O_NOFOLLOW)
+  }
+
+  private static func openFollowingLinks(_ path: String, flags: Int32) throws(SystemCallError)
+    -> LogFile
+  {
     while true {
       let descriptor = posixOpen(path, flags | O_CLOEXEC)
       if descriptor >= 0 { return LogFile(descriptor: descriptor, path: path) }
@@ -192,7 +205,9 @@ struct LogFile: Sendable {
   }
 
   /// Creates `directory` and any missing ancestors, syncing each new one's parent: without that,
-  /// a power cut can undo the queue directory itself, and every record acknowledged in it.
+  /// a power cut can undo the queue directory itself, and every record acknowledged in it. New
+  /// directories are the relay user's only (0700); an existing one keeps the mode its operator
+  /// gave it (a volume shared through a group, say).
   static func createDirectoryDurably(_ directory: String) throws(SystemCallError) {
     var missing: [String] = []
     var path = directory
@@ -201,7 +216,7 @@ struct LogFile: Sendable {
       path = parent(of: path)
     }
     for created in missing.reversed() {
-      if mkdir(created, 0o755) != 0, errno != EEXIST {
+      if mkdir(created, 0o700) != 0, errno != EEXIST {
         throw SystemCallError(errno: errno, operation: "creating directory", path: created)
       }
       try syncDirectory(parent(of: created))
@@ -232,8 +247,10 @@ struct LogFile: Sendable {
     return names
   }
 
+  /// The queue directory itself may be a link an operator made (to a mounted volume), so this
+  /// one open follows links.
   static func syncDirectory(_ directory: String) throws(SystemCallError) {
-    let handle = try open(directory, flags: O_RDONLY | O_DIRECTORY)
+    let handle = try openFollowingLinks(directory, flags: O_RDONLY | O_DIRECTORY)
     defer { handle.close() }
     while fsync(handle.descriptor) != 0 {
       if errno != EINTR {
@@ -245,7 +262,7 @@ struct LogFile: Sendable {
 
 /// File-scope shims: inside `LogFile`, `open` and `close` name its own methods.
 private func posixOpen(_ path: String, _ flags: Int32) -> Int32 {
-  open(path, flags, 0o644)
+  open(path, flags, 0o600)
 }
 
 private func posixClose(_ descriptor: Int32) {

@@ -4,7 +4,10 @@ import SystemClock
 /// has to hand finished bytes to the kernel. All records of a batch share one timestamp, which
 /// is what the queue reports as a record's age.
 public struct RecordBatch: Sendable {
-  public let timestampMillis: UInt64
+  /// Taken when the first record arrives, not when the empty batch was made: a stream keeps its
+  /// next batch ready, and a segment sent after a quiet minute must not look a minute old.
+  public private(set) var timestampMillis: UInt64
+  private let stampsFirstAppend: Bool
   public private(set) var count = 0
   /// The encoded records, exactly as they will appear on disk.
   private(set) var bytes: [UInt8] = []
@@ -15,8 +18,16 @@ public struct RecordBatch: Sendable {
   /// a dead-letter file or a format check.
   public var encodedBytes: [UInt8] { bytes }
 
-  public init(timestampMillis: UInt64 = SystemClock.epochMilliseconds()) {
+  /// A batch stamped with the time its first record is appended.
+  public init() {
+    timestampMillis = 0
+    stampsFirstAppend = true
+  }
+
+  /// A batch whose records carry a given time (a replay keeps the records' original age).
+  public init(timestampMillis: UInt64) {
     self.timestampMillis = timestampMillis
+    stampsFirstAppend = false
   }
 
   public mutating func append(
@@ -55,6 +66,7 @@ public struct RecordBatch: Sendable {
         code: .recordTooLarge,
         message: "record of \(bodyLength) bytes exceeds \(RecordFormat.maximumBodyBytes)")
     }
+    if count == 0, stampsFirstAppend { timestampMillis = SystemClock.epochMilliseconds() }
     let start = bytes.count
     // Grow geometrically: reserving the exact size per record would reallocate and copy the
     // whole batch for every record appended.

@@ -17,8 +17,9 @@ package struct HTTPReceiverConfiguration: Sendable {
   /// How long a keep-alive connection may take to complete its next request before it is
   /// closed (idle, or sending a body slowly).
   package var requestTimeout: Duration
-  /// The same token as the gRPC endpoint's: requests whose `authentication` header differs are
-  /// refused 401.
+  /// Opt-in, and separate from the gRPC endpoint's: requests whose `authentication` header
+  /// differs are refused 401. The OAP's REST port checks no token, and the HTTP agents
+  /// (nginx-lua, Kong, the browser agent, Python's HTTP reporter) cannot send one.
   package var authenticationToken: String?
   /// The same PEM files as the gRPC endpoint's, offered with ALPN `http/1.1`.
   package var tls: AgentReceiverTLS?
@@ -68,9 +69,37 @@ package struct HTTPReceiverConfiguration: Sendable {
 package struct OAPHTTPAddress: Sendable, Equatable {
   package var host: String
   package var port: Int
+  /// TLS to the REST port (the OAP's `restSSLEnabled`); nil is plaintext. Forwarded requests
+  /// carry the agent's `authentication` header, so they must not travel in the clear when the
+  /// gRPC link to the OAP does not.
+  package var tls: OAPHTTPTLS?
 
-  package init(host: String, port: Int) {
+  package init(host: String, port: Int, tls: OAPHTTPTLS? = nil) {
     self.host = host
     self.port = port
+    self.tls = tls
+  }
+}
+
+/// The CA, client certificate and name TLS to the OAP's REST port uses: the relay takes its gRPC
+/// link's (`OAPForwarderTLS`), which this module cannot import, so one setting covers both.
+package struct OAPHTTPTLS: Sendable, Equatable {
+  /// PEM bundle of the CAs that sign the OAP's certificate; nil uses the system's.
+  package var trustedCAPath: String?
+  /// PEM certificate chain and key the relay presents (mutual TLS); both or neither.
+  package var certificateChainPath: String?
+  package var privateKeyPath: String?
+  /// The name the OAP's certificate is checked against (and sent as SNI), when it differs from
+  /// the host the relay connects to.
+  package var serverName: String?
+
+  package init(
+    trustedCAPath: String? = nil, certificateChainPath: String? = nil,
+    privateKeyPath: String? = nil, serverName: String? = nil
+  ) {
+    self.trustedCAPath = trustedCAPath
+    self.certificateChainPath = certificateChainPath
+    self.privateKeyPath = privateKeyPath
+    self.serverName = serverName
   }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// Passes a request with no Kafka topic (browser data, events) to the OAP's REST port and
 /// returns the OAP's answer, so the agent hears 200 only when the OAP took the data.
@@ -10,6 +11,21 @@ import NIOPosix
 struct OAPHTTPForwarder: Sendable {
   let address: OAPHTTPAddress
   let timeout: TimeAmount
+  /// Built once, when TLS is on; a failure to load its files answers every forwarded request
+  /// 503 with the reason, so nothing is ever sent in the clear instead.
+  private let tls: Result<TLSClient, OAPUnanswered>?
+
+  init(address: OAPHTTPAddress, timeout: TimeAmount) {
+    self.address = address
+    self.timeout = timeout
+    tls = address.tls.map { tls in
+      do {
+        return .success(try TLSClient(tls, host: address.host))
+      } catch {
+        return .failure(OAPUnanswered(reason: "cannot set up TLS to it: \(error)"))
+      }
+    }
+  }
 
   /// The OAP's answer, or a 503 naming the OAP when it cannot be reached in time.
   func forward(
@@ -17,10 +33,20 @@ struct OAPHTTPForwarder: Sendable {
   ) -> EventLoopFuture<HTTPReply> {
     let promise = eventLoop.makePromise(of: HTTPReply.self)
     let (address, timeout) = (self.address, self.timeout)
+    let tlsClient: TLSClient?
+    switch tls {
+    case .failure(let unusable): return eventLoop.makeSucceededFuture(unanswered(unusable))
+    case .success(let client): tlsClient = client
+    case nil: tlsClient = nil
+    }
     let connected = ClientBootstrap(group: eventLoop)
       .connectTimeout(timeout)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
+          if let tlsClient {
+            try channel.pipeline.syncOperations.addHandler(
+              NIOSSLClientHandler(context: tlsClient.context, serverHostname: tlsClient.serverName))
+          }
           try channel.pipeline.syncOperations.addHTTPClientHandlers()
           try channel.pipeline.syncOperations.addHandler(OAPResponseCollector(promise: promise))
         }
@@ -49,18 +75,47 @@ struct OAPHTTPForwarder: Sendable {
       }
     }
     connected.whenFailure { promise.fail($0) }
-    return promise.futureResult.flatMapErrorWithEventLoop { error, eventLoop in
-      eventLoop.makeSucceededFuture(
-        HTTPReply(
-          status: .serviceUnavailable,
-          text: "the OAP's REST port \(address.host):\(address.port) did not answer: \(error); "
-            + "nothing was delivered",
-          retryAfterSeconds: HTTPReply.retryAfterSeconds))
+    return promise.futureResult.flatMapErrorWithEventLoop { [self] error, eventLoop in
+      eventLoop.makeSucceededFuture(unanswered(error))
     }
+  }
+
+  private func unanswered(_ error: any Error) -> HTTPReply {
+    HTTPReply(
+      status: .serviceUnavailable,
+      text: "the OAP's REST port \(address.host):\(address.port) did not answer: \(error); "
+        + "nothing was delivered",
+      retryAfterSeconds: HTTPReply.retryAfterSeconds)
   }
 }
 
-/// The OAP closed or failed the connection before its answer was complete.
+/// TLS to the OAP's REST port, as the gRPC link to the OAP does it: the same CA (or the
+/// system's), client certificate and server name.
+private struct TLSClient: Sendable {
+  let context: NIOSSLContext
+  /// Sent as SNI and checked against the certificate; nil for an IP literal, which SNI cannot
+  /// carry (the certificate is then checked against the address).
+  let serverName: String?
+
+  init(_ tls: OAPHTTPTLS, host: String) throws {
+    var configuration = TLSConfiguration.makeClientConfiguration()
+    configuration.minimumTLSVersion = .tlsv12
+    configuration.applicationProtocols = ["http/1.1"]
+    if let ca = tls.trustedCAPath { configuration.trustRoots = .file(ca) }
+    if let chain = tls.certificateChainPath, let key = tls.privateKeyPath {
+      configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(chain).map {
+        .certificate($0)
+      }
+      configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+    }
+    context = try NIOSSLContext(configuration: configuration)
+    let isIPLiteral = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    serverName = tls.serverName ?? (isIPLiteral ? nil : host)
+  }
+}
+
+/// Why the OAP gave no answer: the connection closed or failed before it was complete, or TLS
+/// to it cannot be set up.
 private struct OAPUnanswered: Error, CustomStringConvertible {
   var reason: String
   var description: String { reason }

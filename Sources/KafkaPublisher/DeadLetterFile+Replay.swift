@@ -59,12 +59,9 @@ extension DeadLetterFile {
   }
 
   private func readAll() throws(KafkaPublisherError) -> [UInt8]? {
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
     if descriptor < 0, errno == ENOENT { return nil }
-    guard descriptor >= 0 else {
-      throw KafkaPublisherError(
-        code: .deadLetterReplayFailed, message: "cannot open \(path) (errno \(errno))")
-    }
+    guard descriptor >= 0 else { throw openFailure(code: .deadLetterReplayFailed, errno: errno) }
     defer { close(descriptor) }
     var content: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -95,14 +92,16 @@ extension DeadLetterFile {
       guard let equals = word.firstIndex(of: "=") else { continue }
       fields[word[..<equals]] = fields[word[..<equals]] ?? word[word.index(after: equals)...]
     }
+    let keyStart = newline + 1
+    // Lengths are compared with what is left before anything is added: a crafted header with
+    // lengths near Int.max must be refused as malformed, not overflow (a trap).
+    let remaining = content.count - keyStart
     guard header.hasPrefix("DEADLETTER v1 "), let topic = fields["topic"],
       let keyBytes = fields["keyBytes"].flatMap({ Int($0) }),
       let valueBytes = fields["valueBytes"].flatMap({ Int($0) }),
-      keyBytes >= 0, valueBytes >= 0,
-      newline + 1 + keyBytes + valueBytes < content.count,
-      content[newline + 1 + keyBytes + valueBytes] == UInt8(ascii: "\n")
+      (0..<remaining).contains(keyBytes), (0..<remaining - keyBytes).contains(valueBytes),
+      content[keyStart + keyBytes + valueBytes] == UInt8(ascii: "\n")
     else { throw malformed(at: start, "an unreadable header or a truncated entry") }
-    let keyStart = newline + 1
     offset = keyStart + keyBytes + valueBytes + 1
     return (
       String(topic), content[keyStart..<keyStart + keyBytes],

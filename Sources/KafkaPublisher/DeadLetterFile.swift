@@ -84,18 +84,30 @@ public final class DeadLetterFile {
     }
   }
 
+  /// The file holds what agents sent, so it is the relay user's only (0600, in a 0700 directory
+  /// when the relay creates it), and never opened through a symbolic link: one planted in the
+  /// directory would send agents' data to a file of the attacker's choosing.
   private func openedDescriptor() throws(KafkaPublisherError) -> Int32 {
     if descriptor >= 0 { return descriptor }
-    if mkdir(directory, 0o755) != 0, errno != EEXIST {
+    if mkdir(directory, 0o700) != 0, errno != EEXIST {
       throw KafkaPublisherError(
         code: .deadLetterWriteFailed, message: "cannot create \(directory) (errno \(errno))")
     }
-    let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
     guard opened >= 0 else {
-      throw KafkaPublisherError(
-        code: .deadLetterWriteFailed, message: "cannot open \(path) (errno \(errno))")
+      throw openFailure(code: .deadLetterWriteFailed, errno: errno)
     }
     descriptor = opened
     return opened
+  }
+
+  /// Why `path` could not be opened, saying so plainly when it is a symbolic link.
+  func openFailure(code: KafkaPublisherError.Code, errno: Int32) -> KafkaPublisherError {
+    KafkaPublisherError(
+      code: code,
+      message: errno == ELOOP
+        ? "refused to open \(path): it is a symbolic link, and the relay never follows one to "
+          + "its data files"
+        : "cannot open \(path) (errno \(errno))")
   }
 }

@@ -138,9 +138,11 @@ package final class OAPForwarder: Service, Sendable {
       : call.timeout
     let started = ContinuousClock.now
     let latency = metrics.oapLatency
-    let request = StreamingClientRequest(
-      of: [UInt8].self, metadata: Metadata(forwarding: call.metadata)
-    ) { writer in
+    var metadata = Metadata(forwarding: call.metadata)
+    if let token = configuration.authentication {
+      metadata.replaceOrAddString(token, forKey: "authentication")
+    }
+    let request = StreamingClientRequest(of: [UInt8].self, metadata: metadata) { writer in
       for await message in requests { try await writer.write(message) }
     }
     var response: ForwardedResponse

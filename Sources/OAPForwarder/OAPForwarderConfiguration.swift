@@ -14,6 +14,9 @@ package struct OAPForwarderConfiguration: Sendable {
   /// forwarding can stay broken after the OAP is back; grpc-swift's default of two minutes is too long
   /// for agents that poll every 20 s.
   package var maxReconnectBackoff: Duration
+  /// Put in the `authentication` header of every forwarded call when the OAP checks a token
+  /// the agents do not carry; nil passes on what the agent sent.
+  package var authentication: String?
   /// TLS to the OAP; nil is plaintext.
   package var tls: OAPForwarderTLS?
 
@@ -23,6 +26,7 @@ package struct OAPForwarderConfiguration: Sendable {
     queryTimeout: Duration = .seconds(10),
     maxMessageBytes: Int = 50 << 20,
     maxReconnectBackoff: Duration = .seconds(5),
+    authentication: String? = nil,
     tls: OAPForwarderTLS? = nil
   ) {
     self.host = host
@@ -30,6 +34,7 @@ package struct OAPForwarderConfiguration: Sendable {
     self.queryTimeout = queryTimeout
     self.maxMessageBytes = maxMessageBytes
     self.maxReconnectBackoff = maxReconnectBackoff
+    self.authentication = authentication
     self.tls = tls
   }
 }

@@ -19,12 +19,13 @@ public struct ConfigurationError: Error, CustomStringConvertible {
   public var code: Code
   /// The variable to fix, as the operator sets it.
   public var variable: String
-  var value: String
+  /// Nil when the value must not be echoed: an unknown variable may be a misspelt secret.
+  var value: String?
   var expected: String
   public var cause: (any Error)?
 
   init(
-    code: Code = .invalidValue, variable: String, value: String, expected: String,
+    code: Code = .invalidValue, variable: String, value: String?, expected: String,
     cause: (any Error)? = nil
   ) {
     self.code = code
@@ -35,6 +36,7 @@ public struct ConfigurationError: Error, CustomStringConvertible {
   }
 
   public var description: String {
-    "invalid \(variable)=\"\(value)\": expected \(expected)" + (cause.map { " (\($0))" } ?? "")
+    let setting = value.map { "\(variable)=\"\($0)\"" } ?? variable
+    return "invalid \(setting): expected \(expected)" + (cause.map { " (\($0))" } ?? "")
   }
 }

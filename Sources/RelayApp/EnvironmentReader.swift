@@ -190,11 +190,12 @@ struct EnvironmentReader {
     let unknown = environment.keys.filter { $0.hasPrefix("SW_RELAY_") && !consumed.contains($0) }
     var serviceLinks: [String] = []
     for name in unknown.sorted() {
-      let value = environment[name] ?? ""
-      guard Self.isServiceLink(name: name, value: value) else {
+      guard Self.isServiceLink(name: name, value: environment[name] ?? "") else {
         throw ConfigurationError(
-          code: .unknownVariable, variable: name, value: value,
-          expected: "a known variable; this one is not read by the relay (see --help)")
+          code: .unknownVariable, variable: name, value: nil,
+          expected:
+            "a known variable; this one is not read by the relay (see --help), and its value "
+            + "is not shown in case it is a misspelt secret")
       }
       serviceLinks.append(name)
     }

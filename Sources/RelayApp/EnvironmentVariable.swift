@@ -35,8 +35,14 @@ extension EnvironmentVariable {
       + "unanswered for 20 s; 0 disables")
   static let authToken = Self(
     name: "SW_RELAY_AUTH_TOKEN", defaultValue: "",
-    meaning: "when set, calls whose authentication header differs get PERMISSION_DENIED "
-      + "(the agents' agent.authentication, as the OAP checks it)")
+    meaning: "when set, gRPC data calls (segments, logs, meters, metrics, management, "
+      + "snapshots) whose authentication header differs get PERMISSION_DENIED, as the OAP's "
+      + "SW_AUTHENTICATION does; calls the relay forwards are left to the OAP's own check")
+  static let httpAuthToken = Self(
+    name: "SW_RELAY_HTTP_AUTH_TOKEN", defaultValue: "",
+    meaning: "when set, port 12800 answers 401 to requests whose authentication header "
+      + "differs; the OAP's REST port checks no token, and nginx-lua, Kong, the browser agent "
+      + "and the Python agent's HTTP reporter cannot send one, so they cannot use it then")
   static let grpcTLSCertificate = Self(
     name: "SW_RELAY_GRPC_TLS_CERT", defaultValue: "",
     meaning: "PEM certificate chain: serve gRPC over TLS (with SW_RELAY_GRPC_TLS_KEY)")
@@ -49,7 +55,7 @@ extension EnvironmentVariable {
   static let httpAddress = Self(
     name: "SW_RELAY_HTTP_ADDRESS", defaultValue: "0.0.0.0:12800",
     meaning: "host:port of the OAP's REST protocol for agents that speak HTTP (nginx-lua, Kong, "
-      + "browser, Python with SW_AGENT_PROTOCOL=http); the same token and TLS as gRPC; "
+      + "browser, Python with SW_AGENT_PROTOCOL=http); the same TLS as gRPC; "
       + "\(disabledAddress) disables it")
   static let httpMaxBodyBytes = Self(
     name: "SW_RELAY_HTTP_MAX_BODY_BYTES", defaultValue: "16MiB",
@@ -107,6 +113,10 @@ extension EnvironmentVariable {
     meaning: "OAP gRPC host:port: every call the relay does not publish to Kafka is proxied "
       + "there as a live stream (profiling, configuration, events, v10 async-profiler/pprof, "
       + "browser, mesh, eBPF…); unset answers queries locally and refuses the rest")
+  static let oapAuthentication = Self(
+    name: "SW_RELAY_OAP_AUTHENTICATION", defaultValue: "",
+    meaning: "token the relay puts in the authentication header of every call it forwards "
+      + "to the OAP (the OAP's SW_AUTHENTICATION); unset passes on what the agent sent")
   static let oapTLS = Self(
     name: "SW_RELAY_OAP_TLS", defaultValue: "off",
     meaning: "on: talk TLS to the OAP (its gRPCSslEnabled)")
@@ -139,12 +149,14 @@ extension EnvironmentVariable {
       .grpcAddress, .grpcMaxMessageBytes, .grpcMaxConnections, .grpcIdleTimeoutSeconds,
       .grpcStreamIdleTimeoutSeconds, .grpcMaxConnectionAgeSeconds, .grpcKeepaliveSeconds,
       .authToken, .grpcTLSCertificate,
-      .grpcTLSKey, .grpcTLSClientCA, .httpAddress, .httpMaxBodyBytes, .adminAddress,
+      .grpcTLSKey, .grpcTLSClientCA, .httpAddress, .httpMaxBodyBytes, .httpAuthToken,
+      .adminAddress,
       .queueDirectory, .queueSegmentBytes,
       .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
       .kafkaMaxRecordBytes, .deadLetterMaxBytes, .kafkaNamespace,
     ] + AgentTopic.allCases.map(kafkaTopic) + [
-      .kafkaProducerPrefix, .oapAddress, .oapHTTPAddress, .oapTLS, .oapTLSCA, .oapTLSCertificate,
+      .kafkaProducerPrefix, .oapAddress, .oapHTTPAddress, .oapAuthentication, .oapTLS, .oapTLSCA,
+      .oapTLSCertificate,
       .oapTLSKey,
       .oapTLSServerName, .shutdownTimeoutSeconds, .logLevel, .logFormat,
     ]

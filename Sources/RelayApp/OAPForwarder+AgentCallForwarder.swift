@@ -1,5 +1,6 @@
 import AgentReceiver
 import OAPForwarder
+import SkyWalkingWire
 
 extension OAPForwarder: AgentCallForwarder {
   package func proxy(
@@ -7,7 +8,7 @@ extension OAPForwarder: AgentCallForwarder {
   ) async -> ProxyOutcome {
     let response = await proxy(
       ForwardedCall(path: head.path, metadata: head.metadata, timeout: head.timeout),
-      isQuery: head.isQuery, requests: requests,
+      isQuery: head.kind.isUnary, requests: requests,
       onHeaders: { await responder.sendHeaders($0) },
       onMessage: { try await responder.sendMessage($0) })
     guard response.reachedOAP else { return .unreachable(reason: response.message) }

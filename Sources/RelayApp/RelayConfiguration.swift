@@ -44,6 +44,8 @@ public struct RelayConfiguration: Sendable {
       .grpcMaxConnectionAgeSeconds, range: 0...(30 * 86_400))
     let keepalive = try reader.integer(.grpcKeepaliveSeconds, range: 0...86_400)
     let token = reader.string(.authToken)
+    let httpToken = reader.string(.httpAuthToken)
+    let oapAuthentication = reader.string(.oapAuthentication)
     let tls = try reader.tls()
     let httpAddress =
       reader.string(.httpAddress) == EnvironmentVariable.disabledAddress
@@ -104,8 +106,16 @@ public struct RelayConfiguration: Sendable {
       var http = HTTPReceiverConfiguration(
         host: address.host, port: address.port, maxBodyBytes: httpMaxBodyBytes,
         maxRecordBytes: maxRecordBytes, topics: topics, maxConnections: maxConnections,
-        authenticationToken: token.isEmpty ? nil : token, tls: tls,
-        oapHTTP: oapHTTPAddress.map { OAPHTTPAddress(host: $0.host, port: $0.port) })
+        authenticationToken: httpToken.isEmpty ? nil : httpToken, tls: tls,
+        oapHTTP: oapHTTPAddress.map { rest in
+          OAPHTTPAddress(
+            host: rest.host, port: rest.port,
+            tls: oapTLS.map {
+              OAPHTTPTLS(
+                trustedCAPath: $0.trustedCAPath, certificateChainPath: $0.certificateChainPath,
+                privateKeyPath: $0.privateKeyPath, serverName: $0.serverName)
+            })
+        })
       http.settingNames.maxBodyBytes = EnvironmentVariable.httpMaxBodyBytes.name
       http.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
       http.settingNames.oapHTTP = EnvironmentVariable.oapHTTPAddress.name
@@ -117,7 +127,8 @@ public struct RelayConfiguration: Sendable {
       deadLetterMaxBytes: deadLetterMaxBytes, maxRecordBytes: maxRecordBytes)
     oap = oapAddress.map {
       OAPForwarderConfiguration(
-        host: $0.host, port: $0.port, maxMessageBytes: maxMessageBytes, tls: oapTLS)
+        host: $0.host, port: $0.port, maxMessageBytes: maxMessageBytes,
+        authentication: oapAuthentication.isEmpty ? nil : oapAuthentication, tls: oapTLS)
     }
   }
 
@@ -139,6 +150,8 @@ public struct RelayConfiguration: Sendable {
       "max_message_bytes=\(receiver.maxMessageBytes)",
       "max_connections=\(receiver.maxConnections)",
       "auth_token=\(receiver.authenticationToken == nil ? "none" : "<redacted>")",
+      "http_auth_token=\(http?.authenticationToken == nil ? "none" : "<redacted>")",
+      "oap_authentication=\(oap?.authentication == nil ? "none" : "<redacted>")",
       "tls=\(receiver.tls == nil ? "off" : receiver.tls?.clientCAPath == nil ? "on" : "mutual")",
       "oap=\(oap.map { "\(HostAndPort(host: $0.host, port: $0.port))" } ?? "none")",
       "oap_tls=\(oapTLS == nil ? "off" : oapTLS?.certificateChainPath == nil ? "on" : "mutual")",

@@ -3,22 +3,74 @@ public enum AgentCall: Sendable, Hashable {
   /// Messages become Kafka records of this kind.
   case publish(RecordKind)
   /// Only the OAP can answer these, or its Kafka fetcher has no topic for them: proxied to the
-  /// OAP as a live stream when one is configured. A query (its answer is a `Commands`) gets an
-  /// empty `Commands` when no OAP can be asked, so agents keep polling instead of giving up.
-  case forward(isQuery: Bool)
+  /// OAP as a live stream when one is configured; what the agent hears when the OAP cannot be
+  /// asked depends on the kind.
+  case forward(ForwardKind)
   /// `grpc.health.v1.Health`: answered by the relay with its own readiness, never forwarded,
   /// so probes and load balancers see the relay rather than an OAP behind it.
   case health(watch: Bool)
 
-  /// The method served at an HTTP/2 `:path`, or nil when the call table has no row for it (the
-  /// receiver forwards such calls to the OAP when it has one).
+  /// The method served at an HTTP/2 `:path`, or nil when the path is not one an agent, sidecar
+  /// or mesh proxy calls on the OAP's gRPC port.
   ///
   /// Agents on protocol 8.0–8.3 call several services without the `skywalking.v3` package, and
-  /// the OAP still answers them, so the relay does too.
+  /// the OAP still answers them, so the relay does too. A method with no row of its own is
+  /// forwarded as data when its service is one of ``forwardedServices``: the OAP serves other
+  /// services on the same port, such as its cluster-internal `/RemoteService/call`, which it
+  /// does not guard with the agents' token, so forwarding any well-formed path would expose them.
   public init?(path: Substring) {
-    guard let call = Self.byPath[path] else { return nil }
-    self = call
+    if let call = Self.byPath[path] {
+      self = call
+    } else if let service = Self.service(of: path), Self.forwardedServices.contains(service) {
+      self = .forward(.stream)
+    } else {
+      return nil
+    }
   }
+
+  /// The `Service` of `/Service/method`, nil for a path of any other shape.
+  private static func service(of path: Substring) -> Substring? {
+    guard path.first == "/" else { return nil }
+    let serviceAndMethod = path.dropFirst()
+    guard let slash = serviceAndMethod.firstIndex(of: "/"), slash != serviceAndMethod.startIndex
+    else { return nil }
+    let method = serviceAndMethod[serviceAndMethod.index(after: slash)...]
+    guard !method.isEmpty, !method.contains("/") else { return nil }
+    return serviceAndMethod[..<slash]
+  }
+
+  /// The fully qualified services whose methods are forwarded to the OAP, taken from
+  /// apache/skywalking-data-collect-protocol (v10.3.0) and the OAP's Envoy and OpenTelemetry
+  /// receivers, which listen on the same gRPC port.
+  static let forwardedServices: Set<Substring> = {
+    // Agents' services with a `skywalking.v3` form.
+    let v3: [Substring] = [
+      "TraceSegmentReportService", "SpanAttachedEventReportService", "ManagementService",
+      "JVMMetricReportService", "CLRMetricReportService", "MeterReportService", "LogReportService",
+      "ProfileTask", "ConfigurationDiscoveryService", "EventService", "BrowserPerfService",
+      // Rover (eBPF) and the service-mesh probe.
+      "EBPFProcessService", "EBPFProfilingService", "ContinuousProfilingService",
+      "EBPFAccessLogService", "ServiceMeshMetricService",
+    ]
+    // The services 8.0–8.3 agents call without a package (`*Compat.proto`).
+    let compat: [Substring] = [
+      "TraceSegmentReportService", "ManagementService", "JVMMetricReportService",
+      "CLRMetricReportService", "MeterReportService", "ProfileTask", "BrowserPerfService",
+      "ServiceMeshMetricService",
+    ]
+    let others: [Substring] = [
+      // Java's async-profiler and Go's pprof uploads.
+      "skywalking.v10.AsyncProfilerTask", "skywalking.v10.PprofTask",
+      // Envoy's and Istio's metrics and access-log services (the OAP's envoy-metric receiver).
+      "envoy.service.metrics.v2.MetricsService", "envoy.service.metrics.v3.MetricsService",
+      "envoy.service.accesslog.v2.AccessLogService", "envoy.service.accesslog.v3.AccessLogService",
+      // OTLP exporters pointed at the collector port (the OAP's otel-receiver).
+      "opentelemetry.proto.collector.trace.v1.TraceService",
+      "opentelemetry.proto.collector.metrics.v1.MetricsService",
+      "opentelemetry.proto.collector.logs.v1.LogsService",
+    ]
+    return Set(v3.map { "skywalking.v3.\($0)" } + compat + others)
+  }()
 
   private static let byPath: [Substring: AgentCall] = {
     var table: [Substring: AgentCall] = [:]
@@ -42,20 +94,38 @@ public enum AgentCall: Sendable, Hashable {
     ("MeterReportService/collectBatch", .publish(.meterCollection), false),
     ("LogReportService/collect", .publish(.log), false),
     ("ProfileTask/collectSnapshot", .publish(.threadSnapshot), true),
-    ("ProfileTask/getProfileTaskCommands", .forward(isQuery: true), true),
-    ("ProfileTask/reportTaskFinish", .forward(isQuery: true), true),
-    ("ConfigurationDiscoveryService/fetchConfigurations", .forward(isQuery: true), false),
+    ("ProfileTask/getProfileTaskCommands", .forward(.query), true),
+    ("ProfileTask/reportTaskFinish", .forward(.report), true),
+    ("ConfigurationDiscoveryService/fetchConfigurations", .forward(.query), false),
   ]
 
   /// Calls outside `skywalking.v3` that the relay answers differently from "forward as data".
   private static let otherMethods: [(String, AgentCall)] = [
     // Java 9.4+ switches async-profiler off for the JVM's life on UNIMPLEMENTED; Go's pprof
     // polls the same way.
-    ("/skywalking.v10.AsyncProfilerTask/getAsyncProfilerTaskCommands", .forward(isQuery: true)),
-    ("/skywalking.v10.PprofTask/getPprofTaskCommands", .forward(isQuery: true)),
+    ("/skywalking.v10.AsyncProfilerTask/getAsyncProfilerTaskCommands", .forward(.query)),
+    ("/skywalking.v10.PprofTask/getPprofTaskCommands", .forward(.query)),
     ("/grpc.health.v1.Health/Check", .health(watch: false)),
     ("/grpc.health.v1.Health/Watch", .health(watch: true)),
   ]
+}
+
+/// What an agent makes of the answer to a call the relay forwards, and so what the relay answers
+/// when the OAP cannot be asked.
+public enum ForwardKind: Sendable, Hashable {
+  /// Polled for `Commands` (profile tasks, configuration, async-profiler and pprof tasks): "no
+  /// news" is a true answer without an OAP, and keeps agents polling instead of giving up.
+  case query
+  /// Sent once, its answer believed (`reportTaskFinish`): an OK without the OAP would tell the
+  /// agent a profiling task finished that the OAP never heard of, so it gets UNAVAILABLE, as from
+  /// an unreachable OAP.
+  case report
+  /// Data without a Kafka topic (events, Go profiles, browser, mesh, eBPF, v10 uploads): a live
+  /// stream to the OAP.
+  case stream
+
+  /// Whether the call is a single request answered at once, so the relay may bound it.
+  public var isUnary: Bool { self != .stream }
 }
 
 /// The kinds of agent data that become Kafka records, each with its topic and key rule.

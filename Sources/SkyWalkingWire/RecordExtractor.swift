@@ -92,8 +92,14 @@ public struct RecordExtractor: Sendable {
     }
   }
 
+  /// Whether messages wait in a record that a later call or ``finish()`` returns: a meter
+  /// stream's collection in the making.
+  public var holdsPartialRecord: Bool { kind == .meterStream && meters.holdsCollection }
+
   /// What the stream holds when it ends, completed or reset (the last `MeterDataCollection` of
-  /// a meter stream, as the OAP processes a meter stream's elements either way), or nil.
+  /// a meter stream, as the OAP processes a meter stream's elements either way), or when its
+  /// agent's report is over; nil when nothing waits. A stream that goes on after it starts the
+  /// next record.
   public mutating func finish() throws(WireFormatError) -> ExtractedRecord? {
     guard kind == .meterStream else { return nil }
     return try meters.flush()
@@ -177,11 +183,15 @@ private struct MeterIdentity: Sendable {
   }
 }
 
-/// Cuts a meter stream into `MeterDataCollection`s of at most `maxBytes`.
+/// Cuts a meter stream into `MeterDataCollection`s: one per report, and none above `maxBytes`.
 ///
-/// Agents name service, instance and timestamp on a stream's first element only, so the first
-/// element of every later collection gets the stream's latest values of the fields it lacks
-/// appended, and each collection stands alone for the OAP.
+/// The Rust and PHP agents keep one stream open across reports, each a burst of `MeterData`
+/// whose first element names the report's timestamp; the OAP keeps one timestamp per
+/// collection, so an element with a new timestamp starts a new collection (the receiver also
+/// cuts after a quiet spell, so a report does not wait for the next one). Agents name service,
+/// instance and timestamp on a stream's first element only, so the first element of every later
+/// collection gets the stream's latest values of the fields it lacks appended, and each
+/// collection stands alone for the OAP.
 private struct MeterStreamChunker: Sendable {
   let maxBytes: Int
   private var collection: [UInt8] = []
@@ -197,7 +207,13 @@ private struct MeterStreamChunker: Sendable {
   mutating func add(_ message: UnsafeRawBufferPointer) throws(WireFormatError) -> ExtractedRecord? {
     let fields = try RecordExtractor.fields([3, 4, 5], in: message)
     var flushed: ExtractedRecord?
-    if !collection.isEmpty, collection.count + message.count + 16 > maxBytes {
+    let startsReport: Bool
+    if case .varint(let value) = fields[5], value != 0, timestamp != 0 {
+      startsReport = value != timestamp
+    } else {
+      startsReport = false
+    }
+    if !collection.isEmpty, startsReport || collection.count + message.count + 16 > maxBytes {
       flushed = try flush()
     }
     var element = Array(message)
@@ -227,6 +243,8 @@ private struct MeterStreamChunker: Sendable {
     collection.appendLengthDelimited(field: 1, element)
     return flushed
   }
+
+  var holdsCollection: Bool { !collection.isEmpty }
 
   /// The collection built so far, or nil when it is empty.
   mutating func flush() throws(WireFormatError) -> ExtractedRecord? {

@@ -1,3 +1,4 @@
+import CZlib
 import CoreMetrics
 import DurableQueue
 import Foundation
@@ -40,14 +41,33 @@ import Testing
     _ = try? await channel.finish()
   }
 
-  static func headers(_ extra: [(String, String)] = []) -> HTTP2Frame.FramePayload {
+  static func headers(
+    _ extra: [(String, String)] = [],
+    path: String = "/skywalking.v3.TraceSegmentReportService/collect", endStream: Bool = false
+  ) -> HTTP2Frame.FramePayload {
     var headers: HPACKHeaders = [
-      ":method": "POST", ":scheme": "http",
-      ":path": "/skywalking.v3.TraceSegmentReportService/collect",
+      ":method": "POST", ":scheme": "http", ":path": path,
       ":authority": "relay", "content-type": "application/grpc", "te": "trailers",
     ]
     for (name, value) in extra { headers.add(name: name, value: value) }
-    return .headers(.init(headers: headers))
+    return .headers(.init(headers: headers, endStream: endStream))
+  }
+
+  static func messageFrame(_ bytes: [UInt8]) -> HTTP2Frame.FramePayload {
+    var buffer = ByteBuffer()
+    buffer.writeInteger(UInt8(0))
+    buffer.writeInteger(UInt32(bytes.count))
+    buffer.writeBytes(bytes)
+    return .data(.init(data: .byteBuffer(buffer)))
+  }
+
+  /// Waits for the queue writer, which completes appends on its own thread.
+  static func waitForQueued(_ count: Int, in queue: DurableQueue) async throws -> Bool {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while queue.status.unconfirmedRecords < count, ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    return queue.status.unconfirmedRecords == count
   }
 
   static func segmentFrame(_ traceID: String, endStream: Bool = false) throws
@@ -127,6 +147,102 @@ import Testing
       #expect(try await Self.nothingWritten(channel))
       await channel.testingEventLoop.advanceTime(by: .milliseconds(1))
       #expect(Self.status(of: try await Self.nextFrame(channel)) == "4")  // DEADLINE_EXCEEDED
+    }
+  }
+
+  /// The Go agent calls configuration discovery, profile task polls and pprof without the
+  /// token (cds_manager.go, pprof_manager.go): a forwarded call is the OAP's to check, while the
+  /// relay's own data still needs the token.
+  @Test func theTokenGuardsPublishedDataButNotForwardedCalls() async throws {
+    let token: (inout AgentReceiverConfiguration) -> Void = { $0.authenticationToken = "s3cret" }
+    for path in [
+      "/skywalking.v3.ConfigurationDiscoveryService/fetchConfigurations",
+      "/skywalking.v3.ProfileTask/getProfileTaskCommands",
+      "/skywalking.v10.PprofTask/getPprofTaskCommands",
+    ] {
+      try await Self.withHandler(configure: token) { channel, _ in
+        // No OAP configured: a query is answered "nothing new", never PERMISSION_DENIED.
+        try await channel.writeInbound(Self.headers(path: path, endStream: true))
+        let frames = [
+          try await Self.nextFrame(channel), try await Self.nextFrame(channel),
+          try await Self.nextFrame(channel),
+        ]
+        #expect(Self.status(of: frames[2]) == "0", "\(path)")
+      }
+    }
+    try await Self.withHandler(configure: token) { channel, queue in
+      try await channel.writeInbound(Self.headers())
+      #expect(Self.status(of: try await Self.nextFrame(channel)) == "7")  // PERMISSION_DENIED
+      #expect(queue.status.unconfirmedRecords == 0)
+    }
+  }
+
+  static func compressedFrame(_ bytes: [UInt8], endStream: Bool = true) -> HTTP2Frame.FramePayload {
+    var size = compressBound(uLong(bytes.count))
+    var compressed = [UInt8](repeating: 0, count: Int(size))
+    #expect(compress2(&compressed, &size, bytes, uLong(bytes.count), 6) == Z_OK)
+    var buffer = ByteBuffer()
+    buffer.writeInteger(UInt8(1))
+    buffer.writeInteger(UInt32(size))
+    buffer.writeBytes(compressed[0..<Int(size)])
+    return .data(.init(data: .byteBuffer(buffer), endStream: endStream))
+  }
+
+  /// A gateway that compresses (grpc-encoding deflate, which the OAP's grpc-java decodes): the
+  /// segment is queued as the agent's plain bytes.
+  @Test func aCompressedMessageIsInflatedAndQueued() async throws {
+    try await Self.withHandler { channel, queue in
+      try await channel.writeInbound(Self.headers([("grpc-encoding", "deflate")]))
+      let segment: [UInt8] = try Skywalking_V3_SegmentObject.with {
+        $0.traceID = "deflated"
+        $0.service = "gateway"
+      }.serializedBytes()
+      try await channel.writeInbound(Self.compressedFrame(segment))
+      channel.pipeline.fireChannelReadComplete()
+      let frames = [
+        try await Self.nextFrame(channel), try await Self.nextFrame(channel),
+        try await Self.nextFrame(channel),
+      ]
+      #expect(Self.status(of: frames[2]) == "0")
+      #expect(queue.status.unconfirmedRecords == 1)
+    }
+  }
+
+  /// An attacker's decompression bomb: 64 MiB of zeros in about 64 KiB, against a 4 MiB limit,
+  /// is refused RESOURCE_EXHAUSTED without being inflated past the limit.
+  @Test func aDecompressionBombIsRefusedAtTheMessageLimit() async throws {
+    let fourMiB: (inout AgentReceiverConfiguration) -> Void = { $0.maxMessageBytes = 4 << 20 }
+    try await Self.withHandler(configure: fourMiB) { channel, queue in
+      try await channel.writeInbound(Self.headers([("grpc-encoding", "deflate")]))
+      try await channel.writeInbound(Self.compressedFrame([UInt8](repeating: 0, count: 64 << 20)))
+      let answer = try await Self.nextFrame(channel)
+      #expect(Self.status(of: answer) == "8")
+      guard case .headers(let headers) = answer else { return }
+      #expect(headers.headers.first(name: "grpc-message")?.contains("inflates") == true)
+      #expect(queue.status.unconfirmedRecords == 0)
+    }
+  }
+
+  /// The Rust agent's meter stream stays open between reports (one every 20 s): each report is
+  /// queued once the stream has been quiet for half a second, not when the stream ends hours
+  /// later.
+  @Test func aQuietMeterStreamQueuesItsReportWhileStayingOpen() async throws {
+    try await Self.withHandler { channel, queue in
+      try await channel.writeInbound(
+        Self.headers(path: "/skywalking.v3.MeterReportService/collect"))
+      let element: [UInt8] = try Skywalking_V3_MeterData.with {
+        $0.singleValue = .with { $0.name = "cpu" }
+        $0.service = "rust-svc"
+        $0.serviceInstance = "rust-1"
+        $0.timestamp = 1000
+      }.serializedBytes()
+      try await channel.writeInbound(Self.messageFrame(element))
+      channel.pipeline.fireChannelReadComplete()
+      await channel.testingEventLoop.advanceTime(by: .milliseconds(499))
+      #expect(queue.status.unconfirmedRecords == 0)
+      await channel.testingEventLoop.advanceTime(by: .milliseconds(1))
+      #expect(try await Self.waitForQueued(1, in: queue))
+      #expect(try await Self.nothingWritten(channel), "the stream stays open")
     }
   }
 

@@ -41,7 +41,7 @@ import Testing
   }
 
   static func answer(_ action: GRPCStreamStateMachine.Action) -> (GRPCStatus, reset: Bool)? {
-    if case .answer(let response, let reset, _) = action { return (response.status, reset) }
+    if case .answer(let response, let reset, _, _) = action { return (response.status, reset) }
     return nil
   }
 
@@ -144,6 +144,75 @@ import Testing
     #expect(machine.isAnswered)
   }
 
+  static func meterElement(timestamp: Int64, named: Bool) throws -> ByteBuffer {
+    let element = Skywalking_V3_MeterData.with {
+      $0.singleValue = .with { $0.name = "cpu" }
+      if named {
+        $0.service = "rust-svc"
+        $0.serviceInstance = "rust-1"
+      }
+      $0.timestamp = timestamp
+    }
+    return ByteBuffer(bytes: try element.serializedBytes() as [UInt8])
+  }
+
+  /// The batch's record values, read from the queue's documented record layout.
+  static func collections(_ batch: RecordBatch) throws -> [Skywalking_V3_MeterDataCollection] {
+    let bytes = batch.encodedBytes
+    var collections: [Skywalking_V3_MeterDataCollection] = []
+    var offset = 0
+    while offset < bytes.count {
+      let body = offset + 8
+      let bodyLength = (0..<4).reduce(0) { $0 | Int(bytes[offset + $1]) << (8 * $1) }
+      let valueStart =
+        body + 12 + Int(bytes[body + 1]) + (Int(bytes[body + 2]) | Int(bytes[body + 3]) << 8)
+      collections.append(
+        try Skywalking_V3_MeterDataCollection(
+          serializedBytes: Array(bytes[valueStart..<(body + bodyLength)])))
+      offset = body + bodyLength
+    }
+    return collections
+  }
+
+  /// The Rust agent's meter stream stays open for the agent's life; each report (one timestamp,
+  /// named on its first element) must become its own collection, as the OAP keeps one
+  /// timestamp per collection.
+  @Test func aLifeLongMeterStreamYieldsOneCollectionPerReport() throws {
+    var machine = Self.publishing(.meterStream)
+    _ = machine.receivedMessage(try Self.meterElement(timestamp: 1000, named: true))
+    _ = machine.receivedMessage(try Self.meterElement(timestamp: 0, named: false))
+    #expect(machine.readComplete().isNone)
+    #expect(machine.holdsPartialRecord)
+    // The next report starts with a new timestamp: the first report's collection is cut.
+    _ = machine.receivedMessage(try Self.meterElement(timestamp: 21000, named: false))
+    let first = try #require(Self.submitted(machine.readComplete()))
+    let firstCollections = try Self.collections(first)
+    #expect(firstCollections.count == 1)
+    #expect(firstCollections.first?.meterData.count == 2)
+    #expect(firstCollections.first?.meterData.first?.timestamp == 1000)
+    // Quiet after the second report: its collection goes now, the stream stays open.
+    let second = try #require(Self.submitted(machine.reportWentQuiet()))
+    let secondCollection = try #require(try Self.collections(second).first)
+    #expect(secondCollection.meterData.first?.timestamp == 21000)
+    #expect(secondCollection.meterData.first?.service == "rust-svc")
+    #expect(!machine.holdsPartialRecord && !machine.isAnswered)
+    #expect(machine.reportWentQuiet().isNone, "nothing held, nothing submitted")
+  }
+
+  /// A meter stream the relay ends itself (here the agent's deadline) still queues the
+  /// collection it held, as the OAP's onError processes what the stream delivered.
+  @Test func aMeterStreamEndedByTheRelayQueuesWhatItHeld() throws {
+    var machine = Self.publishing(.meterStream)
+    _ = machine.receivedMessage(try Self.meterElement(timestamp: 1000, named: true))
+    _ = machine.readComplete()
+    guard case .answer(let response, _, _, let leftover) = machine.deadlineExceeded() else {
+      Issue.record("the deadline must answer")
+      return
+    }
+    #expect(response.status.code == .deadlineExceeded)
+    #expect(try Self.collections(try #require(leftover)).count == 1)
+  }
+
   @Test func aTornStreamIsRefused() throws {
     var machine = Self.publishing()
     let (status, _) = try #require(
@@ -165,18 +234,18 @@ import Testing
     #expect(reset)
 
     var proxying = GRPCStreamStateMachine(maxPendingBytes: 1 << 20)
-    _ = proxying.receivedHeaders(.proxy(Self.head(isQuery: false)))
+    _ = proxying.receivedHeaders(.proxy(Self.head(.stream)))
     #expect(proxying.idleTimedOut(after: .seconds(5)).isNone)
   }
 
-  static func head(isQuery: Bool) -> ProxiedCallHead {
+  static func head(_ kind: ForwardKind) -> ProxiedCallHead {
     ProxiedCallHead(
-      path: "/skywalking.v10.PprofTask/collect", metadata: [], timeout: nil, isQuery: isQuery)
+      path: "/skywalking.v10.PprofTask/collect", metadata: [], timeout: nil, kind: kind)
   }
 
   @Test func aProxiedCallStreamsBothWaysAndPassesTheOAPsStatus() throws {
     var machine = GRPCStreamStateMachine(maxPendingBytes: 8)
-    guard case .openProxy = machine.receivedHeaders(.proxy(Self.head(isQuery: false))) else {
+    guard case .openProxy = machine.receivedHeaders(.proxy(Self.head(.stream))) else {
       Issue.record("a proxied call opens the OAP stream at its headers")
       return
     }
@@ -214,20 +283,26 @@ import Testing
     #expect(!reset)
   }
 
-  @Test(arguments: [true, false]) func anUnreachableOAPAnswersQueriesEmptyAndAbortsDataCalls(
-    isQuery: Bool
+  /// Java and Go poll for tasks (an empty answer is true: nothing new), send data they log and
+  /// drop on ABORTED, and believe the OK of `reportTaskFinish`, so that one hears UNAVAILABLE,
+  /// as from an unreachable OAP.
+  @Test(arguments: [
+    (ForwardKind.query, GRPCStatus.Code.ok), (.stream, .aborted), (.report, .unavailable),
+  ])
+  func anUnreachableOAPIsAnsweredAsEachCallsAgentNeeds(
+    kind: ForwardKind, expected: GRPCStatus.Code
   ) throws {
     var machine = GRPCStreamStateMachine(maxPendingBytes: 8)
-    _ = machine.receivedHeaders(.proxy(Self.head(isQuery: isQuery)))
+    _ = machine.receivedHeaders(.proxy(Self.head(kind)))
     let (status, _) = try #require(Self.answer(machine.proxyFinished(.unreachable(reason: "down"))))
-    #expect(status.code == (isQuery ? .ok : .aborted))
+    #expect(status.code == expected)
   }
 
   @Test func healthCheckAnswersTheRelaysReadiness() throws {
     var machine = GRPCStreamStateMachine(maxPendingBytes: 8)
     _ = machine.receivedHeaders(.health(watch: false))
     guard
-      case .answer(let response, _, _) = machine.clientFinished(
+      case .answer(let response, _, _, _) = machine.clientFinished(
         at: .now(), tornMessageBytes: 0, readiness: .notServing)
     else {
       Issue.record("Check is answered when its request ends")
@@ -253,7 +328,7 @@ import Testing
       return
     }
     #expect(change.count == 1)
-    guard case .answer(let response, _, _) = machine.shutdownRequested() else {
+    guard case .answer(let response, _, _, _) = machine.shutdownRequested() else {
       Issue.record("shutdown ends the watch")
       return
     }

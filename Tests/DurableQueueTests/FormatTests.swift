@@ -1,3 +1,4 @@
+import SystemClock
 import Testing
 
 @testable import DurableQueue
@@ -39,6 +40,22 @@ import Testing
     #expect(decoded[1].topic == "t")
     #expect(decoded[1].key.isEmpty)
     #expect(decoded[1].value == [UInt8](repeating: 9, count: 1000))
+  }
+
+  /// A Go agent's life-long stream: the receiver keeps its next batch ready, and the segment
+  /// that arrives after a quiet spell must be stamped when it arrives, or the delivery latency,
+  /// the oldest-record age and the stall alert see it as old as the quiet spell.
+  @Test func aBatchIsStampedWhenItsFirstRecordArrives() throws {
+    var batch = RecordBatch()
+    let created = SystemClock.epochMilliseconds()
+    while SystemClock.epochMilliseconds() < created + 20 {}
+    try batch.append(topic: "t", key: [UInt8](), value: [1])
+    let stamped = batch.timestampMillis
+    #expect(stamped >= created + 20)
+    while SystemClock.epochMilliseconds() < stamped + 5 {}
+    try batch.append(topic: "t", key: [UInt8](), value: [2])
+    #expect(batch.timestampMillis == stamped, "one timestamp per batch")
+    #expect(decode(batch.encodedBytes).map(\.timestampMillis) == [stamped, stamped])
   }
 
   @Test func recordsTheFormatCannotFrameAreRefused() {

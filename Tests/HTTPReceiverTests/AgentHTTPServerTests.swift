@@ -1,3 +1,4 @@
+import CZlib
 import DurableQueue
 import HTTPReceiver
 import NIOHTTP1
@@ -127,6 +128,40 @@ import Testing
         "/v3/segment", Self.nginxSegment("t"), headers: [("authentication", "s3cret")])
       #expect(accepted.status == .ok)
       #expect(harness.queuedRecords().count == 1)
+    }
+  }
+
+  static func deflated(_ bytes: [UInt8]) -> [UInt8] {
+    var size = compressBound(uLong(bytes.count))
+    var compressed = [UInt8](repeating: 0, count: Int(size))
+    #expect(compress2(&compressed, &size, bytes, uLong(bytes.count), 6) == Z_OK)
+    return Array(compressed[0..<Int(size)])
+  }
+
+  /// A gateway that compresses its posts (the OAP's REST server inflates them): queued as the
+  /// plain JSON would be; a decompression bomb gets 413 and queues nothing; an encoding the OAP
+  /// cannot read either gets 415.
+  @Test func compressedBodiesAreInflatedUnderTheBodyLimit() async throws {
+    try await HTTPHarness.with(configuration: .loopback { $0.maxBodyBytes = 1 << 20 }) {
+      harness in
+      let body = Self.deflated(
+        Array("[\(Self.nginxSegment("z1")),\(Self.nginxSegment("z2"))]".utf8))
+      let accepted = try await harness.withConnection { connection in
+        try await connection.post(
+          "/v3/segments", body, headers: [("Content-Encoding", "deflate")])
+      }
+      #expect(accepted.status == .ok)
+      #expect(harness.queuedRecords().count == 2)
+      let bomb = Self.deflated([UInt8](repeating: 0x20, count: 32 << 20))
+      let refused = try await harness.withConnection { connection in
+        try await connection.post("/v3/segments", bomb, headers: [("Content-Encoding", "deflate")])
+      }
+      #expect(refused.status == .payloadTooLarge)
+      let unknown = try await harness.withConnection { connection in
+        try await connection.post("/v3/segments", body, headers: [("Content-Encoding", "br")])
+      }
+      #expect(unknown.status == .unsupportedMediaType)
+      #expect(harness.queuedRecords().count == 2)
     }
   }
 

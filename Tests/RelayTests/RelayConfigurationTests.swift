@@ -43,8 +43,9 @@ import Testing
     #expect(EnvironmentVariable.receiverField("host").name == "SW_RELAY_GRPC_ADDRESS")
   }
 
-  /// The HTTP endpoint shares the gRPC endpoint's token, TLS files, topics and record limit, and
-  /// its refusals name the variables.
+  /// The HTTP endpoint shares the gRPC endpoint's TLS files, topics and record limit, and its
+  /// refusals name the variables; the gRPC token does not guard it (HTTP agents cannot send one),
+  /// only its own opt-in token does.
   @Test func theHTTPEndpointIsOnByDefaultSharesTheGRPCSettingsAndCanBeTurnedOff() throws {
     let configuration = try RelayConfiguration(
       environment: Self.minimal.merging(
@@ -54,7 +55,11 @@ import Testing
         ], uniquingKeysWith: { $1 }))
     let http = try #require(configuration.http)
     #expect(http.host == "0.0.0.0" && http.port == 12800 && http.maxBodyBytes == 1 << 20)
-    #expect(http.authenticationToken == "t" && http.topics[.segments] == "ns-skywalking-segments")
+    #expect(http.authenticationToken == nil && http.topics[.segments] == "ns-skywalking-segments")
+    let guarded = try RelayConfiguration(
+      environment: Self.minimal.merging(["SW_RELAY_HTTP_AUTH_TOKEN": "h"], uniquingKeysWith: { $1 })
+    )
+    #expect(guarded.http?.authenticationToken == "h" && guarded.receiver.authenticationToken == nil)
     #expect(http.oapHTTP == OAPHTTPAddress(host: "oap", port: 12800))
     #expect(http.settingNames.oapHTTP == "SW_RELAY_OAP_HTTP_ADDRESS")
     #expect(http.settingNames.maxBodyBytes == "SW_RELAY_HTTP_MAX_BODY_BYTES")
@@ -160,15 +165,18 @@ import Testing
     }
   }
 
-  /// A typo is refused with its own code (it would otherwise fall back to a default silently); a
-  /// Kubernetes service link is not.
-  @Test func refusesUnknownVariablesButNotServiceLinks() throws {
+  /// A typo is refused with its own code (it would otherwise fall back to a default silently),
+  /// naming the variable but not its value: an operator who misspells a secret's name must not
+  /// find the secret in the log. A Kubernetes service link is not refused.
+  @Test func refusesUnknownVariablesByNameButNotServiceLinks() throws {
     #expect {
       try RelayConfiguration(
-        environment: Self.minimal.merging(["SW_RELAY_QUEUE_FSYNK": "always"]) { $1 })
+        environment: Self.minimal.merging(["SW_RELAY_AUTH_TOKNE": "s3cret-token"]) { $1 })
     } throws: { error in
       guard let error = error as? ConfigurationError else { return false }
-      return error.code == .unknownVariable && error.variable == "SW_RELAY_QUEUE_FSYNK"
+      return error.code == .unknownVariable && error.variable == "SW_RELAY_AUTH_TOKNE"
+        && error.description.contains("SW_RELAY_AUTH_TOKNE")
+        && !error.description.contains("s3cret-token")
     }
     #expect {
       try RelayConfiguration(

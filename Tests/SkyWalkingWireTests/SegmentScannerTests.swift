@@ -161,36 +161,4 @@ import Testing
     }
     #expect(traceIDs == ["trace-0", "trace-1", "trace-2"])
   }
-
-  @Test func agentCallTableServesV3AndCompatPaths() {
-    #expect(
-      AgentCall(path: "/skywalking.v3.TraceSegmentReportService/collect") == .publish(.segment))
-    #expect(AgentCall(path: "/TraceSegmentReportService/collect") == .publish(.segment))
-    #expect(
-      AgentCall(path: "/skywalking.v3.TraceSegmentReportService/collectInSync")
-        == .publish(.segmentCollection))
-    #expect(AgentCall(path: "/ManagementService/keepAlive") == .publish(.keepAlive))
-    #expect(AgentCall(path: "/skywalking.v3.LogReportService/collect") == .publish(.log))
-    #expect(AgentCall(path: "/LogReportService/collect") == nil)
-    #expect(
-      AgentCall(path: "/skywalking.v3.ProfileTask/getProfileTaskCommands")
-        == .forward(isQuery: true))
-    #expect(AgentCall(path: "/ProfileTask/getProfileTaskCommands") == .forward(isQuery: true))
-    #expect(AgentCall(path: "/skywalking.v3.TraceSegmentReportService/nope") == nil)
-  }
-
-  /// Java 9.4+ turns async-profiler off for the JVM's life when its poll is UNIMPLEMENTED, so
-  /// the v10 polls are queries (an empty `Commands` without an OAP); data calls with no row,
-  /// like events, are proxied as they are.
-  @Test func v10PollsAreQueriesAndHealthIsTheRelays() {
-    #expect(
-      AgentCall(path: "/skywalking.v10.AsyncProfilerTask/getAsyncProfilerTaskCommands")
-        == .forward(isQuery: true))
-    #expect(
-      AgentCall(path: "/skywalking.v10.PprofTask/getPprofTaskCommands") == .forward(isQuery: true))
-    #expect(AgentCall(path: "/skywalking.v10.AsyncProfilerTask/collect") == nil)
-    #expect(AgentCall(path: "/skywalking.v3.EventService/collect") == nil)
-    #expect(AgentCall(path: "/grpc.health.v1.Health/Check") == .health(watch: false))
-    #expect(AgentCall(path: "/grpc.health.v1.Health/Watch") == .health(watch: true))
-  }
 }
