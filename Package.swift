@@ -21,7 +21,7 @@ let package = Package(
     .library(name: "DurableQueue", targets: ["DurableQueue"]),
     .library(name: "KafkaPublisher", targets: ["KafkaPublisher"]),
     .library(name: "SystemClock", targets: ["SystemClock"]),
-    // For Fuzz/ (the environment parser and the gRPC deframer).
+    // For Fuzz/ (the environment parser, the gRPC deframer and the HTTP JSON converter).
     .library(name: "RelayApp", targets: ["RelayApp"]),
     .library(name: "AgentReceiver", targets: ["AgentReceiver"]),
     .library(name: "HTTPReceiver", targets: ["HTTPReceiver"]),
@@ -183,7 +183,6 @@ let package = Package(
     .target(
       name: "AdminServer",
       dependencies: [
-        "ConnectionLimiter",
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -204,6 +203,7 @@ let package = Package(
     .target(
       name: "RelayApp",
       dependencies: [
+        "ConnectionLimiter",
         .product(name: "NIOCore", package: "swift-nio"),
         "SkyWalkingWire",
         "AgentReceiver",

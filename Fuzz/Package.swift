@@ -15,6 +15,7 @@ let package = Package(
     .executable(name: "fuzz-queue-recovery", targets: ["FuzzQueueRecovery"]),
     .executable(name: "fuzz-environment", targets: ["FuzzEnvironment"]),
     .executable(name: "fuzz-grpc-deframer", targets: ["FuzzGRPCDeframer"]),
+    .executable(name: "fuzz-http-json", targets: ["FuzzHTTPJSON"]),
   ],
   dependencies: [
     .package(name: "skywalking-kafka-relay", path: ".."),
@@ -59,6 +60,17 @@ let package = Package(
         "FuzzDriver",
         .product(name: "AgentReceiver", package: "skywalking-kafka-relay"),
         .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: fuzzerSettings
+    ),
+    // Any bytes, as the body of an HTTP agent's segments: split into elements and converted from
+    // JSON. The converter is internal to the receiver, reached by `@testable import`.
+    .executableTarget(
+      name: "FuzzHTTPJSON",
+      dependencies: [
+        "FuzzDriver",
+        .product(name: "HTTPReceiver", package: "skywalking-kafka-relay"),
+        .product(name: "SkyWalkingProtocol", package: "skywalking-kafka-relay"),
       ],
       swiftSettings: fuzzerSettings
     ),

@@ -13,7 +13,7 @@ build="$PWD/.build-fuzz"
 (cd Fuzz && swift build --build-path "$build" -Xswiftc -sanitize=fuzzer,address 2>&1) \
   | grep -v "Cannot export local symbol" || true
 mkdir -p "$build/artifacts"
-for target in wire queue-recovery environment grpc-deframer; do
+for target in wire queue-recovery environment grpc-deframer http-json; do
   binary="$build/debug/fuzz-$target"
   [[ -x "$binary" ]] || { echo "fuzz: $binary was not built" >&2; exit 1; }
   corpus="$(mktemp -d)"

@@ -33,13 +33,15 @@ from deploy_support import (GRACE_MARGIN_S, RELAY_UID, SECRET_VARIABLES, all_con
 SCHEMA_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 
 EXPECTED_KINDS = {
-    "daemonset": {"Namespace", "ConfigMap", "Service", "DaemonSet"},
-    "daemonset-preprovisioned": {"Namespace", "ConfigMap", "Service", "DaemonSet"},
+    "daemonset": {"Namespace", "ConfigMap", "Service", "DaemonSet", "NetworkPolicy"},
+    "daemonset-preprovisioned": {"Namespace", "ConfigMap", "Service", "DaemonSet", "NetworkPolicy"},
     "sidecar": {"ConfigMap", "Deployment"},
     "sidecar-pvc": {"ConfigMap", "Deployment", "PersistentVolumeClaim"},
-    "gateway": {"Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget"},
+    "gateway": {"Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy"},
 }
 SIDECAR_OVERLAYS = ("sidecar", "sidecar-pvc")
+# The modes whose pods are the relay's alone, so a policy on them closes nothing of an application's.
+NETWORK_POLICY_OVERLAYS = ("daemonset", "daemonset-preprovisioned", "gateway")
 DAEMONSET_OVERLAYS = ("daemonset", "daemonset-preprovisioned")
 QUEUE_HOST_PATH = "/var/lib/skywalking-kafka-relay"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -314,6 +316,43 @@ def check_services(documents: list[dict]) -> list[str]:
                     container_port(relay, target)
                 except AssertionError as error:
                     problems.append(f"Service {service['metadata']['name']}: {error}")
+    return problems
+
+
+def _policy_ports(rule: dict, container: dict) -> set[int]:
+    return {container_port(container, port["port"]) for port in rule.get("ports", [])}
+
+
+def check_network_policy(documents: list[dict]) -> list[str]:
+    """The NetworkPolicy selects every relay pod; the agents' ports stay open to every source, as
+    without a policy; the admin port is open only to selected namespaces (or address blocks)."""
+    policies = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    if not policies:
+        return ["no NetworkPolicy rendered"]
+    problems = []
+    for workload, _, container in relay_containers(documents):
+        labels = workload["spec"]["template"]["metadata"].get("labels", {})
+        selecting = [p for p in policies if p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+                     and "Ingress" in p["spec"].get("policyTypes", [])]
+        if not selecting:
+            problems.append(f"{workload['metadata']['name']}: no NetworkPolicy selects its pods")
+            continue
+        environment = resolved_env(container, documents)
+        rules = [rule for policy in selecting for rule in policy["spec"].get("ingress", [])]
+        open_to_all = {port for rule in rules if not rule.get("from") for port in _policy_ports(rule, container)}
+        for variable in ("SW_RELAY_GRPC_ADDRESS", "SW_RELAY_HTTP_ADDRESS"):
+            port = port_of(environment.get(variable, help_default(variable)))
+            if port not in open_to_all:
+                problems.append(f"agent port {port} ({variable}) is not open to every source")
+        admin = port_of(environment.get("SW_RELAY_ADMIN_ADDRESS", help_default("SW_RELAY_ADMIN_ADDRESS")))
+        admin_rules = [rule for rule in rules if admin in _policy_ports(rule, container) or not rule.get("ports")]
+        if not admin_rules:
+            problems.append(f"admin port {admin} admits nobody: Prometheus could not scrape it")
+        for rule in admin_rules:
+            peers = rule.get("from", [])
+            if not peers or any(not peer.get("namespaceSelector", {}).get("matchLabels") and "ipBlock" not in peer
+                                for peer in peers):
+                problems.append(f"admin port {admin} is open beyond selected namespaces: {rule}")
     return problems
 
 
@@ -626,6 +665,29 @@ def test_gateway_statefulset_has_a_queue_per_replica_and_a_budget():
     assert int(environment["SW_RELAY_GRPC_MAX_CONNECTION_AGE_S"]) > 0, "agents would never rebalance"
 
 
+# --------------------------------------------------------------------------- network policy
+
+
+@pytest.mark.parametrize("overlay", NETWORK_POLICY_OVERLAYS)
+def test_network_policy_keeps_the_admin_port_to_monitoring(overlay: str):
+    """Attacker: a pod in another namespace tries /status or /metrics, or floods the admin port;
+    the policy admits only the monitoring namespace there. Agent: reaches 11800 and 12800 from
+    anywhere, as before the policy. Operator: finds the namespace label to change."""
+    documents = render(overlay)
+    assert check_network_policy(documents) == []
+    [policy] = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
+    assert [peer["namespaceSelector"]["matchLabels"] for peer in peers] == [
+        {"kubernetes.io/metadata.name": "monitoring"}]
+
+
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
+def test_sidecar_modes_leave_the_application_pods_policy_alone(overlay: str):
+    """Operator: adds the sidecar to an application; no policy of the kit selects the application's
+    pods, which would close the application's own ports."""
+    assert not [d for d in render(overlay) if d["kind"] == "NetworkPolicy"]
+
+
 # --------------------------------------------------------------------------- the checks can fail
 
 
@@ -662,6 +724,12 @@ MUTATIONS: dict[str, tuple[str, Callable[[list[dict]], None], Callable[[list[dic
                                         check_resources, "memory limit"),
     "queue larger than its volume": ("sidecar", lambda d: _set_env(d, "SW_RELAY_QUEUE_MAX_BYTES", "1GiB"),
                                      check_queue_volume, "queue capacity"),
+    "admin port open to every pod": ("gateway", lambda d: one(d, "NetworkPolicy")["spec"]["ingress"][1].pop("from"),
+                                     check_network_policy, "admin port"),
+    "agent port left out": ("daemonset", lambda d: one(d, "NetworkPolicy")["spec"]["ingress"][0]["ports"].pop(0),
+                            check_network_policy, "agent port"),
+    "policy selecting no relay": ("gateway", lambda d: one(d, "NetworkPolicy")["spec"]["podSelector"].update(
+        matchLabels={"app.kubernetes.io/name": "other"}), check_network_policy, "no NetworkPolicy selects"),
 }
 
 

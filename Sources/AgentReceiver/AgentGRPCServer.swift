@@ -24,6 +24,7 @@ package final class AgentGRPCServer: Service, Sendable {
   /// - Parameters:
   ///   - forwarder: where calls the relay does not publish go; nil answers them locally.
   ///   - readiness: what `grpc.health.v1.Health` reports.
+  ///   - memoryBudget: shared with the HTTP endpoint; nil makes one from `configuration`.
   ///   - onListening: called once the socket is bound, with its address (port 0 gives an
   ///     ephemeral port), so the caller can report readiness.
   package init(
@@ -33,6 +34,7 @@ package final class AgentGRPCServer: Service, Sendable {
     metricsFactory: any MetricsFactory,
     forwarder: (any AgentCallForwarder)? = nil,
     readiness: @escaping @Sendable () -> HealthStatus = { .serving },
+    memoryBudget: ClientMemoryBudget? = nil,
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) throws(AgentReceiverError) {
@@ -42,6 +44,8 @@ package final class AgentGRPCServer: Service, Sendable {
     self.shared = ReceiverShared(
       configuration: configuration, queue: queue,
       metrics: ReceiverMetrics(factory: metricsFactory), logger: logger, forwarder: forwarder,
+      memoryBudget: memoryBudget
+        ?? ClientMemoryBudget(configuration, metricsFactory: metricsFactory),
       readiness: readiness)
     self.group = group
     self.metricsFactory = metricsFactory
@@ -77,9 +81,13 @@ package final class AgentGRPCServer: Service, Sendable {
   private func makeBootstrap(quiescing: ServerQuiescingHelper) -> ServerBootstrap {
     let shared = self.shared
     let tls = tlsContext
+    // At the cap, a new connection closes the oldest one that never carried agent data, so
+    // clients without the token cannot hold every connection an agent could get.
     let limiter = ConnectionLimiter(
-      maxConnections: shared.configuration.maxConnections, metricPrefix: "relay_grpc",
-      metricsFactory: metricsFactory)
+      limits: .init(
+        maxConnections: shared.configuration.maxConnections,
+        maxConnectionsPerPeer: shared.configuration.maxConnectionsPerPeer, shedsUnvouched: true),
+      metricPrefix: "relay_grpc", metricsFactory: metricsFactory)
     return ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 1024)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -94,13 +102,14 @@ package final class AgentGRPCServer: Service, Sendable {
       .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator.agentConnections)
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
-          try Self.configureConnection(channel, shared: shared, tls: tls)
+          try Self.configureConnection(channel, shared: shared, tls: tls, limiter: limiter)
         }
       }
   }
 
   private static func configureConnection(
-    _ channel: any Channel, shared: ReceiverShared, tls: NIOSSLContext?
+    _ channel: any Channel, shared: ReceiverShared, tls: NIOSSLContext?,
+    limiter: ConnectionLimiter
   ) throws {
     let sync = channel.pipeline.syncOperations
     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
@@ -132,14 +141,21 @@ package final class AgentGRPCServer: Service, Sendable {
         maxAge: shared.configuration.maxConnectionAge.map { TimeAmount($0) },
         drainCheckInterval: TimeAmount(
           shared.configuration.keepaliveInterval ?? shared.configuration.connectionIdleTimeout),
-        probesPeer: shared.configuration.keepaliveInterval != nil))
+        probesPeer: shared.configuration.keepaliveInterval != nil,
+        firstCallGrace: shared.configuration.authenticationToken == nil
+          ? nil : TimeAmount(shared.configuration.firstCallGracePeriod)),
+      vouch: { limiter.vouch(for: channel) })
+    let connectionMemory = NIOLoopBound(
+      ConnectionMemoryShare(budget: shared.memoryBudget), eventLoop: channel.eventLoop)
     _ = try sync.configureHTTP2Pipeline(
       mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
       streamDelegate: closer.streamDelegate(
         forwardingTo: manager.http2StreamDelegate, eventLoop: channel.eventLoop)
     ) { streamChannel in
       streamChannel.eventLoop.makeCompletedFuture {
-        try streamChannel.pipeline.syncOperations.addHandler(GRPCStreamHandler(shared: shared))
+        try streamChannel.pipeline.syncOperations.addHandlers(
+          CallStandingObserver(shared: shared),
+          GRPCStreamHandler(shared: shared, connectionMemory: connectionMemory.value))
       }
     }
     try sync.addHandlers(closer, manager)

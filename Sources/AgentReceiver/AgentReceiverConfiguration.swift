@@ -1,3 +1,5 @@
+import ConnectionLimiter
+import CoreMetrics
 import SkyWalkingWire
 
 /// What the agent-facing endpoint listens on and how it maps calls to Kafka topics.
@@ -11,6 +13,10 @@ package struct AgentReceiverConfiguration: Sendable {
   package var maxRecordBytes: Int
   /// The resolved (namespace-prefixed) Kafka topic of each kind of agent data.
   package var topics: [AgentTopic: String]
+  /// What all agents' messages still arriving may hold at once, with HTTP bodies (the HTTP
+  /// endpoint shares the budget); a connection may hold a quarter of it, or one message of
+  /// `maxMessageBytes` if that is more. Beyond it a large message is refused RESOURCE_EXHAUSTED.
+  package var clientMemoryBytes: Int
   /// Per-stream bytes waiting for the disk queue before the stream stops reading, so a slow
   /// disk pushes back on agents through HTTP/2 flow control instead of growing memory.
   package var maxPendingBytesPerStream: Int
@@ -19,6 +25,14 @@ package struct AgentReceiverConfiguration: Sendable {
   /// Connections beyond this are closed as soon as they are accepted, so a flood of clients
   /// cannot exhaust file descriptors or memory.
   package var maxConnections: Int
+  /// Connections from one address at once; beyond it a new one is closed at accept. nil: no
+  /// cap. Loopback peers (a sidecar proxy hands every agent's connection over from one) are
+  /// not counted.
+  package var maxConnectionsPerPeer: Int? = 1000
+  /// With `authenticationToken` set, a connection that made no agent call (a publishing call
+  /// with the token, or a forwarded one) this long after it opened is closed: health checks
+  /// need no token, and must not let a client hold connections agents need.
+  package var firstCallGracePeriod: Duration = .seconds(10)
   /// A connection with no open stream for this long is sent GOAWAY and closed.
   package var connectionIdleTimeout: Duration
   /// A connection this old is sent GOAWAY, so agents open their next calls on a new connection
@@ -49,6 +63,7 @@ package struct AgentReceiverConfiguration: Sendable {
     package var maxMessageBytes = "maxMessageBytes"
     package var maxRecordBytes = "maxRecordBytes"
     package var streamIdleTimeout = "streamIdleTimeout"
+    package var clientMemory = "clientMemory"
     /// Where the OAP is, for calls only the OAP can answer.
     package var forwarder = "forwarder"
     package init() {}
@@ -60,6 +75,7 @@ package struct AgentReceiverConfiguration: Sendable {
     maxMessageBytes: Int = 50 << 20,
     maxRecordBytes: Int = 1_000_000,
     topics: [AgentTopic: String] = AgentTopic.defaultNames,
+    clientMemoryBytes: Int = 256 << 20,
     maxPendingBytesPerStream: Int = 4 << 20,
     shutdownGracePeriod: Duration = .seconds(10),
     maxConnections: Int = 10_000,
@@ -76,6 +92,7 @@ package struct AgentReceiverConfiguration: Sendable {
     self.maxMessageBytes = maxMessageBytes
     self.maxRecordBytes = maxRecordBytes
     self.topics = topics
+    self.clientMemoryBytes = clientMemoryBytes
     self.maxPendingBytesPerStream = maxPendingBytesPerStream
     self.shutdownGracePeriod = shutdownGracePeriod
     self.maxConnections = maxConnections
@@ -107,5 +124,17 @@ extension AgentTopic {
   /// Every topic under the OAP fetcher's default name.
   package static var defaultNames: [AgentTopic: String] {
     Dictionary(uniqueKeysWithValues: allCases.map { ($0, $0.defaultName) })
+  }
+}
+
+extension ClientMemoryBudget {
+  /// The budget `configuration` asks for, for the gRPC endpoint and, passed on, the HTTP one.
+  package convenience init(
+    _ configuration: AgentReceiverConfiguration, metricsFactory: any MetricsFactory
+  ) {
+    self.init(
+      limit: configuration.clientMemoryBytes,
+      connectionShare: max(configuration.maxMessageBytes, configuration.clientMemoryBytes / 4),
+      metricsFactory: metricsFactory)
   }
 }

@@ -13,6 +13,10 @@ import NIOHTTP2
 /// age it asks the manager for GOAWAY itself and lets the streams finish. It sits between the
 /// HTTP/2 handler and the manager, where it sees the manager's outbound frames and can send it
 /// the age's GOAWAY request without the streams seeing a shutdown.
+///
+/// It also keeps the connection's ``ConnectionStanding``: the streams report their calls here
+/// (``of(stream:)`` finds it from a stream), so it can cap health streams, close a connection
+/// that made no agent call within the grace period, and vouch for one that carried agent data.
 final class ConnectionCloser: ChannelDuplexHandler {
   typealias InboundIn = HTTP2Frame
   typealias InboundOut = HTTP2Frame
@@ -26,20 +30,34 @@ final class ConnectionCloser: ChannelDuplexHandler {
     /// How often a retiring connection is checked on (and pinged, when `probesPeer`).
     var drainCheckInterval: TimeAmount
     var probesPeer: Bool
+    /// How long a connection may go without an agent call before it is closed; nil (no token
+    /// set) lets it stay.
+    var firstCallGrace: TimeAmount? = nil
   }
 
   private let logger: Logger
   private let timing: Timing
   private var retirement: ConnectionRetirement
+  private var standing = ConnectionStanding()
+  /// Tells the connection limiter that this connection carries agent data.
+  private let vouch: () -> Void
   private var context: ChannelHandlerContext?
   private var forcedClose: Scheduled<Void>?
   private var ageTimer: Scheduled<Void>?
   private var drainCheck: Scheduled<Void>?
+  private var graceTimer: Scheduled<Void>?
 
-  init(logger: Logger, timing: Timing) {
+  init(logger: Logger, timing: Timing, vouch: @escaping () -> Void = {}) {
     self.logger = logger
     self.timing = timing
+    self.vouch = vouch
     self.retirement = ConnectionRetirement(probesPeer: timing.probesPeer)
+  }
+
+  /// The closer of the connection `stream` belongs to; nil outside the gRPC endpoint's
+  /// pipeline. On the stream's event loop, which is its connection's.
+  static func of(stream: any Channel) -> ConnectionCloser? {
+    try? stream.parent?.pipeline.syncOperations.handler(type: ConnectionCloser.self)
   }
 
   /// The streams the HTTP/2 handler reports to the manager, counted here too.
@@ -52,7 +70,7 @@ final class ConnectionCloser: ChannelDuplexHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
-    if context.channel.isActive { startAgeTimer(context: context) }
+    if context.channel.isActive { startTimers(context: context) }
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
@@ -61,7 +79,7 @@ final class ConnectionCloser: ChannelDuplexHandler {
   }
 
   func channelActive(context: ChannelHandlerContext) {
-    startAgeTimer(context: context)
+    startTimers(context: context)
     context.fireChannelActive()
   }
 
@@ -85,10 +103,40 @@ final class ConnectionCloser: ChannelDuplexHandler {
     context.write(data, promise: promise)
   }
 
-  private func startAgeTimer(context: ChannelHandlerContext) {
-    guard ageTimer == nil, let maxAge = timing.maxAge else { return }
-    ageTimer = context.eventLoop.assumeIsolated().scheduleTask(in: maxAge) { [self] in
-      perform(retirement.maxAgeReached())
+  private func startTimers(context: ChannelHandlerContext) {
+    let loop = context.eventLoop.assumeIsolated()
+    if ageTimer == nil, let maxAge = timing.maxAge {
+      ageTimer = loop.scheduleTask(in: maxAge) { [self] in perform(retirement.maxAgeReached()) }
+    }
+    if graceTimer == nil, let grace = timing.firstCallGrace {
+      graceTimer = loop.scheduleTask(in: grace) { [self] in perform(standing.graceEnded()) }
+    }
+  }
+
+  /// A stream's headers asked for `call`.
+  /// - Returns: false when the call is refused (a health stream beyond the connection's cap).
+  func callStarted(_ call: ConnectionStanding.Call) -> Bool {
+    let action = standing.callStarted(call)
+    perform(action)
+    return action != .refuseHealthStream
+  }
+
+  func healthStreamEnded() {
+    standing.healthStreamEnded()
+  }
+
+  private func perform(_ action: ConnectionStanding.Action) {
+    switch action {
+    case .none, .refuseHealthStream:
+      break
+    case .vouch:
+      vouch()
+    case .close:
+      guard let context else { return }
+      logger.debug(
+        "closing a gRPC connection that made no agent call within the grace period",
+        metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+      context.close(promise: nil)
     }
   }
 
@@ -124,8 +172,8 @@ final class ConnectionCloser: ChannelDuplexHandler {
   }
 
   private func cancelTimers() {
-    for timer in [forcedClose, ageTimer, drainCheck] { timer?.cancel() }
-    (forcedClose, ageTimer, drainCheck) = (nil, nil, nil)
+    for timer in [forcedClose, ageTimer, drainCheck, graceTimer] { timer?.cancel() }
+    (forcedClose, ageTimer, drainCheck, graceTimer) = (nil, nil, nil, nil)
   }
 
   /// Not the manager's GOAWAY ping data, so the manager ignores the acknowledgement.

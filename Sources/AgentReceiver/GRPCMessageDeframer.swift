@@ -70,4 +70,20 @@ struct GRPCMessageDeframer {
 
   /// Bytes that belong to a message not yet complete; non-zero at the end means a torn stream.
   var pendingBytes: Int { buffer?.readableBytes ?? 0 }
+
+  /// The declared size of the message whose bytes are still arriving, or 0: what the stream
+  /// will hold once that message is complete.
+  var incompleteMessageBytes: Int {
+    guard let buffer, buffer.readableBytes >= 5,
+      let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self),
+      buffer.readableBytes < 5 + Int(length)
+    else { return 0 }
+    return Int(length)
+  }
+
+  /// Drops what arrived of an unfinished message, once the call is answered and nothing more
+  /// will be read.
+  mutating func discard() {
+    buffer = nil
+  }
 }

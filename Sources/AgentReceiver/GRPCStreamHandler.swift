@@ -1,3 +1,4 @@
+import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
 import GRPCCore
@@ -24,6 +25,9 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   let shared: ReceiverShared
   var machine: GRPCStreamStateMachine
   private var deframer: GRPCMessageDeframer
+  private let connectionMemory: ConnectionMemoryShare
+  /// What this stream holds of the connection's memory share: a large message still arriving.
+  private var reservedBytes = 0
   private var isReadHeld = false
   private var context: ChannelHandlerContext?
   private var loopBoundSelf: NIOLoopBound<GRPCStreamHandler>?
@@ -31,11 +35,15 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   private var idleCheck: Scheduled<Void>?
   private var lastReadAt = NIODeadline.uptimeNanoseconds(0)
   private var watchTimer: Scheduled<Void>?
+  /// The connection's closer, which caps its health streams; nil outside the endpoint.
+  private var connection: ConnectionCloser?
+  private var holdsHealthStream = false
   private var reportQuietCheck: Scheduled<Void>?
   private var proxy: (task: Task<Void, Never>, requests: AsyncStream<[UInt8]>.Continuation)?
 
-  init(shared: ReceiverShared) {
+  init(shared: ReceiverShared, connectionMemory: ConnectionMemoryShare) {
     self.shared = shared
+    self.connectionMemory = connectionMemory
     self.machine = GRPCStreamStateMachine(
       maxPendingBytes: shared.configuration.maxPendingBytesPerStream,
       settingNames: shared.configuration.settingNames)
@@ -45,6 +53,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
     loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+    connection = ConnectionCloser.of(stream: context.channel)
     shared.metrics.activeStreams.increment()
     lastReadAt = context.eventLoop.now
     if let timeout = shared.configuration.streamIdleTimeout {
@@ -54,6 +63,8 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
 
   func handlerRemoved(context: ChannelHandlerContext) {
     cancelTimers()
+    if holdsHealthStream { connection?.healthStreamEnded() }
+    _ = connectionMemory.resize(&reservedBytes, to: 0)
     loopBoundSelf = nil
     self.context = nil
     shared.metrics.activeStreams.decrement()
@@ -71,6 +82,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
       if case .byteBuffer(let buffer) = frame.data, !machine.isAnswered {
         deframer.append(buffer)
         drainMessages(context: context)
+        budgetIncompleteMessage(context: context)
       }
       if frame.endStream { clientFinished(context: context) }
     default:
@@ -120,6 +132,15 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     }
   }
 
+  /// A large message still arriving reserves its declared size before more of it is read, so
+  /// unfinished messages cannot take more memory than the budget gives them.
+  private func budgetIncompleteMessage(context: ChannelHandlerContext) {
+    let declared = deframer.incompleteMessageBytes
+    let wanted = declared >= ClientMemoryBudget.unbudgetedMessageBytes ? declared : 0
+    guard !machine.isAnswered, !connectionMemory.resize(&reservedBytes, to: wanted) else { return }
+    perform(machine.refuseUnaffordableMessage(bytes: declared), context: context)
+  }
+
   private func clientFinished(context: ChannelHandlerContext) {
     perform(
       machine.clientFinished(
@@ -137,6 +158,8 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
       break
     case .answer(let response, let resetStream, let finishedAt, let leftover):
       cancelTimers()
+      deframer.discard()
+      _ = connectionMemory.resize(&reservedBytes, to: 0)
       proxy?.requests.finish()
       proxy?.task.cancel()
       if let finishedAt {
@@ -236,11 +259,13 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     }
   }
 
-  /// A `Watch` call re-reads the relay's readiness every second and sends it when it changes.
+  /// A `Watch` call re-reads the relay's readiness every second and sends it when it changes,
+  /// until its maximum lifetime ends it.
   private func startWatching(context: ChannelHandlerContext) {
     guard !machine.isAnswered else { return }
     watchTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in
-      perform(machine.watchUpdate(shared.readiness()), context: context)
+      perform(
+        machine.watchTimerFired(shared.readiness(), at: context.eventLoop.now), context: context)
       startWatching(context: context)
     }
   }
@@ -284,6 +309,17 @@ extension GRPCStreamHandler {
     case .forward(let kind):
       return forwardingRoute(path: path, headers: headers, timeout: timeout, kind: kind)
     case .health(let watch):
+      // No token is needed here, so a connection's health streams are capped: each open Watch
+      // keeps the connection from going idle.
+      guard connection?.callStarted(.health) ?? true else {
+        return .refuse(
+          .trailersOnly(
+            GRPCStatus(
+              code: .resourceExhausted,
+              message: "this connection has \(ConnectionStanding.maxHealthStreams) health "
+                + "streams open already")))
+      }
+      holdsHealthStream = connection != nil
       return .health(watch: watch)
     case nil:
       // Not a service agents call: the OAP's port also serves its cluster-internal

@@ -45,7 +45,8 @@ struct GRPCStreamStateMachine {
 
   struct Health {
     let watch: Bool
-    var clientFinished = false
+    /// When the client finished its request: a `Watch` runs from then.
+    var clientFinished: NIODeadline?
     var lastSent: HealthStatus?
   }
 
@@ -162,6 +163,18 @@ struct GRPCStreamStateMachine {
     return answer(.trailersOnly(status), clientFinished: false)
   }
 
+  /// A message the relay cannot hold now: the memory it keeps for clients' messages in transit
+  /// is spent (others hold it), so this one is refused before it grows; the agent may retry.
+  mutating func refuseUnaffordableMessage(bytes: Int) -> Action {
+    answer(
+      .trailersOnly(
+        GRPCStatus(
+          code: .resourceExhausted,
+          message: "a message of \(bytes) bytes cannot be held now: the relay's memory for "
+            + "messages in transit (\(settingNames.clientMemory)) is in use; retry later")),
+      clientFinished: false)
+  }
+
   /// The end of a read burst: what arrived goes to the queue as one batch.
   mutating func readComplete() -> Action {
     guard case .publishing(var publishing) = state else { return .none }
@@ -197,7 +210,7 @@ struct GRPCStreamStateMachine {
       state = .proxying(proxying)
       return .finishForwarding
     case .health(var health):
-      health.clientFinished = true
+      health.clientFinished = now
       state = .health(health)
       return health.watch ? watchUpdate(readiness()) : answerHealthCheck(readiness())
     case .answeringAtEnd(let response):
@@ -219,7 +232,7 @@ struct GRPCStreamStateMachine {
       frames.append(GRPCResponse.message(HealthStatus.notServing.encodedResponse))
       frames += GRPCResponse.trailers(.ok)
       return answer(
-        GRPCResponse(status: .ok, frames: frames), clientFinished: health.clientFinished)
+        GRPCResponse(status: .ok, frames: frames), clientFinished: health.clientFinished != nil)
     default:
       return .none
     }
@@ -410,7 +423,7 @@ struct GRPCStreamStateMachine {
 
   /// A `Watch` stream sends the status when it starts and again whenever it changes.
   mutating func watchUpdate(_ readiness: HealthStatus) -> Action {
-    guard case .health(var health) = state, health.watch, health.clientFinished,
+    guard case .health(var health) = state, health.watch, health.clientFinished != nil,
       health.lastSent != readiness
     else { return .none }
     var frames = health.lastSent == nil ? [GRPCResponse.responseHeaders()] : []
@@ -418,6 +431,19 @@ struct GRPCStreamStateMachine {
     health.lastSent = readiness
     state = .health(health)
     return .write(frames)
+  }
+
+  /// The `Watch` timer's tick: the status if it changed, or, once the stream reaches
+  /// `ReceiverShared.maxWatchLifetime`, its end with OK after the last status sent. No token is
+  /// needed to watch, so a stream must not hold its connection for ever; grpc-go's health
+  /// client opens the next `Watch` when one ends.
+  mutating func watchTimerFired(_ readiness: HealthStatus, at now: NIODeadline) -> Action {
+    guard case .health(let health) = state, health.watch, let started = health.clientFinished,
+      now - started >= ReceiverShared.maxWatchLifetime
+    else { return watchUpdate(readiness) }
+    var frames = health.lastSent == nil ? [GRPCResponse.responseHeaders()] : []
+    frames += GRPCResponse.trailers(.ok)
+    return answer(GRPCResponse(status: .ok, frames: frames), clientFinished: true)
   }
 
   private mutating func answer(_ response: GRPCResponse, clientFinished: Bool) -> Action {

@@ -25,6 +25,8 @@ package struct PublishingCall {
   package private(set) var receivedCount = 0
   package private(set) var queuedCount = 0
   private var rejections = RejectionTally()
+  /// Whether the metrics' updates for refusals wait until the message being examined is done.
+  private var holdsRejectionReports = false
   private(set) var queueFailure: QueueError?
 
   package init(
@@ -43,15 +45,21 @@ package struct PublishingCall {
 
   package var batchBytes: Int { batch.byteCount }
 
-  /// Extracts the records of one message into the current batch; refusals are tallied.
+  /// Extracts the records of one message into the current batch; refusals are tallied, and the
+  /// metrics told of them once per reason when the message is done.
   package mutating func accept(_ bytes: UnsafeRawBufferPointer) {
+    withRejectionReportsHeld { $0.extract(bytes) }
+  }
+
+  private mutating func extract(_ bytes: UnsafeRawBufferPointer) {
     switch kind {
     case .segment:
       appendSegment(bytes, range: 0..<bytes.count)
     case .segmentCollection:
       do throws(WireFormatError) {
-        for range in try SegmentScanner.scanCollection(bytes) {
-          appendSegment(bytes, range: range)
+        let segments = try SegmentScanner.scanCollection(bytes)
+        examineEach(of: segments, count: segments.count) { call, range in
+          call.appendSegment(bytes, range: range)
         }
       } catch {
         reject(error)
@@ -62,6 +70,40 @@ package struct PublishingCall {
         receivedCount += 1
       } catch {
         reject(error)
+      }
+    }
+  }
+
+  /// The most elements of one message (a collection's segments, an HTTP body's elements) that
+  /// are refused one by one; the rest are refused in one count, unexamined.
+  package static let maxRejectionsPerMessage = 1000
+
+  /// Examines the elements of one message in order with `examine`, which queues or refuses each
+  /// on the call. Once `maxRejectionsPerMessage` of them were refused, the rest are refused in
+  /// one count without being examined: a client sending millions of bad elements is broken or
+  /// hostile, and examining each cost seconds of an event loop. The metrics are told of the
+  /// refusals once per reason, when the message is done.
+  /// - Parameter count: how many elements `elements` holds.
+  package mutating func examineEach<Elements: Sequence>(
+    of elements: Elements, count: Int,
+    _ examine: (inout PublishingCall, Elements.Element) -> Void
+  ) {
+    let plural = kind.plural
+    withRejectionReportsHeld { call in
+      let rejectedBefore = call.rejections.total
+      var examined = 0
+      for element in elements {
+        guard call.rejections.total - rejectedBefore < Self.maxRejectionsPerMessage else { break }
+        examine(&call, element)
+        examined += 1
+      }
+      let unexamined = count - examined
+      if unexamined > 0 {
+        call.reject(
+          reason: "unexamined",
+          example: "\(unexamined) \(plural) refused without being examined, after "
+            + "\(Self.maxRejectionsPerMessage) refusals in the same message",
+          count: unexamined)
       }
     }
   }
@@ -77,8 +119,12 @@ package struct PublishingCall {
     }
   }
 
-  /// Whatever the stream still holds once it ends, completed or reset (a meter stream's last
-  /// collection).
+  /// Whether messages wait in a record that is not in the batch yet (a meter stream's
+  /// collection in the making).
+  var holdsPartialRecord: Bool { extractor?.holdsPartialRecord ?? false }
+
+  /// Whatever the stream still holds once it ends, completed or reset, or once its agent's
+  /// report is over (a meter stream's collection).
   mutating func finishExtracting() {
     do throws(WireFormatError) {
       if let record = try extractor?.finish() {
@@ -115,17 +161,33 @@ package struct PublishingCall {
   }
 
   /// Counts a refusal now, not when the call ends: a stream may never end. Also for messages
-  /// refused before they became protobuf (an HTTP request's malformed JSON element).
-  /// - Parameter counted: whether the message was already counted as received.
+  /// refused before they became protobuf (an HTTP request's malformed JSON element). The
+  /// metrics are told at once, or when the message holding them is done.
+  /// - Parameter counted: whether the messages were already counted as received.
   package mutating func reject(
-    reason: String, example: @autoclosure () -> String, counted: Bool = false
+    reason: String, example: @autoclosure () -> String, count: Int = 1, counted: Bool = false
   ) {
-    if !counted {
-      receivedCount += 1
-      metrics.received(1, kind: kind)
+    if !counted { receivedCount += count }
+    rejections.record(
+      reason: reason, example: example(), count: count, received: counted ? 0 : count)
+    if !holdsRejectionReports { reportRejections() }
+  }
+
+  /// Runs `body` with the metrics' updates for refusals held back until it is done.
+  private mutating func withRejectionReportsHeld(_ body: (inout PublishingCall) -> Void) {
+    let outermost = !holdsRejectionReports
+    holdsRejectionReports = true
+    body(&self)
+    if outermost {
+      holdsRejectionReports = false
+      reportRejections()
     }
-    rejections.record(reason: reason, example: example())
-    metrics.rejected(1, kind: kind, reason: reason)
+  }
+
+  private mutating func reportRejections() {
+    guard let report = rejections.takeUnreported() else { return }
+    if report.received > 0 { metrics.received(report.received, kind: kind) }
+    for (reason, count) in report.rejected { metrics.rejected(count, kind: kind, reason: reason) }
   }
 
   /// The batch to hand to the queue, or nil when it is empty.

@@ -25,6 +25,7 @@ package final class AgentHTTPServer: Service, Sendable {
 
   /// - Parameters:
   ///   - shutdownGracePeriod: how long requests in flight may take once shutdown starts.
+  ///   - memoryBudget: shared with the gRPC endpoint; nil makes one of the default size.
   ///   - onListening: called once the socket is bound, with its address.
   package init(
     configuration: HTTPReceiverConfiguration,
@@ -32,6 +33,7 @@ package final class AgentHTTPServer: Service, Sendable {
     logger: Logger,
     metricsFactory: any MetricsFactory,
     shutdownGracePeriod: Duration = .seconds(10),
+    memoryBudget: ClientMemoryBudget? = nil,
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) throws(AgentReceiverError) {
@@ -41,7 +43,10 @@ package final class AgentHTTPServer: Service, Sendable {
     self.shared = HTTPReceiverShared(
       configuration: configuration, queue: queue,
       metrics: HTTPReceiverMetrics(factory: metricsFactory),
-      recordMetrics: ReceiverMetrics(factory: metricsFactory), logger: logger)
+      recordMetrics: ReceiverMetrics(factory: metricsFactory), logger: logger,
+      memoryBudget: memoryBudget
+        ?? ClientMemoryBudget(
+          AgentReceiverConfiguration(), metricsFactory: metricsFactory))
     self.group = group
     self.limiter = ConnectionLimiter(
       maxConnections: configuration.maxConnections, metricPrefix: "relay_http",

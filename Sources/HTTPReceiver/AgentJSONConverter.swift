@@ -8,12 +8,10 @@ import SwiftProtobuf
 /// as strings or numbers, `null` for an absent field. Unknown fields are skipped, as the OAP's
 /// `JsonFormat.parser().ignoringUnknownFields()` skips them, so a newer agent is not refused.
 struct AgentJSONConverter: Sendable {
-  private let decode: @Sendable ([UInt8]) throws -> [UInt8]
+  private let decode: @Sendable ([UInt8]) throws -> any SwiftProtobuf.Message
 
   init<Message: SwiftProtobuf.Message>(_ type: Message.Type) {
-    decode = { json in
-      try Message(jsonUTF8Bytes: json, options: Self.options).serializedBytes()
-    }
+    decode = { json in try Message(jsonUTF8Bytes: json, options: Self.options) }
   }
 
   private static let options: JSONDecodingOptions = {
@@ -27,52 +25,26 @@ struct AgentJSONConverter: Sendable {
     _ bytes: UnsafeRawBufferPointer, range: Range<Int>
   ) throws(AgentJSONError) -> [UInt8] {
     do {
-      return try decode(Array(bytes[range]))
+      return try decode(Array(bytes[range])).serializedBytes()
     } catch {
-      throw AgentJSONError(field: failingField(bytes, object: range, wrap: { $0 }), cause: error)
+      var search = refusedFieldSearch(bytes)
+      throw AgentJSONError(field: search.field(in: range), cause: error)
     }
   }
 
-  /// The path of the first field the decoder refuses, e.g. `spans[1].spanType`, found by
-  /// decoding each member alone (wrapped in its parents): swift-protobuf's errors say what is
-  /// wrong but not where, and an agent's developer needs both. Runs only on refusal.
-  private func failingField(
-    _ bytes: UnsafeRawBufferPointer, object: Range<Int>, wrap: @escaping ([UInt8]) -> [UInt8]
-  ) -> String? {
-    guard JSONStructure.firstByte(bytes, range: object) == UInt8(ascii: "{"),
-      let members = try? JSONStructure.objectMembers(bytes, range: object)
-    else { return nil }
-    for (key, value) in members {
-      let name = String(decoding: bytes[key].dropFirst().dropLast(), as: UTF8.self)
-      let alone: ([UInt8]) -> [UInt8] = {
-        wrap(Array("{".utf8) + bytes[key] + Array(":".utf8) + $0 + Array("}".utf8))
-      }
-      guard refuses(alone(Array(bytes[value]))) else { continue }
-      guard JSONStructure.firstByte(bytes, range: value) == UInt8(ascii: "["),
-        let elements = try? JSONStructure.arrayElements(bytes, range: value)
-      else {
-        return name + (failingField(bytes, object: value, wrap: alone).map { ".\($0)" } ?? "")
-      }
-      for (index, element) in elements.enumerated() {
-        let inList: ([UInt8]) -> [UInt8] = { alone(Array("[".utf8) + $0 + Array("]".utf8)) }
-        guard refuses(inList(Array(bytes[element]))) else { continue }
-        let inner = failingField(bytes, object: element, wrap: inList)
-        return "\(name)[\(index)]" + (inner.map { ".\($0)" } ?? "")
-      }
-      return name
+  /// A search for the field this converter's decoder refuses in an element of `bytes`.
+  func refusedFieldSearch(_ bytes: UnsafeRawBufferPointer) -> RefusedFieldSearch {
+    RefusedFieldSearch(bytes, maxDepth: Self.options.messageDepthLimit) { [decode] json in
+      (try? decode(json)) == nil
     }
-    return nil
-  }
-
-  private func refuses(_ json: [UInt8]) -> Bool {
-    (try? decode(json)) == nil
   }
 }
 
 /// An element the decoder refused: the field where it can be found, and what was wrong.
 struct AgentJSONError: Error, CustomStringConvertible {
   /// The path of the refused field, e.g. `spans[0].spanType`; nil when no single field is to
-  /// blame (the element is not an object, or only a combination of fields fails).
+  /// blame (the element is not an object, or only a combination of fields fails) or the search
+  /// for it ran out of budget.
   var field: String?
   var cause: any Error
 

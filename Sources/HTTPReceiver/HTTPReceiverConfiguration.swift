@@ -35,6 +35,7 @@ package struct HTTPReceiverConfiguration: Sendable {
     package var maxBodyBytes = "maxBodyBytes"
     package var maxRecordBytes = "maxRecordBytes"
     package var oapHTTP = "oapHTTP"
+    package var clientMemory = "clientMemory"
     package init() {}
   }
 

@@ -1,4 +1,5 @@
 import AgentReceiver
+import ConnectionLimiter
 import DurableQueue
 import Logging
 import NIOCore
@@ -20,11 +21,14 @@ final class HTTPReceiverShared: Sendable {
   let logger: Logger
   let authenticationToken: AuthenticationToken?
   let forwarder: OAPHTTPForwarder?
+  /// What bodies still arriving may hold, shared with the gRPC endpoint.
+  let memoryBudget: ClientMemoryBudget
 
   init(
     configuration: HTTPReceiverConfiguration, queue: DurableQueue, metrics: HTTPReceiverMetrics,
-    recordMetrics: ReceiverMetrics, logger: Logger
+    recordMetrics: ReceiverMetrics, logger: Logger, memoryBudget: ClientMemoryBudget
   ) {
+    self.memoryBudget = memoryBudget
     self.configuration = configuration
     self.queue = queue
     self.metrics = metrics
@@ -44,6 +48,18 @@ final class HTTPReceiverShared: Sendable {
   }
 
   /// The answer to a body over the limit; the connection closes, as the rest is not read.
+  /// A body that cannot be held now: others hold the memory budget. Closes the connection,
+  /// as the body's rest is not read.
+  func memorySpent() -> HTTPReply {
+    var reply = HTTPReply(
+      status: .serviceUnavailable,
+      text: "the body cannot be held now: the relay's memory for requests in transit "
+        + "(\(configuration.settingNames.clientMemory)) is in use; nothing was queued, retry later",
+      retryAfterSeconds: HTTPReply.retryAfterSeconds)
+    reply.closesConnection = true
+    return reply
+  }
+
   func tooLarge() -> HTTPReply {
     let (limit, setting) = (configuration.maxBodyBytes, configuration.settingNames.maxBodyBytes)
     var reply = HTTPReply(

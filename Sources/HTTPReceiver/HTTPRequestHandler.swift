@@ -1,5 +1,7 @@
 import AgentReceiver
+import ConnectionLimiter
 import DurableQueue
+import Inflate
 import NIOCore
 import NIOHTTP1
 import SkyWalkingWire
@@ -39,9 +41,13 @@ final class HTTPRequestHandler: ChannelInboundHandler {
   private var context: ChannelHandlerContext?
   private var loopBoundSelf: NIOLoopBound<HTTPRequestHandler>?
   private var requestTimer: Scheduled<Void>?
+  private let memory: ConnectionMemoryShare
+  /// What the body being read holds of the memory budget.
+  private var reservedBytes = 0
 
   init(shared: HTTPReceiverShared) {
     self.shared = shared
+    self.memory = ConnectionMemoryShare(budget: shared.memoryBudget)
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
@@ -52,6 +58,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
 
   func handlerRemoved(context: ChannelHandlerContext) {
     requestTimer?.cancel()
+    _ = memory.resize(&reservedBytes, to: 0)
     self.context = nil
     loopBoundSelf = nil
   }
@@ -74,8 +81,16 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     case .body(var part):
       switch state {
       case .reading(let head, let route, var body):
-        guard body.readableBytes + part.readableBytes <= shared.configuration.maxBodyBytes else {
+        let size = body.readableBytes + part.readableBytes
+        guard size <= shared.configuration.maxBodyBytes else {
           answer(shared.tooLarge(), to: head, bodyPending: true, context: context)
+          return
+        }
+        guard
+          size < ClientMemoryBudget.unbudgetedMessageBytes
+            || memory.resize(&reservedBytes, to: size)
+        else {
+          answer(shared.memorySpent(), to: head, bodyPending: true, context: context)
           return
         }
         state = .idle  // drops the state's reference, so the append does not copy the body
@@ -89,6 +104,8 @@ final class HTTPRequestHandler: ChannelInboundHandler {
       case .reading(let head, let route, let body):
         requestTimer?.cancel()
         finish(head, route: route, body: body, context: context)
+        // The body was converted (or handed to the OAP link, which owns it now).
+        _ = memory.resize(&reservedBytes, to: 0)
       case .refusing(let head, let reply):
         answer(reply, to: head, context: context)
       case .discarding:
@@ -125,6 +142,16 @@ final class HTTPRequestHandler: ChannelInboundHandler {
       )
       return
     }
+    if let encoding = head.headers.first(name: "Content-Encoding"), encoding != "identity",
+      ContentCoding(name: encoding) == nil
+    {
+      state = .refusing(
+        head: head,
+        reply: HTTPReply(
+          status: .unsupportedMediaType,
+          text: "Content-Encoding \(encoding) is not supported; send gzip, deflate or identity"))
+      return
+    }
     if let length = head.headers.first(name: "Content-Length").flatMap({ Int($0) }),
       length > configuration.maxBodyBytes
     {
@@ -147,6 +174,16 @@ final class HTTPRequestHandler: ChannelInboundHandler {
   private func finish(
     _ head: HTTPRequestHead, route: HTTPRoute, body: ByteBuffer, context: ChannelHandlerContext
   ) {
+    var body = body
+    if let coding = head.headers.first(name: "Content-Encoding").flatMap(ContentCoding.init) {
+      switch inflate(body, coding: coding) {
+      case .body(let inflated):
+        body = inflated
+      case .refused(let reply):
+        answer(reply, to: head, context: context)
+        return
+      }
+    }
     switch route {
     case .forward:
       state = .forwarding(head: head)
@@ -176,28 +213,62 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     _ bytes: UnsafeRawBufferPointer, isBatch: Bool, converter: AgentJSONConverter,
     into call: inout PublishingCall, context: ChannelHandlerContext
   ) {
-    let elements: [Range<Int>]
-    if isBatch {
-      do throws(JSONShapeError) {
-        elements = try JSONStructure.arrayElements(bytes)
-      } catch {
-        call.reject(reason: "malformed_json", example: "the body is not a JSON array: \(error)")
-        return
-      }
-    } else {
-      elements = [0..<bytes.count]
+    guard isBatch else {
+      convert(bytes, element: 0..<bytes.count, named: nil, converter: converter, into: &call)
+      return
     }
-    for (index, element) in elements.enumerated() {
-      do throws(AgentJSONError) {
-        let message = try converter.convert(bytes, range: element)
-        message.withUnsafeBytes { call.accept($0) }
-      } catch {
-        call.reject(
-          reason: "malformed_json", example: isBatch ? "element \(index): \(error)" : "\(error)")
-      }
+    let elements: JSONPieces<Range<Int>>
+    do throws(JSONShapeError) {
+      elements = try JSONStructure.arrayElements(bytes)
+    } catch {
+      call.reject(reason: "malformed_json", example: "the body is not a JSON array: \(error)")
+      return
+    }
+    call.examineEach(of: elements.enumerated(), count: elements.count) { call, numbered in
+      convert(
+        bytes, element: numbered.element, named: "element \(numbered.offset)",
+        converter: converter, into: &call)
       if call.batchBytes >= HTTPReceiverShared.maxBatchBytes, let batch = call.takeBatch() {
         submit(batch, context: context)
       }
+    }
+  }
+
+  /// - Parameter name: how a refusal names the element within its body, nil for a whole body.
+  private func convert(
+    _ bytes: UnsafeRawBufferPointer, element: Range<Int>, named name: @autoclosure () -> String?,
+    converter: AgentJSONConverter, into call: inout PublishingCall
+  ) {
+    do throws(AgentJSONError) {
+      let message = try converter.convert(bytes, range: element)
+      message.withUnsafeBytes { call.accept($0) }
+    } catch {
+      call.reject(
+        reason: "malformed_json", example: name().map { "\($0): \(error)" } ?? "\(error)")
+    }
+  }
+
+  /// A compressed body, as the OAP's REST server (Armeria) takes it: inflated under the same
+  /// limit as a plain body, so a bomb is refused 413 instead of filling memory.
+  private enum Inflated {
+    case body(ByteBuffer)
+    case refused(HTTPReply)
+  }
+
+  private func inflate(_ body: ByteBuffer, coding: ContentCoding) -> Inflated {
+    let inflated = body.withUnsafeReadableBytes { bytes in
+      Result { () throws(InflateError) in
+        try Inflater.inflate(bytes, coding: coding, limit: shared.configuration.maxBodyBytes)
+      }
+    }
+    switch inflated {
+    case .success(let bytes):
+      return .body(ByteBuffer(bytes: bytes))
+    case .failure(let error) where error.code == .tooLarge:
+      return .refused(shared.tooLarge())
+    case .failure(let error):
+      return .refused(
+        HTTPReply(status: .badRequest, text: "cannot inflate the \(coding) body: \(error)"))
     }
   }
 
@@ -234,6 +305,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     _ reply: HTTPReply, to head: HTTPRequestHead, bodyPending: Bool = false,
     context: ChannelHandlerContext
   ) {
+    _ = memory.resize(&reservedBytes, to: 0)
     let route = HTTPRoute(target: head.uri)?.label ?? "unknown"
     shared.metrics.request(route: route, status: reply.status)
     let keepAlive = head.isKeepAlive && !reply.closesConnection

@@ -15,9 +15,19 @@ extension EnvironmentVariable {
   static let grpcMaxMessageBytes = Self(
     name: "SW_RELAY_GRPC_MAX_MESSAGE_BYTES", defaultValue: "50MiB",
     meaning: "largest gRPC message accepted, as the OAP's default")
+  static let clientMemoryBytes = Self(
+    name: "SW_RELAY_CLIENT_MEMORY_BYTES", defaultValue: "256MiB",
+    meaning: "memory all clients' large messages and bodies still arriving may hold at once "
+      + "(one connection a quarter, or one largest message); beyond it such a message gets "
+      + "RESOURCE_EXHAUSTED or 503, so no client can take what the others need")
   static let grpcMaxConnections = Self(
     name: "SW_RELAY_GRPC_MAX_CONNECTIONS", defaultValue: "10000",
-    meaning: "agent connections served at once; more are closed right after accept")
+    meaning: "agent connections served at once; at the cap a new one closes the oldest that "
+      + "never carried agent data, or is closed right after accept when every one did")
+  static let grpcMaxConnectionsPerPeer = Self(
+    name: "SW_RELAY_GRPC_MAX_CONNECTIONS_PER_PEER", defaultValue: "1000",
+    meaning: "connections from one IP address at once, more are closed right after accept "
+      + "(loopback peers, such as a sidecar proxy, are not counted); 0 disables")
   static let grpcIdleTimeoutSeconds = Self(
     name: "SW_RELAY_GRPC_IDLE_TIMEOUT_S", defaultValue: "300",
     meaning: "seconds a connection may stay without any call before GOAWAY")
@@ -67,6 +77,11 @@ extension EnvironmentVariable {
   static let adminAddress = Self(
     name: "SW_RELAY_ADMIN_ADDRESS", defaultValue: "0.0.0.0:1234",
     meaning: "host:port of /healthz, /readyz, /status and /metrics")
+  static let adminToken = Self(
+    name: "SW_RELAY_ADMIN_TOKEN", defaultValue: "",
+    meaning: "when set, /status and /metrics answer 401 unless sent Authorization: Bearer "
+      + "<token> (Prometheus: authorization in the scrape config); /healthz and /readyz stay "
+      + "open for the kubelet's probes")
   static let queueDirectory = Self(
     name: "SW_RELAY_QUEUE_DIR", defaultValue: "./relay-queue",
     meaning: "directory of the disk queue (a volume in containers)")
@@ -146,11 +161,12 @@ extension EnvironmentVariable {
 
   static let all: [EnvironmentVariable] =
     [
-      .grpcAddress, .grpcMaxMessageBytes, .grpcMaxConnections, .grpcIdleTimeoutSeconds,
+      .grpcAddress, .grpcMaxMessageBytes, .clientMemoryBytes, .grpcMaxConnections,
+      .grpcMaxConnectionsPerPeer, .grpcIdleTimeoutSeconds,
       .grpcStreamIdleTimeoutSeconds, .grpcMaxConnectionAgeSeconds, .grpcKeepaliveSeconds,
       .authToken, .grpcTLSCertificate,
       .grpcTLSKey, .grpcTLSClientCA, .httpAddress, .httpMaxBodyBytes, .httpAuthToken,
-      .adminAddress,
+      .adminAddress, .adminToken,
       .queueDirectory, .queueSegmentBytes,
       .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
       .kafkaMaxRecordBytes, .deadLetterMaxBytes, .kafkaNamespace,

@@ -65,7 +65,15 @@ struct MetricsExposition: Sendable {
     "relay_grpc_active_streams": "HTTP/2 streams (agent calls) open now.",
     "relay_grpc_connections": "Agent connections open now.",
     "relay_grpc_connections_rejected_total":
-      "Connections closed at accept because SW_RELAY_GRPC_MAX_CONNECTIONS was reached.",
+      "Connections closed because SW_RELAY_GRPC_MAX_CONNECTIONS or _PER_PEER was reached: "
+      + "refused at accept, or shed to make room.",
+    "relay_grpc_connections_shed_total":
+      "Connections that never carried agent data, closed at the cap to make room for a new one.",
+    "relay_client_memory_held_bytes":
+      "Bytes held now for large gRPC messages and HTTP bodies still arriving.",
+    "relay_client_memory_limit_bytes": "SW_RELAY_CLIENT_MEMORY_BYTES: what they may hold at once.",
+    "relay_client_memory_refusals_total":
+      "Large messages and bodies refused (RESOURCE_EXHAUSTED, 503) because the budget was spent.",
     "relay_http_connections": "HTTP agent connections (the OAP's REST protocol) open now.",
     "relay_http_connections_rejected_total":
       "HTTP agent connections closed at accept because SW_RELAY_GRPC_MAX_CONNECTIONS was reached.",
@@ -73,7 +81,8 @@ struct MetricsExposition: Sendable {
       "HTTP agent requests answered, by route (segment, log, forward, ...) and HTTP status.",
     "relay_admin_connections": "Admin HTTP connections open now.",
     "relay_admin_connections_rejected_total":
-      "Admin HTTP connections closed at accept beyond the cap of 512.",
+      "Admin HTTP connections closed to make room at the cap of 512 (the one longest without a "
+      + "complete request).",
     "relay_grpc_unknown_calls_total":
       "Calls to paths without a row in the relay's call table, by path (at most 50, then other).",
     "relay_grpc_ack_latency_seconds":

@@ -1,5 +1,6 @@
 import AdminServer
 import AgentReceiver
+import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
 import HTTPReceiver
@@ -83,15 +84,18 @@ package struct Relay {
           metadata: ["drain": "\(budget.drain)", "budget": "\(budget.total)"])
         publisher.limitShutdown(by: .now + budget.total)
       })
+    let memoryBudget = ClientMemoryBudget(configuration.receiver, metricsFactory: metrics)
     let grpc = try AgentGRPCServer(
       configuration: configuration.receiver, queue: queue, logger: logger, metricsFactory: metrics,
       forwarder: forwarder,
       readiness: { health.notReadyReason == nil ? .serving : .notServing },
+      memoryBudget: memoryBudget,
       onListening: { announcer.listening(.grpc, at: $0) })
     let http = try configuration.http.map { http throws(AgentReceiverError) in
       try AgentHTTPServer(
         configuration: http, queue: queue, logger: logger, metricsFactory: metrics,
         shutdownGracePeriod: configuration.receiver.shutdownGracePeriod,
+        memoryBudget: memoryBudget,
         onListening: { announcer.listening(.http, at: $0) })
     }
     let exposition = MetricsExposition(
@@ -109,6 +113,9 @@ package struct Relay {
             status: 200, contentType: "text/plain; version=0.0.4", body: exposition.render())
         },
       ],
+      access: configuration.adminToken.map {
+        .bearerToken(matching: AuthenticationToken($0).matches, except: ["/healthz", "/readyz"])
+      } ?? .unrestricted,
       logger: logger, metricsFactory: metrics,
       onListening: { announcer.listening(.admin, at: $0) })
 

@@ -21,6 +21,8 @@ public struct RelayConfiguration: Sendable {
   /// nil answers OAP-only calls locally.
   var oap: OAPForwarderConfiguration?
   var adminAddress: HostAndPort
+  /// nil leaves every admin path open.
+  var adminToken: String?
   var logLevel: Logger.Level
   var logFormat: LogFormat
   /// Variables that look like Kubernetes service links (`SW_RELAY_SERVICE_HOST` for a Service
@@ -37,7 +39,16 @@ public struct RelayConfiguration: Sendable {
     var reader = EnvironmentReader(environment)
     let grpcAddress = try reader.address(.grpcAddress)
     let maxMessageBytes = try reader.byteSize(.grpcMaxMessageBytes, range: 1...(Int(Int32.max)))
+    let clientMemoryBytes = try reader.byteSize(.clientMemoryBytes, range: (16 << 20)...Int.max)
+    guard clientMemoryBytes >= maxMessageBytes else {
+      throw ConfigurationError(
+        variable: EnvironmentVariable.clientMemoryBytes.name,
+        value: String(clientMemoryBytes),
+        expected: "at least \(EnvironmentVariable.grpcMaxMessageBytes.name) (\(maxMessageBytes)), "
+          + "or no message of the largest accepted size could ever be held")
+    }
     let maxConnections = try reader.integer(.grpcMaxConnections, range: 1...1_000_000)
+    let maxConnectionsPerPeer = try reader.integer(.grpcMaxConnectionsPerPeer, range: 0...1_000_000)
     let idleTimeout = try reader.integer(.grpcIdleTimeoutSeconds, range: 1...86_400)
     let streamIdleTimeout = try reader.integer(.grpcStreamIdleTimeoutSeconds, range: 0...86_400)
     let maxConnectionAge = try reader.integer(
@@ -53,6 +64,8 @@ public struct RelayConfiguration: Sendable {
     let httpMaxBodyBytes = try reader.byteSize(.httpMaxBodyBytes, range: 1024...(1 << 30))
     let oapHTTPAddress = try reader.optionalAddress(.oapHTTPAddress)
     adminAddress = try reader.address(.adminAddress)
+    let adminToken = reader.string(.adminToken)
+    self.adminToken = adminToken.isEmpty ? nil : adminToken
     let queueDirectory = try reader.nonEmptyString(.queueDirectory)
     queue = DurableQueueConfiguration(
       directory: queueDirectory,
@@ -91,7 +104,7 @@ public struct RelayConfiguration: Sendable {
 
     receiver = AgentReceiverConfiguration(
       host: grpcAddress.host, port: grpcAddress.port, maxMessageBytes: maxMessageBytes,
-      maxRecordBytes: maxRecordBytes, topics: topics,
+      maxRecordBytes: maxRecordBytes, topics: topics, clientMemoryBytes: clientMemoryBytes,
       shutdownGracePeriod: max(.seconds(1), shutdownTimeout / 2),
       maxConnections: maxConnections, connectionIdleTimeout: .seconds(idleTimeout),
       maxConnectionAge: maxConnectionAge == 0 ? nil : .seconds(maxConnectionAge),
@@ -102,6 +115,8 @@ public struct RelayConfiguration: Sendable {
     receiver.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
     receiver.settingNames.streamIdleTimeout = EnvironmentVariable.grpcStreamIdleTimeoutSeconds.name
     receiver.settingNames.forwarder = EnvironmentVariable.oapAddress.name
+    receiver.maxConnectionsPerPeer = maxConnectionsPerPeer == 0 ? nil : maxConnectionsPerPeer
+    receiver.settingNames.clientMemory = EnvironmentVariable.clientMemoryBytes.name
     http = httpAddress.map { address in
       var http = HTTPReceiverConfiguration(
         host: address.host, port: address.port, maxBodyBytes: httpMaxBodyBytes,
@@ -119,6 +134,7 @@ public struct RelayConfiguration: Sendable {
       http.settingNames.maxBodyBytes = EnvironmentVariable.httpMaxBodyBytes.name
       http.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
       http.settingNames.oapHTTP = EnvironmentVariable.oapHTTPAddress.name
+      http.settingNames.clientMemory = EnvironmentVariable.clientMemoryBytes.name
       return http
     }
     publisher = KafkaPublisherConfiguration(
@@ -148,9 +164,12 @@ public struct RelayConfiguration: Sendable {
       "kafka=\(embeddedKafka ? "embedded" : publisher.bootstrapServers)",
       "topics=\(topics.joined(separator: ","))",
       "max_message_bytes=\(receiver.maxMessageBytes)",
+      "client_memory_bytes=\(receiver.clientMemoryBytes)",
       "max_connections=\(receiver.maxConnections)",
+      "max_connections_per_peer=\(receiver.maxConnectionsPerPeer.map { "\($0)" } ?? "off")",
       "auth_token=\(receiver.authenticationToken == nil ? "none" : "<redacted>")",
       "http_auth_token=\(http?.authenticationToken == nil ? "none" : "<redacted>")",
+      "admin_token=\(adminToken == nil ? "none" : "<redacted>")",
       "oap_authentication=\(oap?.authentication == nil ? "none" : "<redacted>")",
       "tls=\(receiver.tls == nil ? "off" : receiver.tls?.clientCAPath == nil ? "on" : "mutual")",
       "oap=\(oap.map { "\(HostAndPort(host: $0.host, port: $0.port))" } ?? "none")",

@@ -36,6 +36,11 @@ public struct ExtractedRecord: Sendable, Equatable {
 /// appending them on the wire (protobuf keeps the last occurrence of a field), without decoding.
 /// Field numbers are those of the skywalking.v3 protocol.
 public struct RecordExtractor: Sendable {
+  /// The longest service or instance name a stream remembers for its later elements: real
+  /// names are short, and a stream lives as long as its agent, so a client must not make it
+  /// hold megabytes. A longer one still goes with its own element.
+  public static let maxRememberedFieldBytes = 4096
+
   public let kind: RecordKind
   private var logService: [UInt8] = []
   private var logInstance: [UInt8] = []
@@ -111,20 +116,22 @@ public struct RecordExtractor: Sendable {
   ) throws(WireFormatError) -> ExtractedRecord {
     let fields = try Self.fields([2, 3, 6], in: message)
     var appended: [UInt8] = []
+    var key: [UInt8]
     if case .lengthDelimited(let range) = fields[2], !range.isEmpty {
-      logService = Array(message[range])
+      key = Array(message[range])
+      logService = remembered(message[range])
     } else if logService.isEmpty {
       throw WireFormatError(
         .missingField, at: 0, "log has no service and no earlier log in the stream named one")
     } else {
+      key = logService
       appended.appendLengthDelimited(field: 2, logService)
     }
     if case .lengthDelimited(let range) = fields[3], !range.isEmpty {
-      logInstance = Array(message[range])
+      logInstance = remembered(message[range])
     } else if !logInstance.isEmpty {
       appended.appendLengthDelimited(field: 3, logInstance)
     }
-    var key = logService
     if case .lengthDelimited(let context) = fields[6] {
       let traceID = try Self.fields([1], in: message, range: context)[1]
       if case .lengthDelimited(let range) = traceID, !range.isEmpty { key = Array(message[range]) }
@@ -226,10 +233,10 @@ private struct MeterStreamChunker: Sendable {
       if !fields.hasNonZeroVarint(5), timestamp != 0 { element.appendVarint(field: 5, timestamp) }
     }
     if case .lengthDelimited(let range) = fields[3], !range.isEmpty {
-      service = Array(message[range])
+      service = remembered(message[range])
     }
     if case .lengthDelimited(let range) = fields[4], !range.isEmpty {
-      instance = Array(message[range])
+      instance = remembered(message[range])
     }
     if case .varint(let value) = fields[5], value != 0 { timestamp = value }
     // The element now carries the stream's values where it names them or starts a collection.
@@ -255,6 +262,11 @@ private struct MeterStreamChunker: Sendable {
     }
     return ExtractedRecord(key: .owned(try identity.complete()), value: .owned(collection))
   }
+}
+
+/// A field's bytes to carry to a stream's later elements, or none when it is too long to keep.
+private func remembered(_ bytes: Slice<UnsafeRawBufferPointer>) -> [UInt8] {
+  bytes.count <= RecordExtractor.maxRememberedFieldBytes ? Array(bytes) : []
 }
 
 extension [UInt32: WireField.Payload] {

@@ -47,13 +47,8 @@ public enum SegmentScanner {
   /// The byte ranges of the segments inside a `SegmentCollection` (field 1, repeated).
   public static func scanCollection(
     _ bytes: UnsafeRawBufferPointer
-  ) throws(WireFormatError) -> [Range<Int>] {
-    var reader = ProtobufWireReader(bytes)
-    var segments: [Range<Int>] = []
-    while let field = try reader.next() {
-      if field.number == 1 { segments.append(try messagePayload(field, name: "segments")) }
-    }
-    return segments
+  ) throws(WireFormatError) -> CollectionSegments {
+    try CollectionSegments(bytes)
   }
 
   /// SpanObject: varints 1, 2, 3, 4, 8, 9, 10, 11, 14; messages/strings 5, 6, 7, 12, 13.
@@ -98,5 +93,37 @@ public enum SegmentScanner {
     guard case .varint = field.payload else {
       throw WireFormatError(.unexpectedWireType, at: field.offset, "\(name()) must be a varint")
     }
+  }
+}
+
+/// The segments of a `SegmentCollection`, handed out one at a time, never collected: a 48 MiB
+/// collection of 25 million empty segments costs passes over its framing, not an array of 25
+/// million ranges. The whole message's framing is checked when they are made, so a collection
+/// cut short is refused before any of its segments is queued, and handing them out cannot fail.
+///
+/// Borrows the message's bytes, as ``ProtobufWireReader`` does.
+public struct CollectionSegments: Sequence, IteratorProtocol {
+  /// How many segments the collection holds, known from the check.
+  public let count: Int
+  private var reader: ProtobufWireReader
+
+  init(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) {
+    var check = ProtobufWireReader(bytes)
+    var count = 0
+    while let field = try check.next() {
+      guard field.number == 1 else { continue }
+      _ = try field.lengthDelimited("segments")
+      count += 1
+    }
+    self.count = count
+    self.reader = ProtobufWireReader(bytes)
+  }
+
+  public mutating func next() -> Range<Int>? {
+    // Cannot throw: the same fields were read without error when these were made.
+    while let field = try? reader.next() {
+      if field.number == 1, case .lengthDelimited(let range) = field.payload { return range }
+    }
+    return nil
   }
 }

@@ -82,6 +82,53 @@ import Testing
     #expect(!channel.isActive)
   }
 
+  /// A relay with a token: a client without it holding a health Watch is closed when the grace
+  /// period ends, though its stream is open and it answers every ping.
+  @Test func aConnectionWithoutAnAgentCallIsClosedAfterTheGracePeriod() throws {
+    let channel = EmbeddedChannel()
+    var timing = Self.timing
+    timing.firstCallGrace = .seconds(10)
+    let closer = ConnectionCloser(logger: Logger(label: "test"), timing: timing)
+    try channel.pipeline.syncOperations.addHandler(closer)
+    try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+    #expect(closer.callStarted(.health))
+    channel.embeddedEventLoop.advanceTime(by: .milliseconds(9_999))
+    #expect(channel.isActive)
+    channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+    #expect(!channel.isActive)
+  }
+
+  /// A Go agent whose first call is forwarded, then publishes: the connection stays, and the
+  /// limiter hears once that it carries agent data.
+  @Test func anAgentCallKeepsTheConnectionAndPublishingVouchesOnce() throws {
+    let channel = EmbeddedChannel()
+    var timing = Self.timing
+    timing.firstCallGrace = .seconds(10)
+    var vouches = 0
+    let closer = ConnectionCloser(logger: Logger(label: "test"), timing: timing) { vouches += 1 }
+    try channel.pipeline.syncOperations.addHandler(closer)
+    try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+    #expect(closer.callStarted(.forwarded))
+    #expect(vouches == 0)
+    channel.embeddedEventLoop.advanceTime(by: .seconds(60))
+    #expect(channel.isActive)
+    #expect(closer.callStarted(.publishing))
+    #expect(closer.callStarted(.publishing))
+    #expect(vouches == 1)
+    #expect(closer.callStarted(.health) && closer.callStarted(.health))
+    #expect(!closer.callStarted(.health), "a third health stream on one connection")
+    _ = try? channel.finish()
+  }
+
+  /// Without a token there is no grace period: a prober's connection lives as long as its
+  /// health streams (and the idle timeout) allow.
+  @Test func withoutATokenNoGracePeriodApplies() throws {
+    let channel = try channel()
+    channel.embeddedEventLoop.advanceTime(by: .seconds(300))
+    #expect(channel.isActive)
+    _ = try? channel.finish()
+  }
+
   /// Found by the randomized HTTP/2 client: one stream's protocol error used to close the whole
   /// connection, from inside the HTTP/2 handler, cutting the other calls on it.
   @Test func aStreamErrorLeavesTheConnectionOpen() throws {

@@ -71,7 +71,9 @@ import Testing
     }
   }
 
-  @Test func closesConnectionsBeyondTheLimitAndKeepsServingTheOthers() async throws {
+  /// Two silent connections hold the cap (clients without the token, say): the next one closes
+  /// the older of them instead of being refused, and an agent is served.
+  @Test func atTheLimitTheOldestSilentConnectionMakesRoom() async throws {
     let twoConnections: (inout AgentReceiverConfiguration) -> Void = { $0.maxConnections = 2 }
     try await ReceiverHarness.with(configure: twoConnections) { harness in
       let group = MultiThreadedEventLoopGroup.singleton
@@ -80,15 +82,16 @@ import Testing
       }
       let extra = try await ClientBootstrap(group: group)
         .connect(host: "127.0.0.1", port: harness.port).get()
-      // The relay closes the connection over the limit without waiting for the client.
-      try await extra.closeFuture.get()
-      for channel in held { try await channel.close() }
+      // The relay closes the oldest connection without waiting for the client.
+      try await held[0].closeFuture.get()
+      #expect(held[1].isActive && extra.isActive)
       let segment = try Self.segmentBytes("after-limit")
       try await waitForOK {
         try await harness.withClient { client in
           await client.sendRaw([segment], service: Self.segmentService, method: "collect")
         }
       }
+      for channel in [held[1], extra] { try? await channel.close() }
     }
   }
 

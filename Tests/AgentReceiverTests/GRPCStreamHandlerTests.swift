@@ -1,4 +1,5 @@
 import CZlib
+import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
 import Foundation
@@ -18,6 +19,8 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct GRPCStreamHandlerTests {
   static func withHandler(
     configure: (inout AgentReceiverConfiguration) -> Void = { _ in },
+    budget: ClientMemoryBudget = ClientMemoryBudget(
+      AgentReceiverConfiguration(), metricsFactory: NOOPMetricsHandler.instance),
     _ body: (NIOAsyncTestingChannel, DurableQueue) async throws -> Void
   ) async throws {
     let directory = FileManager.default.temporaryDirectory
@@ -33,9 +36,10 @@ import Testing
     let shared = ReceiverShared(
       configuration: configuration, queue: queue,
       metrics: ReceiverMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test"),
-      forwarder: nil, readiness: { .serving })
+      forwarder: nil, memoryBudget: budget, readiness: { .serving })
     let channel = try await NIOAsyncTestingChannel { channel in
-      try channel.pipeline.syncOperations.addHandler(GRPCStreamHandler(shared: shared))
+      try channel.pipeline.syncOperations.addHandler(
+        GRPCStreamHandler(shared: shared, connectionMemory: ConnectionMemoryShare(budget: budget)))
     }
     try await body(channel, queue)
     _ = try? await channel.finish()
@@ -221,6 +225,38 @@ import Testing
       #expect(headers.headers.first(name: "grpc-message")?.contains("inflates") == true)
       #expect(queue.status.unconfirmedRecords == 0)
     }
+  }
+
+  /// An attacker declares a 30 MiB message on each of many streams and never finishes them:
+  /// each reserves its declared size before more is read, so once the budget is spent the next
+  /// stream is refused RESOURCE_EXHAUSTED at its first frame, and what the refused and the
+  /// finished streams held is given back.
+  @Test func unfinishedLargeMessagesAreBoundedByTheMemoryBudget() async throws {
+    let budget = ClientMemoryBudget(
+      limit: 64 << 20, connectionShare: 64 << 20, metricsFactory: NOOPMetricsHandler.instance)
+    var start = ByteBuffer()
+    start.writeInteger(UInt8(0))
+    start.writeInteger(UInt32(30 << 20))
+    start.writeBytes([UInt8](repeating: 0, count: 1000))
+    let unfinished = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(start)))
+    try await Self.withHandler(budget: budget) { first, _ in
+      try await first.writeInbound(Self.headers())
+      try await first.writeInbound(unfinished)
+      #expect(try await Self.nothingWritten(first))
+      try await Self.withHandler(budget: budget) { second, _ in
+        try await second.writeInbound(Self.headers())
+        try await second.writeInbound(unfinished)
+        #expect(try await Self.nothingWritten(second))
+        #expect(budget.heldBytes == 60 << 20)
+        try await Self.withHandler(budget: budget) { third, _ in
+          try await third.writeInbound(Self.headers())
+          try await third.writeInbound(unfinished)
+          #expect(Self.status(of: try await Self.nextFrame(third)) == "8")  // RESOURCE_EXHAUSTED
+          #expect(budget.heldBytes == 60 << 20, "the refused stream holds nothing")
+        }
+      }
+    }
+    #expect(budget.heldBytes == 0, "every stream gave its reservation back")
   }
 
   /// The Rust agent's meter stream stays open between reports (one every 20 s): each report is

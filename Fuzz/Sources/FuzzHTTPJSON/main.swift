@@ -1,0 +1,3 @@
+import FuzzDriver
+
+runLibFuzzer { fuzzHTTPJSON($0, $1) }
