@@ -67,15 +67,16 @@ class UnfinishedMessages:
 
     def pump(self) -> None:
         """Sends what the windows allow, then reads what the relay said."""
-        for stream, remaining in list(self.remaining.items()):
-            if stream in self.refused:
-                continue
-            size = min(remaining, self.h2.local_flow_control_window(stream), self.h2.max_outbound_frame_size)
-            if size > 0:
+        for stream in list(self.remaining):
+            while stream not in self.refused:
+                size = min(self.remaining[stream], self.h2.local_flow_control_window(stream),
+                           self.h2.max_outbound_frame_size)
+                if size <= 0:
+                    break
                 self.h2.send_data(stream, bytes(size))
-                self.remaining[stream] = remaining - size
+                self.remaining[stream] -= size
         self.flush()
-        readable, _, _ = select.select([self.sock], [], [], 0.05)
+        readable, _, _ = select.select([self.sock], [], [], 0.01)
         if readable:
             try:
                 data = self.sock.recv(1 << 20)

@@ -183,8 +183,10 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
         isReadHeld = false
         context.read()
       }
-    case .openProxy(let head):
+    case .openProxy(let head, let first, let clientFinished):
       openProxy(head, context: context)
+      if let first { proxy?.requests.yield(first) }
+      if clientFinished { proxy?.requests.finish() }
     case .forward(let message):
       proxy?.requests.yield(message)
     case .finishForwarding:

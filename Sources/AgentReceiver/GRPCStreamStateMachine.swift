@@ -37,6 +37,11 @@ struct GRPCStreamStateMachine {
 
   struct Proxying {
     let kind: ForwardKind
+    /// A data stream is opened to the OAP at its first message, not at its headers: the Go
+    /// agent opens its profile stream long before it has a profile to send and never reads it
+    /// meanwhile, so a refusal at open (the OAP down for a moment) would cost it the first
+    /// chunk of its next profile.
+    var unopened: ProxiedCallHead?
     var clientFinished = false
     var responseHeadersSent = false
     /// Request bytes handed to the OAP link and not yet written to it.
@@ -61,7 +66,8 @@ struct GRPCStreamStateMachine {
     case submit(RecordBatch)
     /// Reads were held for backpressure and may go on.
     case resumeReading
-    case openProxy(ProxiedCallHead)
+    /// Open the OAP call, handing it the agent's first message and end when they came first.
+    case openProxy(ProxiedCallHead, first: [UInt8]? = nil, clientFinished: Bool = false)
     case forward([UInt8])
     case finishForwarding
     case cancelProxy
@@ -96,6 +102,10 @@ struct GRPCStreamStateMachine {
       return .none
     case .proxy(let head):
       state = .proxying(Proxying(kind: head.kind))
+      guard head.kind != .stream else {
+        state = .proxying(Proxying(kind: head.kind, unopened: head))
+        return .none
+      }
       return .openProxy(head)
     case .health(let watch):
       state = .health(Health(watch: watch))
@@ -130,7 +140,10 @@ struct GRPCStreamStateMachine {
       return batch.map { .submit($0) } ?? .none
     case .proxying(var proxying):
       proxying.inFlightBytes += message.readableBytes
+      let head = proxying.unopened
+      proxying.unopened = nil
       state = .proxying(proxying)
+      if let head { return .openProxy(head, first: Array(buffer: message)) }
       return .forward(Array(buffer: message))
     default:
       // Health requests carry only a service name, and every service is the relay itself.
@@ -207,7 +220,10 @@ struct GRPCStreamStateMachine {
       return finish(publishing)
     case .proxying(var proxying) where !proxying.clientFinished:
       proxying.clientFinished = true
+      let head = proxying.unopened
+      proxying.unopened = nil
       state = .proxying(proxying)
+      if let head { return .openProxy(head, clientFinished: true) }
       return .finishForwarding
     case .health(var health):
       health.clientFinished = now

@@ -245,8 +245,8 @@ import Testing
 
   @Test func aProxiedCallStreamsBothWaysAndPassesTheOAPsStatus() throws {
     var machine = GRPCStreamStateMachine(maxPendingBytes: 8)
-    guard case .openProxy = machine.receivedHeaders(.proxy(Self.head(.stream))) else {
-      Issue.record("a proxied call opens the OAP stream at its headers")
+    guard case .openProxy = machine.receivedHeaders(.proxy(Self.head(.query))) else {
+      Issue.record("a query opens the OAP call at its headers")
       return
     }
     guard
@@ -281,6 +281,35 @@ import Testing
         machine.proxyFinished(.finished(code: .permissionDenied, message: "denied", trailers: []))))
     #expect(status.code == .permissionDenied)
     #expect(!reset)
+  }
+
+  /// The Go agent opens `goProfileReport` at start and sends on it only when a profile is done,
+  /// minutes later, never reading it meanwhile: the OAP call opens with the first message, so an
+  /// OAP that was down at the stream's open does not cost the profile's first chunk.
+  @Test func aDataStreamOpensToTheOAPWithItsFirstMessage() throws {
+    var machine = GRPCStreamStateMachine(maxPendingBytes: 1 << 20)
+    #expect(machine.receivedHeaders(.proxy(Self.head(.stream))).isNone)
+    guard
+      case .openProxy(let head, let first, false) = machine.receivedMessage(
+        ByteBuffer(bytes: [1, 2, 3]))
+    else {
+      Issue.record("the first message opens the OAP call and goes with it")
+      return
+    }
+    #expect(head.kind == .stream && first == [1, 2, 3])
+    guard case .forward = machine.receivedMessage(ByteBuffer(bytes: [4])) else {
+      Issue.record("later messages are forwarded on the open call")
+      return
+    }
+    var empty = GRPCStreamStateMachine(maxPendingBytes: 1 << 20)
+    _ = empty.receivedHeaders(.proxy(Self.head(.stream)))
+    guard
+      case .openProxy(_, nil, true) = empty.clientFinished(
+        at: .now(), tornMessageBytes: 0, readiness: .serving)
+    else {
+      Issue.record("a stream that ends without a message still reaches the OAP, ended")
+      return
+    }
   }
 
   /// Java and Go poll for tasks (an empty answer is true: nothing new), send data they log and
