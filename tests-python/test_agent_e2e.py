@@ -194,6 +194,11 @@ def assert_agent_data_in_kafka(report: dict, instance: str, topic, with_meters: 
         exits = [s for s in segment.spans if s.spanType == 1]
         if exits:
             assert exits[0].peer == "downstream:8080"
+        for span in segment.spans:
+            assert span.startTime > 0 and span.endTime >= span.startTime
+        if any(s.refs for s in segment.spans):
+            ref = next(s.refs[0] for s in segment.spans if s.refs)
+            assert ref.traceId == segment.traceId and ref.parentService == "relay-e2e-app"
 
     if with_meters:
         for record in keyed_records(topic(METERS), instance, 1, "the agent's meters"):
