@@ -307,7 +307,7 @@ extension GRPCStreamHandler {
           kind: kind, topic: shared.configuration.topics[kind.topic] ?? kind.topic.defaultName,
           maxRecordBytes: shared.configuration.maxRecordBytes,
           maxRecordBytesSetting: shared.configuration.settingNames.maxRecordBytes,
-          metrics: shared.metrics))
+          metrics: shared.metrics, seal: shared.queue.recordSeal))
     case .forward(let kind):
       return forwardingRoute(path: path, headers: headers, timeout: timeout, kind: kind)
     case .health(let watch):

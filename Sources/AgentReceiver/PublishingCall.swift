@@ -19,7 +19,9 @@ package struct PublishingCall {
   let maxRecordBytesSetting: String
   private let metrics: ReceiverMetrics
   private var extractor: RecordExtractor?
-  private var batch = RecordBatch()
+  /// The queue's seal, so batches are sealed as they are encoded, not copied to be sealed.
+  private let seal: RecordSeal?
+  private var batch: RecordBatch
   package private(set) var pendingAppends = 0
   private(set) var pendingBytes = 0
   package private(set) var receivedCount = 0
@@ -31,8 +33,11 @@ package struct PublishingCall {
 
   package init(
     kind: RecordKind, topic: String, maxRecordBytes: Int,
-    maxRecordBytesSetting: String = "maxRecordBytes", metrics: ReceiverMetrics
+    maxRecordBytesSetting: String = "maxRecordBytes", metrics: ReceiverMetrics,
+    seal: RecordSeal? = nil
   ) {
+    self.seal = seal
+    self.batch = RecordBatch(sealedWith: seal)
     self.kind = kind
     self.topic = topic
     self.maxRecordBytes = maxRecordBytes
@@ -194,7 +199,7 @@ package struct PublishingCall {
   package mutating func takeBatch() -> RecordBatch? {
     guard batch.count > 0 else { return nil }
     let submitted = batch
-    batch = RecordBatch()
+    batch = RecordBatch(sealedWith: seal)
     pendingAppends += 1
     pendingBytes += submitted.byteCount
     metrics.received(submitted.count, kind: kind)

@@ -41,8 +41,10 @@ extension DurableQueue {
       }
       defer { file.close() }
       do {
-        if let damage = try reader.read(file, from: &position, end: info.size) {
-          let resume = try Self.nextValidRecord(in: file, after: damage.offset, end: info.size)
+        let seal = key.seal(forFile: info.number)
+        if let damage = try reader.read(file, from: &position, end: info.size, seal: seal) {
+          let resume = try Self.nextValidRecord(
+            in: file, after: damage.offset, end: info.size, seal: seal)
           noteCorruption(at: damage, resumingAt: resume, fileEnd: info.size)
           position = QueuePosition(file: info.number, offset: resume ?? info.size)
         }
@@ -116,13 +118,13 @@ private struct LogFileReader {
 
   var isDone: Bool { budgetExhausted || layouts.count >= maxRecords }
 
-  /// Reads records of `file` from `position` up to `end` (or the limits), advancing `position`
-  /// past them. Returns the position of a corrupt record when it meets one.
   static let maxChunkBytes = 1 << 20
 
-  mutating func read(_ file: LogFile, from position: inout QueuePosition, end: UInt64)
-    throws(SystemCallError) -> QueuePosition?
-  {
+  /// Reads records of `file`, sealed with `seal`, from `position` up to `end` (or the limits),
+  /// advancing `position` past them. Returns the position of a corrupt record when it meets one.
+  mutating func read(
+    _ file: LogFile, from position: inout QueuePosition, end: UInt64, seal: RecordSeal
+  ) throws(SystemCallError) -> QueuePosition? {
     let budget = layouts.isEmpty ? maxBytes : maxBytes - bytesTaken
     guard budget > 0 else {
       budgetExhausted = true
@@ -140,7 +142,8 @@ private struct LogFileReader {
     var offset = 0
     while offset < regionLength && !isDone {
       let check = buffer.withUnsafeBytes {
-        RecordFormat.check(UnsafeRawBufferPointer(rebasing: $0[regionStart...]), at: offset)
+        RecordFormat.check(
+          UnsafeRawBufferPointer(rebasing: $0[regionStart...]), at: offset, seal: seal)
       }
       switch check {
       case .valid(let frame):

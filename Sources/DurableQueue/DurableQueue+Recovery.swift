@@ -1,5 +1,6 @@
 import Logging
 import Synchronization
+import SystemClock
 
 #if canImport(Glibc)
   import Glibc
@@ -19,11 +20,13 @@ extension DurableQueue {
     var positionFile: PositionFile
     /// The last log file, open for writing at its valid end.
     var active: LogFile
+    var key: QueueKey
   }
 
   /// Brings the directory to a consistent state: lock it, drop confirmed files, cut a torn tail
-  /// off the last file, and clamp a confirmed position that points past the data (possible after
-  /// a power loss under `.interval`: delivered records whose bytes never reached the disk).
+  /// off the last file, clamp a confirmed position that points past the data (possible after
+  /// a power loss under `.interval`: delivered records whose bytes never reached the disk), and
+  /// make sure new records go to a file sealed with the queue's key.
   static func recover(configuration: DurableQueueConfiguration, logger: Logger) throws(QueueError)
     -> RecoveredLog
   {
@@ -93,6 +96,7 @@ extension DurableQueue {
       unlink(directory + "/" + LogFile.logFileName(first))
       numbers.removeFirst()
     }
+    let storedKey = try readKey(directory: directory, logger: logger)
     var logFiles: [LogFileInfo] = []
     for number in numbers.dropLast() {
       let file = try LogFile.open(
@@ -101,14 +105,16 @@ extension DurableQueue {
       logFiles.append(LogFileInfo(number: number, size: try file.size()))
     }
 
-    let active: LogFile
+    var active: LogFile
     var tornTailBytes = 0
     if let last = numbers.last, last >= confirmed.file {
       active = try LogFile.open(
         directory + "/" + LogFile.logFileName(last), flags: O_RDWR)
       let size = try active.size()
       let scanFrom = last == confirmed.file ? min(confirmed.offset, size) : 0
-      let validEnd = try validEnd(of: active, from: scanFrom, size: size)
+      let validEnd = try validEnd(
+        of: active, from: scanFrom, size: size,
+        seal: storedKey?.seal(forFile: last) ?? .unkeyed)
       if validEnd < size {
         logger.warning(
           "truncating torn tail of the last queue log file",
@@ -144,6 +150,21 @@ extension DurableQueue {
         confirmed = QueuePosition(file: number, offset: 0)
       }
     }
+    let key: QueueKey
+    if let storedKey {
+      key = storedKey
+    } else {
+      key = try createKey(after: logFiles[logFiles.count - 1], directory: directory)
+    }
+    if let last = logFiles.last, last.number < key.firstSealedFile {
+      // Written before the key: sealed records must not join the unsealed ones in it.
+      active.close()
+      active = try LogFile.open(
+        directory + "/" + LogFile.logFileName(key.firstSealedFile),
+        flags: O_RDWR | O_CREAT | O_TRUNC)
+      try LogFile.syncDirectory(directory)
+      logFiles.append(LogFileInfo(number: key.firstSealedFile, size: 0))
+    }
     if confirmed.file < logFiles[0].number {
       // Files were deleted behind a confirmation the position file had not caught up with.
       confirmed = QueuePosition(file: logFiles[0].number, offset: 0)
@@ -153,15 +174,45 @@ extension DurableQueue {
       lock: lock, tornTailBytes: tornTailBytes, logFiles: logFiles, confirmed: confirmed,
       persisted: persisted,
       positionFile: PositionFile(directory: directory, recovered: positionContents),
-      active: active)
+      active: active, key: key)
+  }
+
+  /// The directory's key, or nil when it has none yet; a damaged one is logged and moved aside
+  /// (a new key then leaves every existing file unsealed: records sealed with the lost key are
+  /// skipped as damaged, counted and logged, never read with a guess).
+  private static func readKey(directory: String, logger: Logger) throws(SystemCallError)
+    -> QueueKey?
+  {
+    switch try QueueKey.read(directory: directory) {
+    case .valid(let key):
+      return key
+    case .missing:
+      return nil
+    case .unreadable(let reason):
+      let aside = try QueueKey.setAside(
+        in: directory, suffix: "damaged-\(SystemClock.epochMilliseconds())")
+      logger.error(
+        "queue key file damaged; records sealed with it cannot be read and are skipped",
+        metadata: ["reason": "\(reason)", "movedTo": "\(aside)"])
+      return nil
+    }
+  }
+
+  /// A first key: the last file is sealed with it when it holds nothing yet, and otherwise
+  /// (a directory of an earlier version, whose records are still queued) the next one.
+  private static func createKey(after last: LogFileInfo, directory: String)
+    throws(SystemCallError) -> QueueKey
+  {
+    try QueueKey.create(
+      in: directory, firstSealedFile: last.size == 0 ? last.number : last.number + 1)
   }
 
   /// The end of the last complete, valid record of `file`, scanning from `start`. Corruption
   /// followed by a valid record is mid-file damage (skipped later by readers); corruption with
   /// nothing valid after it is a torn tail.
-  private static func validEnd(of file: LogFile, from start: UInt64, size: UInt64)
-    throws(SystemCallError) -> UInt64
-  {
+  private static func validEnd(
+    of file: LogFile, from start: UInt64, size: UInt64, seal: RecordSeal
+  ) throws(SystemCallError) -> UInt64 {
     let windowBytes = 8 << 20
     var buffer: [UInt8] = []
     var position = start
@@ -171,7 +222,7 @@ extension DurableQueue {
       let (consumed, check) = buffer.withUnsafeBytes { bytes -> (Int, RecordFormat.Check?) in
         var offset = 0
         while offset < bytes.count {
-          let check = RecordFormat.check(bytes, at: offset)
+          let check = RecordFormat.check(bytes, at: offset, seal: seal)
           guard case .valid(let frame) = check else { return (offset, check) }
           offset += frame.length
         }
@@ -186,7 +237,7 @@ extension DurableQueue {
           // One record larger than the window: validate it on its own.
           let record = try readRange(of: file, at: position, count: needed, reusing: [])
           let valid = record.withUnsafeBytes {
-            if case .valid = RecordFormat.check($0, at: 0) { true } else { false }
+            if case .valid = RecordFormat.check($0, at: 0, seal: seal) { true } else { false }
           }
           if valid {
             position += UInt64(needed)
@@ -198,7 +249,8 @@ extension DurableQueue {
       default:
         break
       }
-      guard let next = try nextValidRecord(in: file, after: position, end: size) else {
+      guard let next = try nextValidRecord(in: file, after: position, end: size, seal: seal)
+      else {
         return position
       }
       position = next
@@ -216,14 +268,18 @@ extension DurableQueue {
   }
 
   /// Resynchronisation after damage at `damaged`: the first later offset (before `end`) where
-  /// a complete valid record starts. Reads the rest of the file at once; this only happens on
-  /// corruption, and log files are bounded by `fileBytes` (or one oversized batch).
-  static func nextValidRecord(in file: LogFile, after damaged: UInt64, end: UInt64)
-    throws(SystemCallError) -> UInt64?
-  {
+  /// a complete record valid under the file's `seal` starts. Every byte is a candidate, agents'
+  /// payloads included, which is why the seal matters here most. Reads the rest of the file at
+  /// once; this only happens on corruption, and log files are bounded by `fileBytes` (or one
+  /// oversized batch).
+  static func nextValidRecord(
+    in file: LogFile, after damaged: UInt64, end: UInt64, seal: RecordSeal
+  ) throws(SystemCallError) -> UInt64? {
     guard end > damaged + 1 else { return nil }
     let rest = try readRange(of: file, at: damaged + 1, count: Int(end - damaged - 1), reusing: [])
-    let found = rest.withUnsafeBytes { RecordFormat.firstValidRecord(in: $0, from: 0) }
+    let found = rest.withUnsafeBytes {
+      RecordFormat.firstValidRecord(in: $0, from: 0, seal: seal)
+    }
     return found.map { damaged + 1 + UInt64($0) }
   }
 

@@ -28,6 +28,8 @@ public final class DurableQueue: Sendable {
   let writerWakeup = DispatchSemaphore(value: 0)
   let writerExited = DispatchSemaphore(value: 0)
   private let directoryLock: LogFile
+  /// Which files are sealed, and with what (`queue-key`).
+  let key: QueueKey
 
   /// Opens (creating if needed) the queue directory and recovers it: replays from the confirmed
   /// position, truncates a torn tail, and skips (counting and logging) corrupt records. Damaged
@@ -41,6 +43,7 @@ public final class DurableQueue: Sendable {
     self.metrics = QueueMetrics(factory: metricsFactory)
     let recovered = try Self.recover(configuration: configuration, logger: logger)
     self.directoryLock = recovered.lock
+    self.key = recovered.key
     self.state = Mutex(
       QueueState(
         logFiles: recovered.logFiles, confirmed: recovered.confirmed,
@@ -104,6 +107,10 @@ public final class DurableQueue: Sendable {
     }
   }
 
+  /// What batches for this queue are sealed with: a batch made with `RecordBatch(sealedWith:)`
+  /// is framed ready to write, while any other is copied and sealed by `append`.
+  public var recordSeal: RecordSeal { key.seal }
+
   /// Queues `batch` for the next group commit; under `.interval`, writes it at once unless
   /// another thread is writing. Never waits for a sync or for another writer. Refusals decided
   /// up front (`.full`, `.closed`, `.recordTooLarge`) call `completion` synchronously on the
@@ -113,6 +120,7 @@ public final class DurableQueue: Sendable {
   public func append(
     _ batch: RecordBatch, completion: @escaping @Sendable (Result<Void, QueueError>) -> Void
   ) {
+    let batch = batch.seal == key.seal ? batch : batch.resealed(key.seal)
     let (maxBytes, setting) = (configuration.maxBytes, configuration.settingNames.maxBytes)
     let mayWriteHere = configuration.fsyncPolicy == .interval
     let accepted: Result<AppendRoute, QueueError> = state.withLock { state in

@@ -8,26 +8,33 @@ public struct RecordBatch: Sendable {
   /// next batch ready, and a segment sent after a quiet minute must not look a minute old.
   public private(set) var timestampMillis: UInt64
   private let stampsFirstAppend: Bool
+  /// The seal of the queue the batch is for (`DurableQueue.recordSeal`), applied as each record
+  /// is framed, at no cost beside its CRC. A batch made without it is sealed by `append`, which
+  /// copies it to do so.
+  private(set) var seal: RecordSeal
   public private(set) var count = 0
   /// The encoded records, exactly as they will appear on disk.
   private(set) var bytes: [UInt8] = []
 
   public var byteCount: Int { bytes.count }
 
-  /// The records exactly as they will be written (see `RecordFormat` for the layout), e.g. for
-  /// a dead-letter file or a format check.
+  /// The records exactly as they will be written to a queue with this batch's seal (see
+  /// `RecordFormat` for the layout), e.g. for a format check.
   public var encodedBytes: [UInt8] { bytes }
 
-  /// A batch stamped with the time its first record is appended.
-  public init() {
+  /// A batch stamped with the time its first record is appended, for the queue whose
+  /// `recordSeal` is `seal`.
+  public init(sealedWith seal: RecordSeal? = nil) {
     timestampMillis = 0
     stampsFirstAppend = true
+    self.seal = seal ?? .unkeyed
   }
 
   /// A batch whose records carry a given time (a replay keeps the records' original age).
-  public init(timestampMillis: UInt64) {
+  public init(timestampMillis: UInt64, sealedWith seal: RecordSeal? = nil) {
     self.timestampMillis = timestampMillis
     stampsFirstAppend = false
+    self.seal = seal ?? .unkeyed
   }
 
   public mutating func append(
@@ -83,10 +90,30 @@ public struct RecordBatch: Sendable {
     bytes.append(contentsOf: value)
     bytes.withUnsafeMutableBytes { buffer in
       let bodyStart = start + RecordFormat.frameHeaderSize
-      let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[bodyStart...]))
+      let crc = seal.checksum(UnsafeRawBufferPointer(rebasing: buffer[bodyStart...]))
       buffer.storeBytes(of: crc.littleEndian, toByteOffset: start + 4, as: UInt32.self)
     }
     count += 1
+  }
+
+  /// The same records under `newSeal`: a seal is an XOR on each CRC, so this touches four bytes
+  /// per record and never the bodies.
+  func resealed(_ newSeal: RecordSeal) -> RecordBatch {
+    var copy = self
+    let change = seal.mask ^ newSeal.mask
+    copy.bytes.withUnsafeMutableBytes { buffer in
+      var start = 0
+      while start < buffer.count {
+        let bodyLength = UInt32(
+          littleEndian: buffer.loadUnaligned(fromByteOffset: start, as: UInt32.self))
+        let crc = UInt32(
+          littleEndian: buffer.loadUnaligned(fromByteOffset: start + 4, as: UInt32.self))
+        buffer.storeBytes(of: (crc ^ change).littleEndian, toByteOffset: start + 4, as: UInt32.self)
+        start += RecordFormat.frameHeaderSize + Int(bodyLength)
+      }
+    }
+    copy.seal = newSeal
+    return copy
   }
 
   private mutating func appendLittleEndian(_ value: some FixedWidthInteger) {

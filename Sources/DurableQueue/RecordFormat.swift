@@ -9,19 +9,26 @@
 ///   u32 LE crc32c(previous 32 bytes)`; the valid slot with the higher sequence counts, and a
 ///   write overwrites the other one (see `PositionFile`). A 28-byte `"SWRQPOS1"` record at offset
 ///   0, which earlier versions wrote, is read as sequence 0.
+/// - `queue-key`: the secret that seals records, and the first log file sealed with it (see
+///   `QueueKey`).
 /// - `lock` (an `flock` that keeps two relays off one directory, released by the kernel when the
 ///   process dies). Any other file is ignored.
 ///
 /// Every record is framed on its own so a reader can validate it in isolation and, after damage,
 /// resynchronise on the next record that parses:
 ///
-///     u32 LE bodyLength | u32 LE crc32c(body) | body
+///     u32 LE bodyLength | u32 LE crc32c(body) XOR seal | body
 ///     body = u8 format (0xA1) | u8 topicLength | u16 LE keyLength | u64 LE timestampMillis
 ///            | topic | key | value                    (value length is implied by bodyLength)
 ///
+/// The seal (`RecordSeal`) is the queue key's mask in log files from the key's first sealed file
+/// on, and 0 in older ones, written before the queue had a key; a file is checked with its own
+/// seal only, so a frame forged inside an agent's payload without the secret is refused even
+/// where a reader resynchronises.
+///
 /// A zero-filled region never parses: bodyLength 0 is below the 12-byte minimum body, and the
 /// format byte 0x00 is not 0xA1. A record is accepted only when its lengths are consistent, its
-/// topic is non-empty, it ends inside the file, and its CRC matches.
+/// topic is non-empty, it ends inside the file, and its CRC matches under the file's seal.
 enum RecordFormat {
   static let formatByte: UInt8 = 0xA1
   /// bodyLength + crc.
@@ -49,8 +56,8 @@ enum RecordFormat {
     case invalid
   }
 
-  /// Validates the record starting at `offset` in `bytes`.
-  static func check(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Check {
+  /// Validates the record starting at `offset` in `bytes`, a part of a file sealed with `seal`.
+  static func check(_ bytes: UnsafeRawBufferPointer, at offset: Int, seal: RecordSeal) -> Check {
     let available = bytes.count - offset
     if available >= 4 && Int(readUInt32(bytes, offset)) < bodyHeaderSize { return .invalid }
     if available > frameHeaderSize && bytes[offset + frameHeaderSize] != formatByte {
@@ -67,7 +74,7 @@ enum RecordFormat {
     guard available >= length else { return .needsBytes(length) }
     let bodyStart = offset + frameHeaderSize
     let body = UnsafeRawBufferPointer(rebasing: bytes[bodyStart..<(offset + length)])
-    guard CRC32C.checksum(body) == readUInt32(bytes, offset + 4) else { return .invalid }
+    guard seal.checksum(body) == readUInt32(bytes, offset + 4) else { return .invalid }
     let topicStart = bodyStart + bodyHeaderSize
     let keyStart = topicStart + topicLength
     let valueStart = keyStart + keyLength
@@ -81,12 +88,14 @@ enum RecordFormat {
         value: valueStart..<(offset + length)))
   }
 
-  /// The first offset at or after `start` where a complete, valid record begins, if any.
-  static func firstValidRecord(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+  /// The first offset at or after `start` where a complete record valid under `seal` begins.
+  static func firstValidRecord(in bytes: UnsafeRawBufferPointer, from start: Int, seal: RecordSeal)
+    -> Int?
+  {
     var candidate = start
     while bytes.count - candidate >= minimumRecordSize {
       if bytes[candidate + frameHeaderSize] == formatByte,
-        case .valid = check(bytes, at: candidate)
+        case .valid = check(bytes, at: candidate, seal: seal)
       {
         return candidate
       }

@@ -44,7 +44,8 @@ final class HTTPReceiverShared: Sendable {
     PublishingCall(
       kind: kind, topic: configuration.topics[kind.topic]!,
       maxRecordBytes: configuration.maxRecordBytes,
-      maxRecordBytesSetting: configuration.settingNames.maxRecordBytes, metrics: recordMetrics)
+      maxRecordBytesSetting: configuration.settingNames.maxRecordBytes, metrics: recordMetrics,
+      seal: queue.recordSeal)
   }
 
   /// The answer to a body over the limit; the connection closes, as the rest is not read.

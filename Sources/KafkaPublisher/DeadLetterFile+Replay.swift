@@ -27,7 +27,7 @@ extension DeadLetterFile {
     guard let content = try file.readAll() else {
       return Replayed(records: 0, bytes: 0, movedTo: nil)
     }
-    var batch = RecordBatch()
+    var batch = RecordBatch(sealedWith: queue.recordSeal)
     var replayed = Replayed(records: 0, bytes: content.count, movedTo: nil)
     var offset = 0
     while offset < content.count {

@@ -8,12 +8,6 @@ import Testing
     8 + 12 + topic.utf8.count + "k-\(value)".utf8.count + value.utf8.count
   }
 
-  private func modify(_ path: String, _ change: (inout [UInt8]) -> Void) throws {
-    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-    change(&bytes)
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-  }
-
   @Test func restartReplaysEverythingUnconfirmed() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
@@ -66,7 +60,7 @@ import Testing
       try await queue.append(makeBatch(values: [value]))
     }
     queue.close()
-    try modify(directory.logFilePath(1)) { $0.removeLast(chopped) }
+    try modifyFile(directory.logFilePath(1)) { $0.removeLast(chopped) }
 
     let recovered = try openQueue(directory)
     defer { recovered.close() }
@@ -85,7 +79,9 @@ import Testing
     let queue = try openQueue(directory)
     try await queue.append(makeBatch(values: ["one", "two"]))
     queue.close()
-    try modify(directory.logFilePath(1)) { $0 += [0xA1, 0x00, 0x00, 0x00, 0x01, 0x02, 0, 0, 0, 0] }
+    try modifyFile(directory.logFilePath(1)) {
+      $0 += [0xA1, 0x00, 0x00, 0x00, 0x01, 0x02, 0, 0, 0, 0]
+    }
 
     let recovered = try openQueue(directory)
     defer { recovered.close() }
@@ -104,7 +100,7 @@ import Testing
     try await queue.append(makeBatch(values: values))
     queue.close()
     let thirdValueByte = recordSize("a0") + recordSize("b1") + recordSize("c2") - 1
-    try modify(directory.logFilePath(1)) { $0[thirdValueByte] ^= 0x40 }
+    try modifyFile(directory.logFilePath(1)) { $0[thirdValueByte] ^= 0x40 }
 
     let recovered = try openQueue(directory, metrics: metrics)
     defer { recovered.close() }
@@ -133,7 +129,7 @@ import Testing
     #expect(directory.segmentFiles.count >= 3)
     // Corrupt the length field of the first record of log file 2.
     let firstOfSecond = readFirstValue(directory: directory, file: 2)
-    try modify(directory.logFilePath(2)) { $0[1] = 0x7F }
+    try modifyFile(directory.logFilePath(2)) { $0[1] = 0x7F }
 
     let recovered = try openQueue(directory, fileBytes: 150)
     defer { recovered.close() }
@@ -153,7 +149,7 @@ import Testing
     queue.close()
     #expect(directory.segmentFiles.count == 3)
     // A middle file of zeros (as a crashed filesystem can leave) and a zero-filled newest file.
-    try modify(directory.logFilePath(2)) { $0 = [UInt8](repeating: 0, count: $0.count) }
+    try modifyFile(directory.logFilePath(2)) { $0 = [UInt8](repeating: 0, count: $0.count) }
     try Data(count: 4096).write(to: URL(fileURLWithPath: directory.logFilePath(4)))
 
     let recovered = try openQueue(directory, fileBytes: 50)
@@ -179,7 +175,7 @@ import Testing
     #expect(FileManager.default.fileExists(atPath: positionPath))
     if corrupt {
       // Both slots: one damaged slot only falls back to the other.
-      try modify(positionPath) { bytes in
+      try modifyFile(positionPath) { bytes in
         for start in stride(from: 0, to: bytes.count, by: 4096) { bytes[start + 10] ^= 0xFF }
       }
     } else {

@@ -41,11 +41,12 @@ struct TemporaryDirectory {
 
   /// A copy of the directory as a crash right now would leave it, taken while the writer may
   /// still be working: log files first, `position` last, because a log file is only deleted once
-  /// a position past it is persisted; files vanishing meanwhile are confirmed ones.
+  /// a position past it is persisted; files vanishing meanwhile are confirmed ones. The key,
+  /// written once before any record, comes with them.
   func snapshot() throws -> TemporaryDirectory {
     let copy = try TemporaryDirectory()
     let names = try FileManager.default.contentsOfDirectory(atPath: path)
-    for name in names.filter({ $0.hasSuffix(".log") }) + ["position"] {
+    for name in names.filter({ $0.hasSuffix(".log") }) + ["queue-key", "position"] {
       try? FileManager.default.copyItem(atPath: path + "/" + name, toPath: copy.path + "/" + name)
     }
     return copy
@@ -72,6 +73,13 @@ func makeBatch(topic: String = "segments", values: [String], timestampMillis: UI
     try batch.append(topic: topic, key: Array("k-\(value)".utf8), value: Array(value.utf8))
   }
   return batch
+}
+
+/// Rewrites the file at `path` with `change` applied to its bytes (damage, a forgery).
+func modifyFile(_ path: String, _ change: (inout [UInt8]) -> Void) throws {
+  var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+  change(&bytes)
+  try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 
 /// Reads from `start` until caught up.
