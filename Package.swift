@@ -146,6 +146,7 @@ let package = Package(
       name: "HTTPReceiver",
       dependencies: [
         "AgentReceiver",
+        "OAPForwarder",
         "ConnectionLimiter",
         "Inflate",
         "DurableQueue",

@@ -288,9 +288,7 @@ extension GRPCStreamHandler {
       // Only data the relay publishes itself: a forwarded call is the OAP's to check (the Go
       // agent sends its configuration, profile and pprof calls without the token), and probes
       // cannot send one.
-      if let token = shared.authenticationToken,
-        !token.matches(headers.first(name: "authentication") ?? "")
-      {
+      guard shared.authorizes(headers) else {
         return .refuse(
           .trailersOnly(
             GRPCStatus(

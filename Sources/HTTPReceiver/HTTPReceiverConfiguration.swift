@@ -1,4 +1,5 @@
 import AgentReceiver
+import OAPForwarder
 import SkyWalkingWire
 
 /// What the agents' HTTP endpoint (the OAP's REST protocol) listens on and where its records go.
@@ -73,34 +74,11 @@ package struct OAPHTTPAddress: Sendable, Equatable {
   /// TLS to the REST port (the OAP's `restSSLEnabled`); nil is plaintext. Forwarded requests
   /// carry the agent's `authentication` header, so they must not travel in the clear when the
   /// gRPC link to the OAP does not.
-  package var tls: OAPHTTPTLS?
+  package var tls: OAPForwarderTLS?
 
-  package init(host: String, port: Int, tls: OAPHTTPTLS? = nil) {
+  package init(host: String, port: Int, tls: OAPForwarderTLS? = nil) {
     self.host = host
     self.port = port
     self.tls = tls
-  }
-}
-
-/// The CA, client certificate and name TLS to the OAP's REST port uses: the relay takes its gRPC
-/// link's (`OAPForwarderTLS`), which this module cannot import, so one setting covers both.
-package struct OAPHTTPTLS: Sendable, Equatable {
-  /// PEM bundle of the CAs that sign the OAP's certificate; nil uses the system's.
-  package var trustedCAPath: String?
-  /// PEM certificate chain and key the relay presents (mutual TLS); both or neither.
-  package var certificateChainPath: String?
-  package var privateKeyPath: String?
-  /// The name the OAP's certificate is checked against (and sent as SNI), when it differs from
-  /// the host the relay connects to.
-  package var serverName: String?
-
-  package init(
-    trustedCAPath: String? = nil, certificateChainPath: String? = nil,
-    privateKeyPath: String? = nil, serverName: String? = nil
-  ) {
-    self.trustedCAPath = trustedCAPath
-    self.certificateChainPath = certificateChainPath
-    self.privateKeyPath = privateKeyPath
-    self.serverName = serverName
   }
 }

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import OAPForwarder
 
 /// Passes a request with no Kafka topic (browser data, events) to the OAP's REST port and
 /// returns the OAP's answer, so the agent hears 200 only when the OAP took the data.
@@ -97,7 +98,7 @@ private struct TLSClient: Sendable {
   /// carry (the certificate is then checked against the address).
   let serverName: String?
 
-  init(_ tls: OAPHTTPTLS, host: String) throws {
+  init(_ tls: OAPForwarderTLS, host: String) throws {
     var configuration = TLSConfiguration.makeClientConfiguration()
     configuration.minimumTLSVersion = .tlsv12
     configuration.applicationProtocols = ["http/1.1"]

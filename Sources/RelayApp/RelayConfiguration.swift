@@ -123,13 +123,7 @@ public struct RelayConfiguration: Sendable {
         maxRecordBytes: maxRecordBytes, topics: topics, maxConnections: maxConnections,
         authenticationToken: httpToken.isEmpty ? nil : httpToken, tls: tls,
         oapHTTP: oapHTTPAddress.map { rest in
-          OAPHTTPAddress(
-            host: rest.host, port: rest.port,
-            tls: oapTLS.map {
-              OAPHTTPTLS(
-                trustedCAPath: $0.trustedCAPath, certificateChainPath: $0.certificateChainPath,
-                privateKeyPath: $0.privateKeyPath, serverName: $0.serverName)
-            })
+          OAPHTTPAddress(host: rest.host, port: rest.port, tls: oapTLS)
         })
       http.settingNames.maxBodyBytes = EnvironmentVariable.httpMaxBodyBytes.name
       http.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
