@@ -404,7 +404,10 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def mock_kafka(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MockKafka]:
-    cluster = MockKafka(tmp_path / "mock-kafka.log")
+    """The test's cluster, with the topics its module names in MOCK_KAFKA_TOPICS created from the
+    start (a reader subscribed before the relay's first record then sees it), else the segments'."""
+    topics = getattr(request.module, "MOCK_KAFKA_TOPICS", (SEGMENTS_TOPIC,))
+    cluster = MockKafka(tmp_path / "mock-kafka.log", topics=topics)
     yield cluster
     cluster.stop()
     if _failed(request):

@@ -33,8 +33,8 @@ from skywalking.protocol.management.Management_pb2 import InstancePingPkg, Insta
 from skywalking.protocol.profile.Profile_pb2 import (ProfileTaskCommandQuery, ProfileTaskFinishReport,
                                                      ThreadSnapshot, ThreadStack)
 
-from conftest import (HarnessError, KafkaRecord, KafkaTopicReader, MockKafka, Relay, _failed,
-                      decode_segment, free_loopback_port, tail, wait_for)
+from conftest import (HarnessError, KafkaRecord, KafkaTopicReader, Relay, decode_segment,
+                      free_loopback_port, wait_for)
 from test_operations import metric_value
 
 AGENT_APP = Path(__file__).resolve().parent / "agent_app.py"
@@ -48,6 +48,7 @@ LOGS = "skywalking-logs"
 PROFILINGS = "skywalking-profilings"
 NAMESPACED_LOGS = "ns-my-logs"
 TOPICS = (SEGMENTS, MANAGEMENTS, METRICS, METERS, LOGS, PROFILINGS, NAMESPACED_LOGS)
+MOCK_KAFKA_TOPICS = TOPICS
 
 V3 = "/skywalking.v3."
 KEEP_ALIVE = "ManagementService/keepAlive"
@@ -84,16 +85,6 @@ def now_millis() -> int:
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def mock_kafka(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MockKafka]:
-    """Overrides conftest's cluster: every topic the relay writes here exists from the start."""
-    cluster = MockKafka(tmp_path / "mock-kafka.log", topics=TOPICS)
-    yield cluster
-    cluster.stop()
-    if _failed(request):
-        print(f"--- relay-mock-kafka log ({cluster.log_path}) ---\n{tail(cluster.log_path)}")
 
 
 

@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import pytest
 from skywalking.protocol.language_agent.Meter_pb2 import MeterDataCollection
@@ -20,8 +20,8 @@ from skywalking.protocol.language_agent.Tracing_pb2 import SegmentObject
 from skywalking.protocol.logging.Logging_pb2 import LogData
 from skywalking.protocol.management.Management_pb2 import InstancePingPkg, InstanceProperties
 
-from conftest import (REPO_ROOT, HarnessError, KafkaRecord, KafkaTopicReader, MockKafka, Relay, _failed,
-                      decode_segment, tail, wait_for)
+from conftest import (REPO_ROOT, HarnessError, KafkaRecord, KafkaTopicReader, Relay, decode_segment,
+                      wait_for)
 
 AGENT_APP = Path(__file__).resolve().parent / "agent_app.py"
 AGENT_VENV_SCRIPT = REPO_ROOT / "scripts" / "agent-venv.sh"
@@ -33,16 +33,7 @@ SEGMENTS = "skywalking-segments"
 MANAGEMENTS = "skywalking-managements"
 METERS = "skywalking-meters"
 LOGS = "skywalking-logs"
-
-
-@pytest.fixture
-def mock_kafka(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MockKafka]:
-    """Overrides conftest's cluster: every topic the agent's reporters write exists from the start."""
-    cluster = MockKafka(tmp_path / "mock-kafka.log", topics=(SEGMENTS, MANAGEMENTS, METERS, LOGS))
-    yield cluster
-    cluster.stop()
-    if _failed(request):
-        print(f"--- relay-mock-kafka log ({cluster.log_path}) ---\n{tail(cluster.log_path)}")
+MOCK_KAFKA_TOPICS = (SEGMENTS, MANAGEMENTS, METERS, LOGS)
 
 
 _interpreters: dict[str, str] = {}

@@ -46,8 +46,8 @@ from skywalking.protocol.language_agent.Meter_pb2 import (Label, MeterBucketValu
 from skywalking.protocol.language_agent.Tracing_pb2 import SegmentObject
 from skywalking.protocol.profile.Profile_pb2 import ProfileTaskCommandQuery, ProfileTaskFinishReport
 
-from conftest import (HarnessError, KafkaRecord, KafkaTopicReader, MockKafka, Relay, _failed,
-                      decode_segment, encode_segment, free_loopback_port, tail, wait_for)
+from conftest import (HarnessError, KafkaRecord, KafkaTopicReader, Relay, decode_segment, encode_segment,
+                      free_loopback_port, wait_for)
 from test_http_agents import StubOAPRest, nginx_segment
 from test_operations import fresh_channel, metric_value
 
@@ -60,6 +60,7 @@ SEGMENTS = "skywalking-segments"
 MANAGEMENTS = "skywalking-managements"
 METERS = "skywalking-meters"
 TOPICS = (SEGMENTS, MANAGEMENTS, METERS)
+MOCK_KAFKA_TOPICS = TOPICS
 
 SEGMENT_COLLECT = "/skywalking.v3.TraceSegmentReportService/collect"
 METER_COLLECT = "/skywalking.v3.MeterReportService/collect"
@@ -95,16 +96,6 @@ BOMB_RSS_GROWTH_LIMIT = 100 << 20
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def mock_kafka(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MockKafka]:
-    """Overrides conftest's cluster: every topic these tests read exists from the start."""
-    cluster = MockKafka(tmp_path / "mock-kafka.log", topics=TOPICS)
-    yield cluster
-    cluster.stop()
-    if _failed(request):
-        print(f"--- relay-mock-kafka log ({cluster.log_path}) ---\n{tail(cluster.log_path)}")
 
 
 

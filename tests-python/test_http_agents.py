@@ -12,31 +12,21 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import pytest
 from google.protobuf import json_format
 from skywalking.protocol.language_agent.Tracing_pb2 import SegmentObject
 
-from conftest import KafkaRecord, KafkaTopicReader, MockKafka, Relay, _failed, tail
+from conftest import KafkaRecord, KafkaTopicReader, Relay
 
 SEGMENTS = "skywalking-segments"
 MANAGEMENTS = "skywalking-managements"
 LOGS = "skywalking-logs"
 TOPICS = (SEGMENTS, MANAGEMENTS, LOGS)
+MOCK_KAFKA_TOPICS = TOPICS
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def mock_kafka(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MockKafka]:
-    """Overrides conftest's cluster: every topic the HTTP agents write exists from the start."""
-    cluster = MockKafka(tmp_path / "mock-kafka.log", topics=TOPICS)
-    yield cluster
-    cluster.stop()
-    if _failed(request):
-        print(f"--- relay-mock-kafka log ({cluster.log_path}) ---\n{tail(cluster.log_path)}")
 
 
 
