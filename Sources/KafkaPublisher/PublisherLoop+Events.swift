@@ -52,6 +52,20 @@ extension PublisherLoop {
     machine.recordsDelivered()
   }
 
+  /// librdkafka says when every broker is down but not when one is back, and a quiet relay
+  /// delivers nothing that would show it: so while they are down, a broker is asked for
+  /// metadata every `brokerProbeInterval` (the thread has nothing to deliver meanwhile).
+  func probeBrokersWhileDown() {
+    let now = ContinuousClock.now
+    guard status.brokersUp == false, now >= nextBrokerProbe, let producer else { return }
+    nextBrokerProbe = now + Self.brokerProbeInterval
+    guard producer.brokerAnswers(timeoutMilliseconds: 500) else { return }
+    status.brokersUp = true
+    logger.notice("Kafka brokers reachable again")
+  }
+
+  static let brokerProbeInterval = Duration.seconds(5)
+
   private func handleErrorEvent(_ event: OpaquePointer) {
     let code = rd_kafka_event_error(event)
     let text = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? code.text
@@ -62,7 +76,10 @@ extension PublisherLoop {
       logger.error("librdkafka producer hit a fatal error", metadata: ["error": "\(text)"])
       return
     }
-    if code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN { status.brokersUp = false }
+    if code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN {
+      if status.brokersUp != false { nextBrokerProbe = .now + Self.brokerProbeInterval }
+      status.brokersUp = false
+    }
     if let suppressed = errorThrottle.admit() {
       logger.warning(
         "kafka client error",

@@ -65,6 +65,8 @@ final class PublisherLoop {
   var confirmedThrough: QueuePosition
   var status = PublisherStatus()
   var errorThrottle = LogThrottle(interval: .seconds(10))
+  /// When the brokers are down, when to ask them again whether they are back.
+  var nextBrokerProbe = ContinuousClock.now
   var deadLetterThrottle = LogThrottle(interval: .seconds(10))
 
   init(
@@ -104,6 +106,7 @@ final class PublisherLoop {
       if pass.recreateProducer { recreateProducer() }
       var progressed = pass.feedProducer && feedProducer()
       if serveEvents() { progressed = true }
+      probeBrokersWhileDown()
       confirmFinishedPrefix()
       publishStatus()
       let next = machine.endPass(

@@ -12,7 +12,8 @@ public struct PublisherStatus: Sendable, Equatable {
   public var inFlight: Int
   /// The most recent error, in librdkafka's words.
   public var lastError: String?
-  /// False after librdkafka reported that every broker is down, true again after a delivery;
+  /// False after librdkafka reported that every broker is down, true again after a delivery or
+  /// a broker answering the publisher's probe (which runs while they are down, traffic or not);
   /// nil until either happened.
   public var brokersUp: Bool?
 

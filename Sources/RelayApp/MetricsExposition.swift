@@ -37,6 +37,7 @@ struct MetricsExposition: Sendable {
     gauge(
       &text, "relay_kafka_last_delivery_timestamp_seconds", max(lastDelivery ?? 0, startedAtSeconds)
     )
+    gauge(&text, "relay_kafka_brokers_up", publisher.status.brokersUp == false ? 0 : 1)
     gauge(&text, "relay_build_info", 1, labels: "version=\"\(RelayVersion.current)\"")
     let process = ProcessSample()
     gauge(&text, "process_cpu_seconds_total", process.cpuSeconds, type: "counter")
@@ -109,6 +110,8 @@ struct MetricsExposition: Sendable {
       "Time a queue answer waited for its connection's event loop to run it.",
     "relay_queue_capacity_bytes": "SW_RELAY_QUEUE_MAX_BYTES: the queue's capacity.",
     "relay_kafka_delivered_total": "Records Kafka acknowledged.",
+    "relay_kafka_brokers_up":
+      "0 after librdkafka reported every broker down, until one answers again (traffic or not).",
     "relay_kafka_failed_total": "Failed delivery attempts, by librdkafka error.",
     "relay_kafka_dead_lettered_total":
       "Records Kafka refused for good, written to dead-letter.log.",

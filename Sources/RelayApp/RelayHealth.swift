@@ -91,8 +91,14 @@ final class RelayHealth: Sendable {
       object.optionalString("last_write_error", queueStatus.lastWriteError)
     }
     json.object("kafka") { object in
-      object.string("state", stall == nil ? "delivering" : "stalled")
+      let brokersDown = publisherStatus.brokersUp == false
+      object.string(
+        "state", stall != nil ? "stalled" : brokersDown ? "brokers_down" : "delivering")
       object.optionalString("stall", stall)
+      object.optionalString(
+        "brokers",
+        brokersDown
+          ? "every Kafka broker is unreachable: records wait on disk until one answers" : nil)
       object.int("delivered", publisherStatus.delivered)
       object.int("failed_attempts", publisherStatus.failed)
       object.int("dead_lettered", publisherStatus.deadLettered)

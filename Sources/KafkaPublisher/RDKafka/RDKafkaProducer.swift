@@ -53,6 +53,15 @@ final class RDKafkaProducer {
     rd_kafka_queue_poll(events, 0)
   }
 
+  /// Whether a broker answers a metadata request within `timeoutMilliseconds`: the one way to
+  /// learn that brokers are back when nothing is being produced. Blocks the calling thread.
+  func brokerAnswers(timeoutMilliseconds: Int32) -> Bool {
+    var metadata: UnsafePointer<rd_kafka_metadata>?
+    let result = rd_kafka_metadata(handle, 0, nil, &metadata, timeoutMilliseconds)
+    if let metadata { rd_kafka_metadata_destroy(metadata) }
+    return result == RD_KAFKA_RESP_ERR_NO_ERROR
+  }
+
   /// The error that made the producer unusable, if it is.
   func fatalError() -> (code: rd_kafka_resp_err_t, reason: String)? {
     var reason = [CChar](repeating: 0, count: 512)
