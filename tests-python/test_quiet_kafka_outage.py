@@ -2,7 +2,8 @@
 fails, yet the operator must see the brokers are gone (relay_kafka_brokers_up, /status, the
 SkyWalkingRelayKafkaBrokersDown alert) before the next burst piles onto disk, and see them back
 without any traffic either. /readyz stays 200: the disk queue absorbs the outage, and agents sent
-elsewhere would meet the same Kafka (README, "Kafka down")."""
+elsewhere would meet the same Kafka (README, "Which mode?"). And the counters alerts take rate()
+of exist at 0 from the start, so the first refusals after a start alert too."""
 
 from __future__ import annotations
 
@@ -50,3 +51,15 @@ def test_brokers_that_die_and_return_on_a_quiet_node_are_seen_both_ways(relay_fa
     mock_kafka.command("up 1")
     wait_for(lambda: brokers_up(relay) == 1, 30, "relay_kafka_brokers_up 1 once the broker is back")
     assert kafka_status(relay)["state"] == "delivering"
+
+
+def test_alerted_counters_are_exported_at_zero_before_their_first_event(relay: Relay):
+    """An operator's alert takes rate() of these: a series that first appears at 1 is a jump rate()
+    never sees, so the first burst of refusals after a start would not alert."""
+    metrics = relay.http_text("/metrics")
+    for labels in ({"type": "segment", "reason": "queue_full"}, {"type": "segment", "reason": "disk_full"},
+                   {"type": "log", "reason": "malformed"}, {"type": "meter", "reason": "missing_field"}):
+        assert metric_value(metrics, "relay_rejected_total", **labels) == 0, labels
+    assert metric_value(metrics, "relay_grpc_calls_total", code="permission_denied") == 0
+    assert metric_value(metrics, "relay_queue_write_errors_total", reason="io") == 0
+    assert metric_value(metrics, "relay_kafka_brokers_up") == 1

@@ -37,7 +37,20 @@ package final class ReceiverMetrics: Sendable {
     answeredByCode = (0...16).compactMap(GRPCStatus.Code.init(rawValue:)).map {
       Counter(label: "relay_grpc_calls_total", dimensions: [("code", $0.label)], factory: factory)
     }
+    // The alerts take rate() of these: a series exported at 0 before its first refusal is what
+    // lets rate() see that first burst.
+    for kind in RecordKind.allCases {
+      for reason in Self.alertedRejectionReasons {
+        _ = counter("relay_rejected_total", ("type", kind.label), ("reason", reason))
+      }
+    }
   }
+
+  /// The refusals an agent's ordinary mistakes and a full queue produce.
+  private static let alertedRejectionReasons = [
+    "malformed", "empty_trace_id", "missing_field", "too_large", "malformed_json", "queue_full",
+    "disk_full",
+  ]
 
   /// Messages that arrived, by type (`segment`, `log`, …).
   package func received(_ count: Int, kind: RecordKind) {
