@@ -48,7 +48,7 @@ from skywalking.protocol.profile.Profile_pb2 import ProfileTaskCommandQuery, Pro
 
 from conftest import (HarnessError, KafkaRecord, KafkaTopicReader, Relay, decode_segment, encode_segment,
                       free_loopback_port, wait_for)
-from test_http_agents import StubOAPRest, nginx_segment
+from test_http_agents import StubOAPRest, nginx_segment, stub_oap_rest  # noqa: F401 (a fixture)
 from test_operations import fresh_channel, metric_value
 
 # Every test here has its own limit well under this; a hang fails the test, not the suite.
@@ -98,14 +98,6 @@ BOMB_RSS_GROWTH_LIMIT = 100 << 20
 # --------------------------------------------------------------------------- fixtures
 
 
-
-
-@pytest.fixture
-def stub_oap_rest() -> Iterator[StubOAPRest]:
-    stub = StubOAPRest()
-    yield stub
-    stub.shutdown()
-    stub.server_close()
 
 
 # --------------------------------------------------------------------------- small helpers
