@@ -130,8 +130,10 @@ struct KafkaPublisherDeliveryTests {
     let queue = try harness.openQueue()
     defer { queue.close() }
     let consumer = try harness.makeConsumer()
-    // A long linger and a slow broker keep records in flight when shutdown begins.
-    try harness.cluster.setRoundTripTime(broker: 1, milliseconds: 300)
+    // A long linger and a slow broker keep records in flight when shutdown begins; 700 ms
+    // round trips leave a loaded machine's polling time to see them in flight (with 300 ms it
+    // twice did not in CI), while the flush still ends well within the 5 s shutdown budget.
+    try harness.cluster.setRoundTripTime(broker: 1, milliseconds: 700)
     let publisher = try harness.makePublisher(queue: queue, properties: ["linger.ms": "200"])
     let running = RunningPublisher(publisher, logger: harness.logger)
     let records = (0..<10).map { (Array("trace-\($0)".utf8), makeValue(index: $0, length: 64)) }
