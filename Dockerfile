@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t skywalking-kafka-relay:0.2.0 .
+# Both architectures (each built natively: under QEMU emulation, or on an arm64 builder node):
+#        docker buildx build --platform linux/amd64,linux/arm64 -t skywalking-kafka-relay:0.2.0 .
 # Run:   docker run --stop-timeout 30 -p 11800:11800 -p 12800:12800 -p 1234:1234 -v relay-queue:/var/lib/skywalking-kafka-relay -e SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 skywalking-kafka-relay:0.2.0
 #
 # --stop-timeout follows the grace rule: at least SW_RELAY_SHUTDOWN_TIMEOUT_S (default 20, the
@@ -7,10 +9,13 @@
 # the relay mid-flush; nothing acknowledged is lost (it stays in the volume), but it is delivered
 # only after the next start. SW_RELAY_KAFKA_BOOTSTRAP_SERVERS is required.
 
-# The Swift version the test suite runs on.
+# The Swift version the test suite runs on. Both base images are Docker Official Images published
+# for linux/amd64 and linux/arm64; each stage is pulled for the platform being built.
 FROM swift:6.3-bookworm AS build
+# Set by BuildKit from --platform; the classic builder leaves it empty (then: this machine's).
+ARG TARGETARCH
 RUN apt-get update \
-  && apt-get install -y --no-install-recommends librdkafka-dev pkg-config zlib1g-dev \
+  && apt-get install -y --no-install-recommends binutils librdkafka-dev pkg-config zlib1g-dev \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Package.resolve[d] matches Package.resolved when the checkout has one (the exact dependency
@@ -19,8 +24,19 @@ COPY Package.swift Package.resolve[d] ./
 RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
-RUN swift build -c release --product skywalking-kafka-relay --static-swift-stdlib \
-  && install -D "$(swift build -c release --show-bin-path)/skywalking-kafka-relay" /out/skywalking-kafka-relay
+# The binary must be for the platform asked for: a build stage moved to the builder's platform
+# (FROM --platform=$BUILDPLATFORM) would put an amd64 relay into the arm64 image.
+RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}" \
+  && case "$arch" in \
+       amd64) machine='Advanced Micro Devices X86-64' ;; \
+       arm64) machine='AArch64' ;; \
+       *) echo "unsupported TARGETARCH $arch: the image is built for amd64 and arm64" >&2; exit 1 ;; \
+     esac \
+  && swift build -c release --product skywalking-kafka-relay --static-swift-stdlib \
+  && install -D "$(swift build -c release --show-bin-path)/skywalking-kafka-relay" /out/skywalking-kafka-relay \
+  && if ! readelf -h /out/skywalking-kafka-relay | grep -qx "  Machine: *$machine"; then \
+       echo "the relay was not built for $arch" >&2; exit 1; \
+     fi
 
 FROM debian:bookworm-slim
 ARG VERSION=0.2.0

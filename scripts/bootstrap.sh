@@ -16,6 +16,11 @@ command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 # promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus/.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# The arm64 CRC-32C instructions are cross-compiled and run under qemu-user
+# (tests-python/test_any_architecture.py).
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/include/stdio.h ] || missing+=(libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
 if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}" >&2
   sudo_cmd=()

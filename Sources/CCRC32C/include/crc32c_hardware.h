@@ -4,7 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Non-zero when this CPU has a CRC-32C instruction the relay can use (SSE4.2 on x86-64).
+/// Non-zero when this CPU has a CRC-32C instruction the relay can use: SSE4.2 on x86-64, the
+/// CRC32 extension (HWCAP_CRC32 on Linux) on little-endian AArch64; zero everywhere else.
 int relay_crc32c_hardware_available(void);
 
 /// CRC-32C of `length` bytes with the instruction; call only when the above is non-zero.
