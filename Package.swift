@@ -75,6 +75,8 @@ let package = Package(
     .target(name: "SystemClock", swiftSettings: strictSettings),
     // One warning per interval with a count of the ones held back, for repeating failures.
     .target(name: "LogThrottling", swiftSettings: strictSettings),
+    // TLS files and secrets built again when they change on disk (rotation without restart).
+    .target(name: "FileReload", swiftSettings: strictSettings),
     // The durable, group-committed, CRC-framed record log. Knows nothing of gRPC or Kafka.
     .target(
       name: "DurableQueue",
@@ -123,6 +125,7 @@ let package = Package(
       name: "AgentReceiver",
       dependencies: [
         "ConnectionLimiter",
+        "FileReload",
         "Inflate",
         "SkyWalkingWire",
         "DurableQueue",
@@ -148,6 +151,7 @@ let package = Package(
         "AgentReceiver",
         "OAPForwarder",
         "ConnectionLimiter",
+        "FileReload",
         "Inflate",
         "DurableQueue",
         "SkyWalkingProtocol",
@@ -170,6 +174,7 @@ let package = Package(
     .target(
       name: "OAPForwarder",
       dependencies: [
+        "FileReload",
         "LogThrottling",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -205,6 +210,7 @@ let package = Package(
       name: "RelayApp",
       dependencies: [
         "ConnectionLimiter",
+        "FileReload",
         .product(name: "NIOCore", package: "swift-nio"),
         "SkyWalkingWire",
         "AgentReceiver",
@@ -257,6 +263,8 @@ let package = Package(
     ),
     .testTarget(
       name: "LogThrottlingTests", dependencies: ["LogThrottling"], swiftSettings: strictSettings),
+    .testTarget(
+      name: "FileReloadTests", dependencies: ["FileReload"], swiftSettings: strictSettings),
     .testTarget(
       name: "InflateTests", dependencies: ["Inflate", "CZlib"], swiftSettings: strictSettings),
     .testTarget(
@@ -331,6 +339,7 @@ let package = Package(
     .testTarget(
       name: "OAPForwarderTests",
       dependencies: [
+        "FileReload",
         "OAPForwarder",
         "SkyWalkingProtocol",
         "SkyWalkingGRPC",
@@ -355,6 +364,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         "MockKafka",
+        "OAPForwarder",
         "RelayApp",
         "SkyWalkingProtocol",
         "SkyWalkingGRPC",

@@ -1,6 +1,7 @@
 import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
+import FileReload
 import Logging
 import NIOCore
 import NIOExtras
@@ -18,7 +19,8 @@ package final class AgentGRPCServer: Service, Sendable {
   private let shared: ReceiverShared
   private let group: any EventLoopGroup
   private let metricsFactory: any MetricsFactory
-  private let tlsContext: NIOSSLContext?
+  /// The TLS context each new connection takes, rebuilt when its files change (see `reload`).
+  package let tls: ReloadingFiles<NIOSSLContext, AgentReceiverError>?
   private let onListening: @Sendable (SocketAddress) -> Void
 
   /// - Parameters:
@@ -38,8 +40,8 @@ package final class AgentGRPCServer: Service, Sendable {
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) throws(AgentReceiverError) {
-    self.tlsContext = try configuration.tls.map { tls throws(AgentReceiverError) in
-      try tls.makeContext(applicationProtocols: ["h2"])
+    self.tls = try configuration.tls.map { tls throws(AgentReceiverError) in
+      try tls.reloadingContext(applicationProtocols: ["h2"])
     }
     self.shared = ReceiverShared(
       configuration: configuration, queue: queue,
@@ -51,6 +53,10 @@ package final class AgentGRPCServer: Service, Sendable {
     self.metricsFactory = metricsFactory
     self.onListening = onListening
   }
+
+  /// The token publishing calls are checked against, for a caller that replaces it when its
+  /// Secret rotates; nil when none is set.
+  package var authenticationToken: AuthenticationToken? { shared.authenticationToken }
 
   /// Serves until graceful shutdown, then stops accepting, lets in-flight calls finish (bounded
   /// by the grace period) and returns.
@@ -80,7 +86,7 @@ package final class AgentGRPCServer: Service, Sendable {
 
   private func makeBootstrap(quiescing: ServerQuiescingHelper) -> ServerBootstrap {
     let shared = self.shared
-    let tls = tlsContext
+    let tls = self.tls
     // At the cap, a new connection closes the oldest one that never carried agent data, so
     // clients without the token cannot hold every connection an agent could get.
     let limiter = ConnectionLimiter(
@@ -108,11 +114,12 @@ package final class AgentGRPCServer: Service, Sendable {
   }
 
   private static func configureConnection(
-    _ channel: any Channel, shared: ReceiverShared, tls: NIOSSLContext?,
+    _ channel: any Channel, shared: ReceiverShared,
+    tls: ReloadingFiles<NIOSSLContext, AgentReceiverError>?,
     limiter: ConnectionLimiter
   ) throws {
     let sync = channel.pipeline.syncOperations
-    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
     var connection = NIOHTTP2Handler.ConnectionConfiguration()
     connection.initialSettings = [
       HTTP2Setting(parameter: .maxConcurrentStreams, value: 256),

@@ -1,9 +1,22 @@
+import FileReload
 import NIOSSL
 
 extension AgentReceiverTLS {
   /// Loads the TLS files as an endpoint will, for `--check-config`.
   package func validate() throws(AgentReceiverError) {
     _ = try makeContext(applicationProtocols: [])
+  }
+
+  /// The endpoint's context, built again when the files change, so a renewed certificate is
+  /// what the next handshake presents; connections already open keep the one they started with.
+  package func reloadingContext(
+    applicationProtocols: [String]
+  ) throws(AgentReceiverError) -> ReloadingFiles<NIOSSLContext, AgentReceiverError> {
+    try ReloadingFiles(
+      paths: [certificateChainPath, privateKeyPath] + (clientCAPath.map { [$0] } ?? [])
+    ) { () throws(AgentReceiverError) in
+      try makeContext(applicationProtocols: applicationProtocols)
+    }
   }
 
   /// Loads the certificate chain, key and optional client CA once, so a bad file stops the relay

@@ -31,32 +31,21 @@ extension DurableQueue {
     -> RecoveredLog
   {
     let directory = configuration.directory
-    func unusable(_ message: String) -> QueueError {
-      QueueError(
-        code: .directoryUnusable, message: "queue directory \(directory) is unusable: \(message)")
-    }
     let names: [String]
-    do {
-      try LogFile.createDirectoryDurably(directory)
-    } catch {
-      throw unusable(error.description)
-    }
-    do {
-      names = try LogFile.fileNames(in: directory)
-    } catch {
-      throw unusable(error.description)
-    }
     let lock: LogFile
     do {
-      lock = try LogFile.open(directory + "/lock", flags: O_RDWR | O_CREAT)
+      try LogFile.createDirectoryDurably(directory)
+      names = try LogFile.fileNames(in: directory)
+      lock = try LogFile.open(directory + "/" + lockFileName, flags: O_RDWR | O_CREAT)
     } catch {
-      throw unusable(error.description)
+      throw QueueError.unusable(directory, error)
     }
     guard Self.acquire(lock) else {
       lock.close()
-      throw unusable(
-        "another process (a second relay?) has held its lock file for \(Self.lockWaitMilliseconds) ms"
-      )
+      throw QueueError(
+        code: .directoryUnusable,
+        message: "queue directory \(directory) is unusable: another process (a second relay?) "
+          + "has held its lock file for \(Self.lockWaitMilliseconds) ms")
     }
     do {
       return try recoverLocked(
@@ -64,7 +53,7 @@ extension DurableQueue {
         numbers: names.compactMap(LogFile.logFileNumber(fileName:)).sorted())
     } catch {
       lock.close()
-      throw unusable(error.description)
+      throw QueueError.unusable(directory, error)
     }
   }
 
@@ -207,11 +196,29 @@ extension DurableQueue {
       in: directory, firstSealedFile: last.size == 0 ? last.number : last.number + 1)
   }
 
+  /// What a scan of a log file meets, in file order.
+  enum ScanEvent {
+    /// A complete record valid under the file's seal.
+    case record(offset: UInt64, length: Int, timestampMillis: UInt64)
+    /// Bytes holding no valid record: up to the next valid one, or to the end of the file.
+    case damaged(Range<UInt64>)
+  }
+
   /// The end of the last complete, valid record of `file`, scanning from `start`. Corruption
   /// followed by a valid record is mid-file damage (skipped later by readers); corruption with
   /// nothing valid after it is a torn tail.
   private static func validEnd(
     of file: LogFile, from start: UInt64, size: UInt64, seal: RecordSeal
+  ) throws(SystemCallError) -> UInt64 {
+    try scan(file, from: start, size: size, seal: seal) { _ in }
+  }
+
+  /// Walks `file` from `start` to `size` the way recovery and readers judge it, telling `visit`
+  /// of every valid record and every damaged span (resynchronising as readers do); returns the
+  /// end of the last valid record, where a torn tail would start.
+  static func scan(
+    _ file: LogFile, from start: UInt64, size: UInt64, seal: RecordSeal,
+    visit: (ScanEvent) -> Void
   ) throws(SystemCallError) -> UInt64 {
     let windowBytes = 8 << 20
     var buffer: [UInt8] = []
@@ -224,6 +231,10 @@ extension DurableQueue {
         while offset < bytes.count {
           let check = RecordFormat.check(bytes, at: offset, seal: seal)
           guard case .valid(let frame) = check else { return (offset, check) }
+          visit(
+            .record(
+              offset: position + UInt64(offset), length: frame.length,
+              timestampMillis: frame.timestampMillis))
           offset += frame.length
         }
         return (offset, nil)
@@ -236,10 +247,17 @@ extension DurableQueue {
         if consumed == 0 {
           // One record larger than the window: validate it on its own.
           let record = try readRange(of: file, at: position, count: needed, reusing: [])
-          let valid = record.withUnsafeBytes {
-            if case .valid = RecordFormat.check($0, at: 0, seal: seal) { true } else { false }
+          let frame = record.withUnsafeBytes { bytes -> RecordFormat.Frame? in
+            if case .valid(let frame) = RecordFormat.check(bytes, at: 0, seal: seal) {
+              frame
+            } else {
+              nil
+            }
           }
-          if valid {
+          if let frame {
+            visit(
+              .record(
+                offset: position, length: frame.length, timestampMillis: frame.timestampMillis))
             position += UInt64(needed)
             continue
           }
@@ -251,8 +269,10 @@ extension DurableQueue {
       }
       guard let next = try nextValidRecord(in: file, after: position, end: size, seal: seal)
       else {
+        visit(.damaged(position..<size))
         return position
       }
+      visit(.damaged(position..<next))
       position = next
     }
     return position
@@ -304,6 +324,8 @@ extension DurableQueue {
 
 extension DurableQueue {
   static let lockWaitMilliseconds = 2_000
+  /// The `flock` that keeps two relays off one directory.
+  static let lockFileName = "lock"
 
   /// Takes the directory's `flock`, waiting up to `lockWaitMilliseconds` for a holder to let go:
   /// a process that is exiting (a relay killed a moment ago, a child forked by some other thread

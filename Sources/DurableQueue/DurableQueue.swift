@@ -62,6 +62,7 @@ public final class DurableQueue: Sendable {
         "corruptRecordsSkipped": "\(status.corruptRecordsSkipped)",
       ])
     metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
+    metrics.recordDiskFree(in: configuration.directory)
     let active = recovered.active
     var persisted = recovered.persisted
     var positionFile = recovered.positionFile
@@ -213,11 +214,13 @@ public final class DurableQueue: Sendable {
     state.withLock { $0.status }
   }
 
-  /// Sets the occupancy gauges from the current state. Appends, confirmations and deletions set
-  /// them as they happen, but the oldest record's age grows with no event at all, so a scraper
-  /// calls this before it reads them.
+  /// Sets the occupancy gauges and the disk's free space from the current state. Appends,
+  /// confirmations and deletions set the occupancy as they happen, but the oldest record's age
+  /// and the free space (other writers share the disk) change with no event of the queue's, so a
+  /// scraper calls this before it reads them.
   public func refreshOccupancyGauges() {
     metrics.recordOccupancy(status, nowMillis: SystemClock.epochMilliseconds())
+    metrics.recordDiskFree(in: configuration.directory)
   }
 
   /// Stops accepting appends, lets the writer write what is pending, sync, persist the

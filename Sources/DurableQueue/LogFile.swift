@@ -207,8 +207,10 @@ struct LogFile: Sendable {
   /// Creates `directory` and any missing ancestors, syncing each new one's parent: without that,
   /// a power cut can undo the queue directory itself, and every record acknowledged in it. New
   /// directories are the relay user's only (0700); an existing one keeps the mode its operator
-  /// gave it (a volume shared through a group, say).
-  static func createDirectoryDurably(_ directory: String) throws(SystemCallError) {
+  /// gave it (a volume shared through a group, say). Returns the directories it created,
+  /// deepest first.
+  @discardableResult
+  static func createDirectoryDurably(_ directory: String) throws(SystemCallError) -> [String] {
     var missing: [String] = []
     var path = directory
     while !path.isEmpty, path != "/", access(path, F_OK) != 0 {
@@ -221,6 +223,7 @@ struct LogFile: Sendable {
       }
       try syncDirectory(parent(of: created))
     }
+    return missing
   }
 
   private static func parent(of path: String) -> String {
@@ -229,7 +232,6 @@ struct LogFile: Sendable {
     return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
   }
 
-  /// Makes a create, rename or unlink inside `directory` durable.
   /// The names in `directory` (without `.` and `..`), read with `readdir` so the queue needs
   /// no Foundation.
   static func fileNames(in directory: String) throws(SystemCallError) -> [String] {
@@ -247,8 +249,8 @@ struct LogFile: Sendable {
     return names
   }
 
-  /// The queue directory itself may be a link an operator made (to a mounted volume), so this
-  /// one open follows links.
+  /// Makes a create, rename or unlink inside `directory` durable. The queue directory itself
+  /// may be a link an operator made (to a mounted volume), so this one open follows links.
   static func syncDirectory(_ directory: String) throws(SystemCallError) {
     let handle = try openFollowingLinks(directory, flags: O_RDONLY | O_DIRECTORY)
     defer { handle.close() }

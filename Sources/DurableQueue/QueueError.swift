@@ -3,7 +3,8 @@
 public struct QueueError: Error, Sendable, CustomStringConvertible {
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String {
-      case full, diskFull, ioFailure, recordTooLarge, invalidRecord, closed, directoryUnusable
+      case full, diskFull, ioFailure, recordTooLarge, invalidRecord, closed, directoryUnusable,
+        directoryInUse
     }
     private let value: Value
 
@@ -21,6 +22,9 @@ public struct QueueError: Error, Sendable, CustomStringConvertible {
     public static let closed = Code(value: .closed)
     /// The queue directory cannot be created, listed, locked or written.
     public static let directoryUnusable = Code(value: .directoryUnusable)
+    /// Another process (a running relay) holds the directory's lock: a check or a verification
+    /// that must not touch a live queue stops here.
+    public static let directoryInUse = Code(value: .directoryInUse)
 
     public var description: String { value.rawValue }
   }

@@ -6,6 +6,9 @@ struct QueueMetrics: Sendable {
   let bytes: Gauge
   let unconfirmedRecords: Gauge
   let oldestUnconfirmedAge: Gauge
+  /// What the queue's filesystem still has for the relay's user: the room left before appends
+  /// fail with ENOSPC, whatever the configured capacity says.
+  let diskFree: Gauge
   let appendedBatches: Counter
   /// Group commits; `appendedBatches / writes` is the group-commit factor.
   let writes: Counter
@@ -28,6 +31,7 @@ struct QueueMetrics: Sendable {
     unconfirmedRecords = Gauge(label: "relay_queue_unconfirmed_records", factory: factory)
     oldestUnconfirmedAge = Gauge(
       label: "relay_queue_oldest_unconfirmed_age_seconds", factory: factory)
+    diskFree = Gauge(label: "relay_queue_disk_free_bytes", factory: factory)
     appendedBatches = Counter(label: "relay_queue_append_batches_total", factory: factory)
     writes = Counter(label: "relay_queue_writes_total", factory: factory)
     diskFullErrors = Counter(
@@ -59,5 +63,11 @@ struct QueueMetrics: Sendable {
     unconfirmedRecords.record(status.unconfirmedRecords)
     let age = status.oldestUnconfirmedMillis.map { nowMillis > $0 ? nowMillis - $0 : 0 } ?? 0
     oldestUnconfirmedAge.record(Double(age) / 1000)
+  }
+
+  /// Reads the free space of `directory`'s filesystem; an unreadable one leaves the last value.
+  func recordDiskFree(in directory: String) {
+    guard let available = try? QueueDirectoryProbe.availableBytes(in: directory) else { return }
+    diskFree.record(Double(available))
   }
 }

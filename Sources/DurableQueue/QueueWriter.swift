@@ -152,10 +152,10 @@ struct QueueWriter {
 
   /// Clears the out-of-space state once the filesystem has room for a log file again.
   private func probeFreeSpace() {
-    var stats = statvfs()
-    guard statvfs(queue.configuration.directory, &stats) == 0 else { return }
-    let available = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
-    guard available >= UInt64(min(fileBytes, 1 << 20)) else { return }
+    guard
+      let available = try? QueueDirectoryProbe.availableBytes(in: queue.configuration.directory),
+      available >= UInt64(min(fileBytes, 1 << 20))
+    else { return }
     queue.state.withLock { $0.writes = .healthy }
     queue.logger.notice(
       "disk space is available again; the queue accepts appends",

@@ -2,12 +2,14 @@ import AgentReceiver
 import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
+import FileReload
 import Logging
 import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import OAPForwarder
 import ServiceLifecycle
 
 /// The HTTP/1.1 endpoint of the agents that never speak gRPC (nginx-lua, Kong, the browser
@@ -19,7 +21,8 @@ package final class AgentHTTPServer: Service, Sendable {
   private let shared: HTTPReceiverShared
   private let group: any EventLoopGroup
   private let limiter: ConnectionLimiter
-  private let tlsContext: NIOSSLContext?
+  /// The TLS context each new connection takes, rebuilt when its files change.
+  package let tls: ReloadingFiles<NIOSSLContext, AgentReceiverError>?
   private let shutdownGracePeriod: Duration
   private let onListening: @Sendable (SocketAddress) -> Void
 
@@ -37,8 +40,8 @@ package final class AgentHTTPServer: Service, Sendable {
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) throws(AgentReceiverError) {
-    self.tlsContext = try configuration.tls.map { tls throws(AgentReceiverError) in
-      try tls.makeContext(applicationProtocols: ["http/1.1"])
+    self.tls = try configuration.tls.map { tls throws(AgentReceiverError) in
+      try tls.reloadingContext(applicationProtocols: ["http/1.1"])
     }
     self.shared = HTTPReceiverShared(
       configuration: configuration, queue: queue,
@@ -55,10 +58,18 @@ package final class AgentHTTPServer: Service, Sendable {
     self.onListening = onListening
   }
 
+  /// The token requests are checked against (`401` otherwise), for a caller that replaces it
+  /// when its Secret rotates; nil when none is set.
+  package var authenticationToken: AuthenticationToken? { shared.authenticationToken }
+
+  /// The OAP REST link's TLS, rebuilt when its files change; nil without TLS to the OAP, or
+  /// when its files were unusable at start (each forwarded request is then answered 503).
+  package var oapTLS: ReloadingFiles<OAPTLSClient, OAPForwarderError>? { shared.forwarder?.tls }
+
   /// Serves until graceful shutdown, then stops accepting, lets requests in flight be answered
   /// (bounded by the grace period) and returns.
   package func run() async throws {
-    let (shared, limiter, tls) = (self.shared, self.limiter, self.tlsContext)
+    let (shared, limiter, tls) = (self.shared, self.limiter, self.tls)
     let quiescing = ServerQuiescingHelper(group: group)
     let channel: any Channel
     do {
@@ -78,7 +89,7 @@ package final class AgentHTTPServer: Service, Sendable {
         .childChannelInitializer { channel in
           channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
-            if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+            if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
             try sync.configureHTTPServerPipeline(withErrorHandling: true)
             try sync.addHandler(HTTPRequestHandler(shared: shared))
           }

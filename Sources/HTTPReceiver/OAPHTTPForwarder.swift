@@ -1,3 +1,4 @@
+import FileReload
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -12,20 +13,29 @@ import OAPForwarder
 struct OAPHTTPForwarder: Sendable {
   let address: OAPHTTPAddress
   let timeout: TimeAmount
-  /// Built once, when TLS is on; a failure to load its files answers every forwarded request
-  /// 503 with the reason, so nothing is ever sent in the clear instead.
-  private let tls: Result<TLSClient, OAPUnanswered>?
+  /// Built when TLS is on, and again when its files change; a failure to load them at start
+  /// answers every forwarded request 503 with the reason, so nothing is ever sent in the clear
+  /// instead.
+  private let tlsSetup: Result<ReloadingFiles<OAPTLSClient, OAPForwarderError>, OAPUnanswered>?
 
   init(address: OAPHTTPAddress, timeout: TimeAmount) {
     self.address = address
     self.timeout = timeout
-    tls = address.tls.map { tls in
-      do {
-        return .success(try TLSClient(tls, host: address.host))
+    tlsSetup = address.tls.map { tls in
+      do throws(OAPForwarderError) {
+        return .success(
+          try ReloadingFiles(paths: tls.paths) { () throws(OAPForwarderError) in
+            try OAPTLSClient(tls, host: address.host)
+          })
       } catch {
         return .failure(OAPUnanswered(reason: "cannot set up TLS to it: \(error)"))
       }
     }
+  }
+
+  /// The TLS material new connections use, for the caller that reloads it.
+  var tls: ReloadingFiles<OAPTLSClient, OAPForwarderError>? {
+    try? tlsSetup?.get()
   }
 
   /// The OAP's answer, or a 503 naming the OAP when it cannot be reached in time.
@@ -34,10 +44,10 @@ struct OAPHTTPForwarder: Sendable {
   ) -> EventLoopFuture<HTTPReply> {
     let promise = eventLoop.makePromise(of: HTTPReply.self)
     let (address, timeout) = (self.address, self.timeout)
-    let tlsClient: TLSClient?
-    switch tls {
+    let tlsClient: OAPTLSClient?
+    switch tlsSetup {
     case .failure(let unusable): return eventLoop.makeSucceededFuture(unanswered(unusable))
-    case .success(let client): tlsClient = client
+    case .success(let client): tlsClient = client.current
     case nil: tlsClient = nil
     }
     let connected = ClientBootstrap(group: eventLoop)
@@ -92,24 +102,31 @@ struct OAPHTTPForwarder: Sendable {
 
 /// TLS to the OAP's REST port, as the gRPC link to the OAP does it: the same CA (or the
 /// system's), client certificate and server name.
-private struct TLSClient: Sendable {
+package struct OAPTLSClient: Sendable {
   let context: NIOSSLContext
   /// Sent as SNI and checked against the certificate; nil for an IP literal, which SNI cannot
   /// carry (the certificate is then checked against the address).
   let serverName: String?
 
-  init(_ tls: OAPForwarderTLS, host: String) throws {
+  init(_ tls: OAPForwarderTLS, host: String) throws(OAPForwarderError) {
+    try tls.checkFiles()
     var configuration = TLSConfiguration.makeClientConfiguration()
     configuration.minimumTLSVersion = .tlsv12
     configuration.applicationProtocols = ["http/1.1"]
-    if let ca = tls.trustedCAPath { configuration.trustRoots = .file(ca) }
-    if let chain = tls.certificateChainPath, let key = tls.privateKeyPath {
-      configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(chain).map {
-        .certificate($0)
+    do {
+      if let ca = tls.trustedCAPath { configuration.trustRoots = .file(ca) }
+      if let chain = tls.certificateChainPath, let key = tls.privateKeyPath {
+        configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(chain).map {
+          .certificate($0)
+        }
+        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
       }
-      configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+      context = try NIOSSLContext(configuration: configuration)
+    } catch {
+      throw OAPForwarderError(
+        code: .tlsUnusable, field: "tls.privateKeyPath",
+        message: "cannot use the key with the certificate for the OAP's REST port", cause: error)
     }
-    context = try NIOSSLContext(configuration: configuration)
     let isIPLiteral = (try? SocketAddress(ipAddress: host, port: 0)) != nil
     serverName = tls.serverName ?? (isIPLiteral ? nil : host)
   }

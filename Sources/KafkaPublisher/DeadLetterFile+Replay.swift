@@ -24,14 +24,20 @@ extension DeadLetterFile {
     directory: String, into queue: DurableQueue
   ) async throws(KafkaPublisherError) -> Replayed {
     let file = DeadLetterFile(directory: directory, maxBytes: .max)
-    guard let content = try file.readAll() else {
+    guard let content = try file.readAll(failing: .deadLetterReplayFailed) else {
       return Replayed(records: 0, bytes: 0, movedTo: nil)
     }
     var batch = RecordBatch(sealedWith: queue.recordSeal)
     var replayed = Replayed(records: 0, bytes: content.count, movedTo: nil)
     var offset = 0
     while offset < content.count {
-      let entry = try file.entry(in: content, at: &offset)
+      let entry: Entry
+      do {
+        entry = try file.entry(in: content, at: &offset)
+      } catch {
+        throw KafkaPublisherError(
+          code: .deadLetterReplayFailed, message: "\(file.path) has \(error); nothing was queued")
+      }
       do {
         try batch.append(topic: entry.topic, key: entry.key, value: entry.value)
       } catch {
@@ -58,10 +64,11 @@ extension DeadLetterFile {
     return replayed
   }
 
-  private func readAll() throws(KafkaPublisherError) -> [UInt8]? {
+  /// The whole file, or nil when there is none; a failure is reported with `code`.
+  func readAll(failing code: KafkaPublisherError.Code) throws(KafkaPublisherError) -> [UInt8]? {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
     if descriptor < 0, errno == ENOENT { return nil }
-    guard descriptor >= 0 else { throw openFailure(code: .deadLetterReplayFailed, errno: errno) }
+    guard descriptor >= 0 else { throw openFailure(code: code, errno: errno) }
     defer { close(descriptor) }
     var content: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -69,22 +76,27 @@ extension DeadLetterFile {
       let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
       if count < 0, errno == EINTR { continue }
       guard count >= 0 else {
-        throw KafkaPublisherError(
-          code: .deadLetterReplayFailed, message: "cannot read \(path) (errno \(errno))")
+        throw KafkaPublisherError(code: code, message: "cannot read \(path) (errno \(errno))")
       }
       if count == 0 { return content }
       content.append(contentsOf: chunk[..<count])
     }
   }
 
+  typealias Entry = (topic: String, key: ArraySlice<UInt8>, value: ArraySlice<UInt8>)
+
+  /// Where and why the file stops being readable.
+  struct MalformedEntry: Error, CustomStringConvertible {
+    var offset: Int
+    var what: String
+    var description: String { "\(what) at byte \(offset)" }
+  }
+
   /// One entry: its header line names the topic and the key and value lengths.
-  private func entry(
-    in content: [UInt8], at offset: inout Int
-  ) throws(KafkaPublisherError) -> (topic: String, key: ArraySlice<UInt8>, value: ArraySlice<UInt8>)
-  {
+  func entry(in content: [UInt8], at offset: inout Int) throws(MalformedEntry) -> Entry {
     let start = offset
     guard let newline = content[start...].firstIndex(of: UInt8(ascii: "\n")) else {
-      throw malformed(at: start, "a header line without its end")
+      throw MalformedEntry(offset: start, what: "a header line without its end")
     }
     var fields: [Substring: Substring] = [:]
     let header = String(decoding: content[start..<newline], as: UTF8.self)
@@ -101,17 +113,13 @@ extension DeadLetterFile {
       let valueBytes = fields["valueBytes"].flatMap({ Int($0) }),
       (0..<remaining).contains(keyBytes), (0..<remaining - keyBytes).contains(valueBytes),
       content[keyStart + keyBytes + valueBytes] == UInt8(ascii: "\n")
-    else { throw malformed(at: start, "an unreadable header or a truncated entry") }
+    else {
+      throw MalformedEntry(offset: start, what: "an unreadable header or a truncated entry")
+    }
     offset = keyStart + keyBytes + valueBytes + 1
     return (
       String(topic), content[keyStart..<keyStart + keyBytes],
       content[keyStart + keyBytes..<keyStart + keyBytes + valueBytes]
     )
-  }
-
-  private func malformed(at offset: Int, _ what: String) -> KafkaPublisherError {
-    KafkaPublisherError(
-      code: .deadLetterReplayFailed,
-      message: "\(path) has \(what) at byte \(offset); nothing was queued")
   }
 }

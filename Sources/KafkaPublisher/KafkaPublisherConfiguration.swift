@@ -1,3 +1,5 @@
+import CRdKafka
+
 /// What the publisher needs to know about Kafka and about where rejected records go.
 public struct KafkaPublisherConfiguration: Sendable {
   /// librdkafka `bootstrap.servers`, e.g. `kafka-1:9092,kafka-2:9092`.
@@ -38,10 +40,15 @@ public struct KafkaPublisherConfiguration: Sendable {
   /// The `message.max.bytes` the relay sets when the user did not.
   var derivedMessageMaxBytes: Int { maxRecordBytes + Self.recordFramingBytes }
 
-  /// Sets every producer property on a throwaway librdkafka configuration, so `--check-config`
-  /// finds a misspelt or invalid property without connecting anywhere.
-  public func validateProducerProperties() throws(KafkaPublisherError) {
-    _ = try RDKafkaConfiguration(producer: self)
+  /// Sets every producer property on a throwaway librdkafka configuration, then creates and
+  /// destroys a producer from it, so `--check-config` finds what a start would: a misspelt or
+  /// invalid property, and the files librdkafka reads only in `rd_kafka_new` (a TLS CA,
+  /// certificate or key that is missing or not PEM). The throwaway has no brokers: the check
+  /// connects nowhere.
+  public func validateProducer() throws(KafkaPublisherError) {
+    let configuration = try RDKafkaConfiguration(producer: self)
+    try configuration.set("bootstrap.servers", "")
+    rd_kafka_destroy(try configuration.makeClient(RD_KAFKA_PRODUCER))
   }
 
   /// Why records the relay accepts could still be refused by the producer, or nil: an explicit

@@ -3,7 +3,7 @@ public struct KafkaPublisherError: Error, Sendable, CustomStringConvertible {
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String {
       case invalidProperty, clientCreationFailed, deadLetterWriteFailed, deadLetterFull,
-        deadLetterReplayFailed, alreadyRunning, startFailed
+        deadLetterReplayFailed, deadLetterReadFailed, alreadyRunning, startFailed
     }
     private let value: Value
 
@@ -17,6 +17,8 @@ public struct KafkaPublisherError: Error, Sendable, CustomStringConvertible {
     public static let deadLetterFull = Code(value: .deadLetterFull)
     /// `dead-letter.log` could not be read back into the queue.
     public static let deadLetterReplayFailed = Code(value: .deadLetterReplayFailed)
+    /// `dead-letter.log` could not be opened or read to be counted.
+    public static let deadLetterReadFailed = Code(value: .deadLetterReadFailed)
     /// `run()` was called on a publisher that is already running or has finished.
     public static let alreadyRunning = Code(value: .alreadyRunning)
     /// The publisher could not start its thread or wake-up channel.

@@ -1,9 +1,9 @@
 import CoreMetrics
+import FileReload
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import LogThrottling
 import Logging
-import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -13,20 +13,33 @@ import Synchronization
 /// it arrives, in either direction, keeping the agent's `authentication` header so the OAP still
 /// checks it.
 package final class OAPForwarder: Service, Sendable {
-  private let client: GRPCClient<HTTP2ClientTransport.Posix>
+  /// The client new calls use. A client's TLS files are read when it is made, so a rotation
+  /// makes a new client; the one before it finishes its calls and closes its connection.
+  private let clients: ReloadingFiles<GRPCClient<HTTP2ClientTransport.Posix>, OAPForwarderError>
+  /// Each client made, for `run` to run its connections.
+  private let madeClients: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>
+  private let madeClient: AsyncStream<GRPCClient<HTTP2ClientTransport.Posix>>.Continuation
   private let configuration: OAPForwarderConfiguration
   /// `host:port` of the OAP, for messages that tell an operator where the relay was looking.
   private let oapAddress: String
   private let logger: Logger
   private let metrics: ForwarderMetrics
   private let failureWarnings = Mutex(LogThrottle(interval: .seconds(10)))
+  /// `configuration.authentication`, replaced when the Secret it came from rotates.
+  private let authentication: Mutex<String?>
 
   package init(
     configuration: OAPForwarderConfiguration, logger: Logger, metricsFactory: any MetricsFactory
   ) throws(OAPForwarderError) {
-    try Self.checkTLSFiles(configuration.tls)
-    self.client = GRPCClient(transport: try Self.makeTransport(configuration))
+    self.clients = try ReloadingFiles(paths: configuration.tls?.paths ?? []) {
+      () throws(OAPForwarderError) in
+      try configuration.tls?.checkFiles()
+      return GRPCClient(transport: try Self.makeTransport(configuration))
+    }
+    (madeClients, madeClient) = AsyncStream.makeStream()
+    madeClient.yield(clients.current)
     self.configuration = configuration
+    self.authentication = Mutex(configuration.authentication)
     self.oapAddress = "\(configuration.host):\(configuration.port)"
     self.logger = logger
     self.metrics = ForwarderMetrics(factory: metricsFactory)
@@ -77,35 +90,35 @@ package final class OAPForwarder: Service, Sendable {
     return .tls { $0.trustRoots = trustRoots }
   }
 
-  /// Loads each TLS file once, so a bad one stops the relay at startup naming the field rather
-  /// than failing every handshake later.
-  private static func checkTLSFiles(_ tls: OAPForwarderTLS?) throws(OAPForwarderError) {
-    guard let tls else { return }
-    func check(_ field: String, _ path: String?, _ load: (String) throws -> Void)
-      throws(OAPForwarderError)
-    {
-      guard let path else { return }
-      do { try load(path) } catch {
-        throw OAPForwarderError(
-          code: .tlsUnusable, field: field, message: "cannot use \(path)", cause: error)
-      }
-    }
-    try check("tls.trustedCAPath", tls.trustedCAPath) { _ = try NIOSSLCertificate.fromPEMFile($0) }
-    try check("tls.certificateChainPath", tls.certificateChainPath) {
-      _ = try NIOSSLCertificate.fromPEMFile($0)
-    }
-    try check("tls.privateKeyPath", tls.privateKeyPath) {
-      _ = try NIOSSLPrivateKey(file: $0, format: .pem)
-    }
+  /// Calls forwarded from now on carry `token` in place of the agent's `authentication`.
+  package func replaceAuthentication(with token: String) {
+    authentication.withLock { $0 = token }
   }
 
-  /// Runs the client's connection management (connecting, reconnecting with backoff) until
+  /// Makes a new client when the TLS files changed (or `forced`): calls started from now on use
+  /// it and its new connection; the previous client's calls run to their end on the old one.
+  package func reloadTLS(forced: Bool) -> ReloadOutcome<OAPForwarderError> {
+    let previous = clients.current
+    let outcome = clients.reload(forced: forced)
+    if case .reloaded = outcome {
+      madeClient.yield(clients.current)
+      previous.beginGracefulShutdown()
+    }
+    return outcome
+  }
+
+  /// Runs the clients' connection management (connecting, reconnecting with backoff) until
   /// graceful shutdown, which lets in-flight calls finish, or cancellation, which stops them.
   package func run() async throws {
     try await withGracefulShutdownHandler {
-      try await client.runConnections()
-    } onGracefulShutdown: { [client] in
-      client.beginGracefulShutdown()
+      try await withThrowingDiscardingTaskGroup { group in
+        for await client in madeClients {
+          group.addTask { try await client.runConnections() }
+        }
+      }
+    } onGracefulShutdown: { [clients, madeClient] in
+      madeClient.finish()
+      clients.current.beginGracefulShutdown()
     }
   }
 
@@ -139,7 +152,7 @@ package final class OAPForwarder: Service, Sendable {
     let started = ContinuousClock.now
     let latency = metrics.oapLatency
     var metadata = Metadata(forwarding: call.metadata)
-    if let token = configuration.authentication {
+    if let token = authentication.withLock({ $0 }) {
       metadata.replaceOrAddString(token, forKey: "authentication")
     }
     let request = StreamingClientRequest(of: [UInt8].self, metadata: metadata) { writer in
@@ -147,7 +160,7 @@ package final class OAPForwarder: Service, Sendable {
     }
     var response: ForwardedResponse
     do {
-      response = try await client.bidirectionalStreaming(
+      response = try await clients.current.bidirectionalStreaming(
         request: request, descriptor: method, serializer: RawMessageSerializer(),
         deserializer: RawMessageDeserializer(), options: options
       ) { streamed in

@@ -1,5 +1,6 @@
 import AgentReceiver
 import DurableQueue
+import FileReload
 import Logging
 import OAPForwarder
 
@@ -91,6 +92,36 @@ struct EnvironmentReader {
       return nil
     }
     return try address(variable)
+  }
+
+  /// A secret set directly or through `<NAME>_FILE` (one of the two): the value, and the file
+  /// to watch for rotation when it came from one. Empty when neither is set.
+  mutating func secret(
+    _ variable: EnvironmentVariable
+  ) throws(ConfigurationError) -> (value: String, file: String?) {
+    let fileVariable = EnvironmentVariable.file(of: variable)
+    let value = string(variable)
+    let path = string(fileVariable)
+    guard !path.isEmpty else { return (value, nil) }
+    guard value.isEmpty else {
+      throw ConfigurationError(
+        variable: "\(variable.name) and \(fileVariable.name)", value: nil,
+        expected: "only one of them set: the token itself, or the file that holds it")
+    }
+    do {
+      return (try SecretFile.read(path), path)
+    } catch {
+      throw Self.unusableSecretFile(fileVariable, path: path, cause: error)
+    }
+  }
+
+  /// A `*_FILE` variable whose file holds no usable token, at start or when read again.
+  static func unusableSecretFile(
+    _ variable: EnvironmentVariable, path: String, cause: SecretFileError
+  ) -> ConfigurationError {
+    ConfigurationError(
+      code: .unusableFile, variable: variable.name, value: path,
+      expected: "a readable file holding the token", cause: cause)
   }
 
   /// Certificate and key together, or neither; a client CA only with them.

@@ -55,7 +55,8 @@ extension EnvironmentVariable {
       + "and the Python agent's HTTP reporter cannot send one, so they cannot use it then")
   static let grpcTLSCertificate = Self(
     name: "SW_RELAY_GRPC_TLS_CERT", defaultValue: "",
-    meaning: "PEM certificate chain: serve gRPC over TLS (with SW_RELAY_GRPC_TLS_KEY)")
+    meaning: "PEM certificate chain: serve gRPC over TLS (with SW_RELAY_GRPC_TLS_KEY); the TLS "
+      + "files are read again when they change (checked every 10 s, and on SIGHUP)")
   static let grpcTLSKey = Self(
     name: "SW_RELAY_GRPC_TLS_KEY", defaultValue: "",
     meaning: "PEM private key of SW_RELAY_GRPC_TLS_CERT")
@@ -159,19 +160,35 @@ extension EnvironmentVariable {
     name: "SW_RELAY_LOG_FORMAT", defaultValue: "text",
     meaning: "text, or json: one JSON object a line with time, level, message and metadata")
 
+  /// `<NAME>_FILE`: the secret `variable` holds, read from a file instead (a mounted Secret),
+  /// and read again when the file changes.
+  static func file(of variable: Self) -> Self {
+    Self(
+      name: variable.name + "_FILE", defaultValue: "",
+      meaning: "file holding \(variable.name) (trailing line break ignored), e.g. a mounted "
+        + "Secret: read again when it changes, so a rotated token takes effect without a restart; "
+        + "not together with \(variable.name)")
+  }
+
+  static let authTokenFile = file(of: .authToken)
+  static let httpAuthTokenFile = file(of: .httpAuthToken)
+  static let adminTokenFile = file(of: .adminToken)
+  static let oapAuthenticationFile = file(of: .oapAuthentication)
+
   static let all: [EnvironmentVariable] =
     [
       .grpcAddress, .grpcMaxMessageBytes, .clientMemoryBytes, .grpcMaxConnections,
       .grpcMaxConnectionsPerPeer, .grpcIdleTimeoutSeconds,
       .grpcStreamIdleTimeoutSeconds, .grpcMaxConnectionAgeSeconds, .grpcKeepaliveSeconds,
-      .authToken, .grpcTLSCertificate,
+      .authToken, .authTokenFile, .grpcTLSCertificate,
       .grpcTLSKey, .grpcTLSClientCA, .httpAddress, .httpMaxBodyBytes, .httpAuthToken,
-      .adminAddress, .adminToken,
+      .httpAuthTokenFile, .adminAddress, .adminToken, .adminTokenFile,
       .queueDirectory, .queueSegmentBytes,
       .queueMaxBytes, .queueFsync, .queueFsyncIntervalMilliseconds, .kafkaBootstrapServers,
       .kafkaMaxRecordBytes, .deadLetterMaxBytes, .kafkaNamespace,
     ] + AgentTopic.allCases.map(kafkaTopic) + [
-      .kafkaProducerPrefix, .oapAddress, .oapHTTPAddress, .oapAuthentication, .oapTLS, .oapTLSCA,
+      .kafkaProducerPrefix, .oapAddress, .oapHTTPAddress, .oapAuthentication,
+      .oapAuthenticationFile, .oapTLS, .oapTLSCA,
       .oapTLSCertificate,
       .oapTLSKey,
       .oapTLSServerName, .shutdownTimeoutSeconds, .logLevel, .logFormat,

@@ -38,8 +38,17 @@ struct JSONLogHandler: LogHandler {
   /// `2026-12-01T22:45:01.123Z`, without Foundation.
   static func timestamp() -> String {
     let now = SystemClock.epochTime()
+    return timestamp(seconds: now.seconds, milliseconds: now.nanoseconds / 1_000_000)
+  }
+
+  /// The same form for a record's stamp (milliseconds since the epoch).
+  static func timestamp(epochMillis: UInt64) -> String {
+    timestamp(seconds: Int(epochMillis / 1000), milliseconds: Int(epochMillis % 1000))
+  }
+
+  private static func timestamp(seconds: Int, milliseconds: Int) -> String {
     var parts = tm()
-    var seconds = time_t(now.seconds)
+    var seconds = time_t(seconds)
     gmtime_r(&seconds, &parts)
     func padded(_ value: Int32, _ width: Int) -> String {
       let digits = String(value)
@@ -47,6 +56,6 @@ struct JSONLogHandler: LogHandler {
     }
     return "\(padded(parts.tm_year + 1900, 4))-\(padded(parts.tm_mon + 1, 2))-"
       + "\(padded(parts.tm_mday, 2))T\(padded(parts.tm_hour, 2)):\(padded(parts.tm_min, 2)):"
-      + "\(padded(parts.tm_sec, 2)).\(padded(Int32(now.nanoseconds / 1_000_000), 3))Z"
+      + "\(padded(parts.tm_sec, 2)).\(padded(Int32(milliseconds), 3))Z"
   }
 }

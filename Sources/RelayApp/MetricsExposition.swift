@@ -17,7 +17,9 @@ struct MetricsExposition: Sendable {
   let health: RelayHealth
   let publisher: KafkaPublisher
   let queueCapacityBytes: Int
-  let startedAtSeconds = Double(SystemClock.epochMilliseconds()) / 1000
+  /// When the kernel started this process, as `process_start_time_seconds` means it (and as
+  /// Prometheus's client libraries read it), so a restart shows even if startup was slow.
+  let startedAtSeconds = ProcessSample.startTimeSeconds()
 
   func render() -> [UInt8] {
     var emitted: [UInt8] = []
@@ -109,6 +111,8 @@ struct MetricsExposition: Sendable {
     "relay_ack_event_loop_wait_seconds":
       "Time a queue answer waited for its connection's event loop to run it.",
     "relay_queue_capacity_bytes": "SW_RELAY_QUEUE_MAX_BYTES: the queue's capacity.",
+    "relay_queue_disk_free_bytes":
+      "Bytes the queue directory's file system still has for the relay; appends fail at 0.",
     "relay_kafka_delivered_total": "Records Kafka acknowledged.",
     "relay_kafka_brokers_up":
       "0 after librdkafka reported every broker down, until one answers again (traffic or not).",
@@ -125,6 +129,8 @@ struct MetricsExposition: Sendable {
       "Calls proxied to the OAP, by outcome (ok, oap_error, unreachable, invalid).",
     "relay_oap_forward_latency_seconds":
       "Time until the OAP's response headers, for calls it answered.",
+    "relay_reloads_total":
+      "Reloads of files that may rotate (TLS certificates, *_FILE tokens), by files and outcome.",
     "relay_ready":
       "1 when agents can be served; the reason label says why not (not_serving, queue_full).",
     "relay_build_info": "The relay's version, as a label; always 1.",
@@ -171,13 +177,38 @@ private struct ProcessSample {
     }
   }
 
+  /// Boot time (`btime` in /proc/stat) plus the process's start in clock ticks after boot
+  /// (field 22 of /proc/self/stat); the current time where /proc cannot say.
+  static func startTimeSeconds() -> Double {
+    guard let stat = read("/proc/self/stat"), let close = stat.lastIndex(of: ")"),
+      let system = read("/proc/stat")
+    else { return now() }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    let bootLine = system.split(separator: "\n").first { $0.hasPrefix("btime ") }
+    guard fields.count > 19, let ticks = Double(fields[19]),
+      let boot = bootLine.flatMap({ Double($0.dropFirst(6)) })
+    else { return now() }
+    return boot + ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+  }
+
+  private static func now() -> Double {
+    Double(SystemClock.epochMilliseconds()) / 1000
+  }
+
+  /// The whole file: /proc/stat outgrows one page on machines with many CPUs or interrupts.
   private static func read(_ path: String) -> String? {
     let descriptor = open(path, O_RDONLY | O_CLOEXEC)
     guard descriptor >= 0 else { return nil }
     defer { Glibc.close(descriptor) }
+    var contents: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)
-    let count = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-    guard count > 0 else { return nil }
-    return String(decoding: buffer[..<count], as: UTF8.self)
+    while true {
+      let count = buffer.withUnsafeMutableBytes {
+        Glibc.read(descriptor, $0.baseAddress, $0.count)
+      }
+      guard count > 0 else { break }
+      contents += buffer[..<count]
+    }
+    return contents.isEmpty ? nil : String(decoding: contents, as: UTF8.self)
   }
 }

@@ -37,12 +37,18 @@ package struct Relay {
       throw StartupError(error, variable: .adminAddress)
     } catch let error as HTTPReceiverError {
       throw StartupError(error, variable: .httpAddress)
+    } catch let error as KafkaPublisherError
+      where [.invalidProperty, .clientCreationFailed].contains(error.code)
+    {
+      throw Self.producerError(error, publisher: configuration.publisher)
     }
   }
 
   private func runStages() async throws {
     logger.info(
       "starting skywalking-kafka-relay", metadata: ["config": "\(configuration.redactedSummary)"])
+    // Trapped first: from here on SIGHUP reloads files instead of ending the process.
+    let hangups = await UnixSignalsSequence(trapping: .sighup)
     let registry = PrometheusCollectorRegistry()
     var metrics = PrometheusMetricsFactory(registry: registry)
     metrics.defaultDurationHistogramBuckets = Self.latencyBuckets
@@ -101,6 +107,7 @@ package struct Relay {
     let exposition = MetricsExposition(
       registry: registry, health: health, publisher: publisher,
       queueCapacityBytes: configuration.queue.maxBytes)
+    let adminToken = configuration.adminToken.map(AuthenticationToken.init)
     let admin = AdminServer(
       host: configuration.adminAddress.host, port: configuration.adminAddress.port,
       routes: [
@@ -113,17 +120,21 @@ package struct Relay {
             status: 200, contentType: "text/plain; version=0.0.4", body: exposition.render())
         },
       ],
-      access: configuration.adminToken.map {
-        .bearerToken(matching: AuthenticationToken($0).matches, except: ["/healthz", "/readyz"])
+      access: adminToken.map {
+        .bearerToken(matching: $0.matches, except: ["/healthz", "/readyz"])
       } ?? .unrestricted,
       logger: logger, metricsFactory: metrics,
       onListening: { announcer.listening(.admin, at: $0) })
 
+    let reloader = FileReloader(
+      targets: try Self.reloadTargets(
+        configuration, grpc: grpc, http: http, forwarder: forwarder, adminToken: adminToken),
+      hangups: hangups, logger: logger, metricsFactory: metrics)
     // Started in this order and stopped in reverse: readiness turns false first, then gRPC and
     // HTTP stop taking calls and drain, and the publisher flushes last.
     let group = ServiceGroup(
       configuration: .init(
-        services: [.init(service: publisher), .init(service: admin)]
+        services: [.init(service: reloader), .init(service: publisher), .init(service: admin)]
           + (forwarder.map { [.init(service: $0)] } ?? [])
           + (http.map { [.init(service: $0)] } ?? [])
           + [.init(service: grpc), .init(service: announcer)],
@@ -148,25 +159,7 @@ package struct Relay {
     .seconds(3600),
   ]
 
-  /// What `--check-config` adds to parsing: the TLS files loaded, every librdkafka property set
-  /// on a throwaway configuration, the OAP link built. Returns warnings that do not stop a start.
-  static func check(_ configuration: RelayConfiguration) throws -> [String] {
-    if let tls = configuration.receiver.tls {
-      do {
-        try tls.validate()
-      } catch {
-        throw StartupError(error, variable: EnvironmentVariable.receiverField(error.field))
-      }
-    }
-    _ = try makeForwarder(
-      configuration, logger: Logger(label: "check"), metrics: NOOPMetricsHandler.instance)
-    var publisher = configuration.publisher
-    if configuration.embeddedKafka { publisher.bootstrapServers = "127.0.0.1:9092" }
-    try publisher.validateProducerProperties()
-    return publisher.producerLimitWarning.map { [$0] } ?? []
-  }
-
-  private static func makeForwarder(
+  static func makeForwarder(
     _ configuration: RelayConfiguration, logger: Logger, metrics: any MetricsFactory
   ) throws -> OAPForwarder? {
     guard let oap = configuration.oap else { return nil }
@@ -174,13 +167,13 @@ package struct Relay {
       return try OAPForwarder(configuration: oap, logger: logger, metricsFactory: metrics)
     } catch {
       let tls = oap.tls
-      let (variable, value) =
+      let variable = EnvironmentVariable.oapTLSField(error.field)
+      let value =
         switch error.field {
-        case "tls.trustedCAPath": (EnvironmentVariable.oapTLSCA, tls?.trustedCAPath)
-        case "tls.certificateChainPath":
-          (EnvironmentVariable.oapTLSCertificate, tls?.certificateChainPath)
-        case "tls.privateKeyPath": (EnvironmentVariable.oapTLSKey, tls?.privateKeyPath)
-        default: (EnvironmentVariable.oapTLS, "on")
+        case "tls.trustedCAPath": tls?.trustedCAPath
+        case "tls.certificateChainPath": tls?.certificateChainPath
+        case "tls.privateKeyPath": tls?.privateKeyPath
+        default: "on"
         }
       throw ConfigurationError(
         code: .unusableFile, variable: variable.name, value: value ?? "",

@@ -23,6 +23,8 @@ public struct RelayConfiguration: Sendable {
   var adminAddress: HostAndPort
   /// nil leaves every admin path open.
   var adminToken: String?
+  /// The files the tokens above were read from (`*_FILE`), read again when they change.
+  var tokenFiles = TokenFiles()
   var logLevel: Logger.Level
   var logFormat: LogFormat
   /// Variables that look like Kubernetes service links (`SW_RELAY_SERVICE_HOST` for a Service
@@ -54,9 +56,9 @@ public struct RelayConfiguration: Sendable {
     let maxConnectionAge = try reader.integer(
       .grpcMaxConnectionAgeSeconds, range: 0...(30 * 86_400))
     let keepalive = try reader.integer(.grpcKeepaliveSeconds, range: 0...86_400)
-    let token = reader.string(.authToken)
-    let httpToken = reader.string(.httpAuthToken)
-    let oapAuthentication = reader.string(.oapAuthentication)
+    let (token, tokenFile) = try reader.secret(.authToken)
+    let (httpToken, httpTokenFile) = try reader.secret(.httpAuthToken)
+    let (oapAuthentication, oapAuthenticationFile) = try reader.secret(.oapAuthentication)
     let tls = try reader.tls()
     let httpAddress =
       reader.string(.httpAddress) == EnvironmentVariable.disabledAddress
@@ -64,8 +66,10 @@ public struct RelayConfiguration: Sendable {
     let httpMaxBodyBytes = try reader.byteSize(.httpMaxBodyBytes, range: 1024...(1 << 30))
     let oapHTTPAddress = try reader.optionalAddress(.oapHTTPAddress)
     adminAddress = try reader.address(.adminAddress)
-    let adminToken = reader.string(.adminToken)
+    let (adminToken, adminTokenFile) = try reader.secret(.adminToken)
     self.adminToken = adminToken.isEmpty ? nil : adminToken
+    tokenFiles = TokenFiles(
+      grpc: tokenFile, http: httpTokenFile, admin: adminTokenFile, oap: oapAuthenticationFile)
     let queueDirectory = try reader.nonEmptyString(.queueDirectory)
     queue = DurableQueueConfiguration(
       directory: queueDirectory,
@@ -183,6 +187,14 @@ extension Duration {
   var milliseconds: Int64 {
     components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
   }
+}
+
+/// Where each token came from when it was read from a file.
+struct TokenFiles: Sendable, Equatable {
+  var grpc: String?
+  var http: String?
+  var admin: String?
+  var oap: String?
 }
 
 enum LogFormat: String, CaseIterable, Sendable {

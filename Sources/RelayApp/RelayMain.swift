@@ -41,6 +41,8 @@ package enum RelayMain {
     case .replayDeadLetters:
       await replayDeadLetters(configuration)
       return
+    case .verifyQueue:
+      exit(verifyQueue(configuration))
     case .version, nil:
       break
     }
@@ -67,6 +69,7 @@ package enum RelayMain {
     case version = "--version"
     case checkConfig = "--check-config"
     case replayDeadLetters = "--replay-dead-letters"
+    case verifyQueue = "--verify-queue"
   }
 
   /// Queues the dead letters again, with the relay stopped (the queue's lock says if it is not).
@@ -90,7 +93,7 @@ package enum RelayMain {
     }
   }
 
-  private static func fail(_ message: String) -> Never {
+  static func fail(_ message: String) -> Never {
     let text = "skywalking-kafka-relay: \(message)\nRun with --help to list every variable.\n"
     _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
     exit(2)
@@ -116,10 +119,17 @@ extension RelayConfiguration {
     text += """
 
       Endpoints: gRPC for agents; HTTP /healthz, /readyz, /status and /metrics for operators.
-      --check-config validates the environment (TLS files loaded, Kafka properties checked by
-      librdkafka) and exits without starting. --version prints the version.
+      --check-config validates the environment and exits without starting: TLS files loaded,
+      a throwaway Kafka producer created (properties and its TLS files checked by librdkafka,
+      no connection made), the queue directory created if missing, written, locked and removed
+      again if it was created, refused when a running relay holds it, and its free space
+      compared with the capacity + two segment files + the dead-letter cap (more than the
+      whole filesystem: refused; more than is free: a warning). Exit 2 names the variable.
+      --verify-queue reads a stopped relay's queue without changing it and reports its
+      records, bytes, age range, damaged spans (file, offsets, bytes), confirmed position and
+      dead letters; exit 0 when sound, 1 when damaged, 2 when it cannot (a running relay).
       --replay-dead-letters queues dead-letter.log again (relay stopped); the next start
-      delivers it.
+      delivers it. --version prints the version.
 
       """
     return text
