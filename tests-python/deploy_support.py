@@ -1,16 +1,21 @@
 """Helpers shared by the deployment tests (test_deploy_files.py, test_kubernetes_kit.py,
 test_compose_quickstart.py): what the relay binary says about its variables, --check-config,
-size arithmetic, and rendering the Kustomize overlays.
+size arithmetic, and rendering the Kustomize overlays (as shipped, and with the one edit the kit
+asks for: the brokers).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import re
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Iterator, Optional
 
+import kubernetes_validate
 import yaml
 
 from conftest import REPO_ROOT, HarnessError, run_relay_once
@@ -23,6 +28,9 @@ RELAY_UID = 10001
 # the orchestrator's grace period >= SW_RELAY_SHUTDOWN_TIMEOUT_S + GRACE_MARGIN_S.
 GRACE_MARGIN_S = 10
 SECRET_VARIABLES = ("SW_RELAY_AUTH_TOKEN", "SW_RELAY_KAFKA_PRODUCER_SASL_PASSWORD")
+# The oldest Kubernetes the kit and the chart support (native sidecars are on by default from
+# 1.29) and the newest schema kubernetes-validate ships.
+SCHEMA_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 
 
 # --------------------------------------------------------------------------- the binary
@@ -94,28 +102,77 @@ def cpu_millicores(text: object) -> int:
     return int(value[:-1]) if value.endswith("m") else int(float(value) * 1000)
 
 
+def schema_problems(documents: list[dict]) -> list[str]:
+    """Where an object is not one the API server of every supported version accepts, strictly (a
+    misspelt field is an error, not silently dropped)."""
+    problems = []
+    for document in documents:
+        for version in SCHEMA_VERSIONS:
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                problems.append(f"{document['kind']}/{document['metadata']['name']} is invalid for Kubernetes "
+                                f"{version}: {error.message} at {list(error.path)}")
+    return problems
+
+
+# --------------------------------------------------------------------------- the OAP
+
+
+def oap_address_problems(environment: dict[str, str]) -> list[str]:
+    """Where an OAP runs, the relay needs both of its addresses, on the same host: gRPC (11800) for
+    the calls only the OAP answers, REST (12800) for browser data and events posted over HTTP."""
+    grpc, rest = environment.get("SW_RELAY_OAP_ADDRESS", ""), environment.get("SW_RELAY_OAP_HTTP_ADDRESS", "")
+    if not grpc or not rest:
+        return [f"SW_RELAY_OAP_ADDRESS={grpc!r} and SW_RELAY_OAP_HTTP_ADDRESS={rest!r}: both must be set"]
+    problems = []
+    if grpc.rsplit(":", 1)[0] != rest.rsplit(":", 1)[0]:
+        problems.append(f"the OAP's two addresses name different hosts: {grpc}, {rest}")
+    if (port_of(grpc), port_of(rest)) != (11800, 12800):
+        problems.append(f"the OAP listens on 11800 (gRPC) and 12800 (REST), not {grpc}, {rest}")
+    return problems
+
+
 # --------------------------------------------------------------------------- Kustomize
+
+# The kit's one required edit, as base/relay.env states it: uncomment the broker line.
+_BROKERS_LINE = re.compile(r"^# (SW_RELAY_KAFKA_BOOTSTRAP_SERVERS=\S+)$", re.MULTILINE)
 
 
 def overlays() -> list[str]:
     return sorted(path.name for path in OVERLAYS_DIR.iterdir() if (path / "kustomization.yaml").exists())
 
 
+@functools.lru_cache(maxsize=1)
+def _configured_kit() -> Path:
+    """A copy of the kit with base/relay.env's broker line uncommented, as an operator edits it."""
+    root = Path(tempfile.mkdtemp(prefix="relay-kit-"))
+    atexit.register(shutil.rmtree, root, True)
+    kit = root / "kubernetes"
+    shutil.copytree(KUBERNETES_DIR, kit)
+    settings = kit / "base" / "relay.env"
+    text, count = _BROKERS_LINE.subn(r"\1", settings.read_text())
+    assert count == 1, "base/relay.env should carry one commented SW_RELAY_KAFKA_BOOTSTRAP_SERVERS line to set"
+    settings.write_text(text)
+    return kit
+
+
 @functools.lru_cache(maxsize=None)
-def _render(overlay: str) -> str:
+def _render(overlay: str, configured: bool) -> str:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise HarnessError("kubectl is not on PATH: the Kubernetes kit is rendered with `kubectl kustomize`")
-    result = subprocess.run([kubectl, "kustomize", str(OVERLAYS_DIR / overlay)], capture_output=True,
-                            text=True, timeout=60)
+    directory = (_configured_kit() / "overlays" if configured else OVERLAYS_DIR) / overlay
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise HarnessError(f"kubectl kustomize {overlay} failed:\n{result.stderr}")
     return result.stdout
 
 
-def render(overlay: str) -> list[dict]:
-    """The overlay's documents, freshly parsed (callers may modify them)."""
-    return [document for document in yaml.safe_load_all(_render(overlay)) if document]
+def render(overlay: str, configured: bool = False) -> list[dict]:
+    """The overlay's documents, freshly parsed (callers may modify them): as shipped, or
+    `configured` with the brokers set the way base/relay.env asks."""
+    return [document for document in yaml.safe_load_all(_render(overlay, configured)) if document]
 
 
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")

@@ -20,7 +20,8 @@ from typing import Callable
 import yaml
 
 from conftest import REPO_ROOT, HarnessError, KafkaTopicReader, Relay, decode_segment, free_loopback_port, wait_for
-from deploy_support import GRACE_MARGIN_S, assert_check_config_accepts, help_default, known_variable, port_of
+from deploy_support import (GRACE_MARGIN_S, assert_check_config_accepts, help_default, known_variable,
+                            oap_address_problems, port_of)
 from test_deploy_files import dockerfile_stages, exec_form
 
 COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
@@ -74,6 +75,17 @@ def interpolated(text: str) -> str:
     return text.replace("$$", "$")
 
 
+def host_port_collisions(services: dict) -> dict[int, list[str]]:
+    """Host ports published by more than one service (`docker compose up` then fails to bind)."""
+    publishers: dict[int, list[str]] = {}
+    for name, spec in services.items():
+        for mapping in spec.get("ports", []):
+            parts = str(mapping).split(":")
+            assert len(parts) >= 2, f"{name}: {mapping} publishes on a random host port"
+            publishers.setdefault(int(parts[-2]), []).append(name)
+    return {port: names for port, names in publishers.items() if len(names) > 1}
+
+
 def seconds(duration: str) -> int:
     match = re.fullmatch(r"(\d+)s", duration)
     assert match, f"durations in the quick start are written as <n>s: {duration!r}"
@@ -105,6 +117,16 @@ def test_services_start_in_dependency_order():
                 and dockerfile_stages()[-1].all("HEALTHCHECK"))
             assert has_check, f"{name} waits for {dependency} to be healthy, which has no health check"
     assert services["oap"].get("restart") == "on-failure", "the OAP gives up while BanyanDB starts"
+
+
+def test_every_host_port_is_published_once():
+    """Operator: `docker compose up` on a laptop; no two services publish the same host port
+    (issue 23 item 6: the OAP's REST port and the relay's HTTP port were both 12800, so the second
+    failed to start). The check can fail: the OAP's old mapping is reported."""
+    services = compose()["services"]
+    assert host_port_collisions(services) == {}
+    services["oap"]["ports"] = ["12800:12800"]
+    assert host_port_collisions(services) == {12800: ["oap", "relay"]}
 
 
 def test_images_are_pinned_and_the_relay_is_built_here():
@@ -144,14 +166,17 @@ def test_kafka_is_a_single_kraft_node():
 
 def test_oap_reads_what_the_relay_writes():
     """Operator: opens the UI and expects the demo's traces; the OAP's fetcher is on, reads the
-    relay's topics (same namespace, default topic names), and can create them on one broker."""
+    relay's topics (same namespace, default topic names), and can create them on one broker; the
+    relay reaches the OAP on both its ports for what Kafka does not carry."""
     oap, relay = environment_of("oap"), environment_of("relay")
     assert oap["SW_KAFKA_FETCHER"] == "default"
     assert int(oap["SW_KAFKA_FETCHER_PARTITIONS_FACTOR"]) <= 1, "one broker holds one copy"
     assert oap.get("SW_NAMESPACE", "") == relay.get("SW_RELAY_KAFKA_NAMESPACE", "")
     assert not [key for key in relay if key.startswith("SW_RELAY_KAFKA_TOPIC_")], "topics must stay the fetcher's"
     assert oap["SW_KAFKA_FETCHER_AUTO_OFFSET_RESET"] == "earliest"
-    assert port_of(relay["SW_RELAY_OAP_ADDRESS"]) == 11800 and relay["SW_RELAY_OAP_ADDRESS"].startswith("oap:")
+    # Both OAP addresses, so browser data, events and the OAP-only gRPC calls are not refused.
+    assert oap_address_problems(relay) == []
+    assert relay["SW_RELAY_OAP_ADDRESS"].startswith("oap:")
     assert environment_of("ui")["SW_OAP_ADDRESS"] == "http://oap:12800"
 
 

@@ -1,6 +1,8 @@
 """The shipped configuration and the Dockerfile agree with the binary and with each other:
 config/relay.env.example and the Dockerfile's documented `docker run` are valid for
-`--check-config` and name only variables `--help` knows; the image builds with the Swift the tests
+`--check-config` and name only variables `--help` knows; every default the example states is the
+code's, and the example used with `docker run --env-file` keeps the queue in the image's volume;
+the image builds with the Swift the tests
 run on, runs as a non-root uid with the queue on a volume, and its HEALTHCHECK really follows
 SW_RELAY_ADMIN_ADDRESS. (The Kubernetes kit: test_kubernetes_kit.py; the compose quick start:
 test_compose_quickstart.py.)
@@ -20,16 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from conftest import REPO_ROOT, HarnessError, Relay, free_loopback_port, run_relay_once
-from deploy_support import GRACE_MARGIN_S, RELAY_UID, assert_check_config_accepts, help_default
+from conftest import REPO_ROOT, HarnessError, Relay, free_loopback_port
+from deploy_support import (GRACE_MARGIN_S, RELAY_UID, assert_check_config_accepts, check_config, help_default,
+                            port_of)
 
 ENV_EXAMPLE = REPO_ROOT / "config" / "relay.env.example"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 PACKAGE_SWIFT = REPO_ROOT / "Package.swift"
+PRODUCER_DEFAULTS_SOURCE = REPO_ROOT / "Sources" / "KafkaPublisher" / "KafkaPublisherConfiguration.swift"
 
 PRODUCER_PREFIX = "SW_RELAY_KAFKA_PRODUCER_"
 ASSIGNMENT = re.compile(r"^(SW_RELAY_[A-Z0-9_]+)=(.*)$")
+COMMENTED_ASSIGNMENT = re.compile(r"^#\s*(SW_RELAY_[A-Z0-9_]+)=(\S*)")
 COMMENTED_PRODUCER = re.compile(r"^#\s*(SW_RELAY_KAFKA_PRODUCER_[A-Z0-9_]+)=")
+# Set in the example to a value of the reader's (a required variable has no default).
+EXAMPLE_VALUES = {"SW_RELAY_KAFKA_BOOTSTRAP_SERVERS"}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -105,39 +112,75 @@ def exec_form(arguments: str) -> list[str]:
     return json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
 
 
-def port_of(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
+def example_commented_defaults() -> dict[str, str]:
+    """`# NAME=value` lines of relay.env.example (other than the producer examples): defaults stated
+    without being set."""
+    return {m.group(1): m.group(2) for line in ENV_EXAMPLE.read_text().splitlines()
+            if (m := COMMENTED_ASSIGNMENT.match(line)) and not m.group(1).startswith(PRODUCER_PREFIX)}
 
 
-def relay_help() -> str:
-    result = run_relay_once({}, "--help")
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def code_producer_defaults() -> dict[str, str]:
+    """The producer properties the relay sets before the user's (KafkaPublisherConfiguration)."""
+    source = PRODUCER_DEFAULTS_SOURCE.read_text()
+    table = re.search(r"defaultProducerProperties: KeyValuePairs<String, String> = \[(.*?)\]", source, re.DOTALL)
+    assert table, f"no defaultProducerProperties table in {PRODUCER_DEFAULTS_SOURCE}"
+    return dict(re.findall(r'"([^"]+)":\s*"([^"]*)"', table.group(1)))
 
 
-def help_variables(text: str) -> set[str]:
-    return set(re.findall(r"\bSW_RELAY_[A-Z0-9_]+(?:<PROPERTY>)?", text))
-
-
-def check_config(environment: dict[str, str]):
-    return run_relay_once(environment, "--check-config")
+def example_producer_defaults() -> dict[str, str]:
+    """The producer defaults the example's prose states ("The relay sets a=b, c=d; ...")."""
+    prose = " ".join(line.lstrip("# ") for line in ENV_EXAMPLE.read_text().splitlines() if line.startswith("#"))
+    stated = re.search(r"The relay sets (.*?); these override them", prose)
+    assert stated, "relay.env.example should state the producer defaults"
+    return dict(pair.strip().split("=", 1) for pair in re.split(r",\s*", stated.group(1)))
 
 
 # --------------------------------------------------------------------------- 4. --help and --check-config
 
 
-def test_check_config_accepts_the_example_environment():
-    environment = example_environment()
+def test_check_config_accepts_the_example_environment(tmp_path: Path):
+    """Operator: copies relay.env.example for a bare binary with its own queue directory."""
+    environment = {**example_environment(), "SW_RELAY_QUEUE_DIR": str(tmp_path)}
     result = check_config(environment)
 
     assert result.returncode == 0, result.stderr
     assert "configuration is valid" in result.stdout, result.stdout
-    assert f"queue_dir={environment['SW_RELAY_QUEUE_DIR']}" in result.stdout, "must report what it read"
+    assert f"queue_dir={tmp_path}" in result.stdout, "must report what it read"
 
 
-def test_check_config_accepts_the_example_producer_properties():
-    """An operator copying the example's Kafka TLS/SASL lines gets properties librdkafka takes."""
-    values = {"COMPRESSION_TYPE": "lz4", "SECURITY_PROTOCOL": "sasl_ssl", "SASL_MECHANISM": "SCRAM-SHA-512"}
+def test_every_default_the_example_states_is_the_codes():
+    """Operator: reads relay.env.example as the list of defaults (issue 23 item 6: it said
+    linger.ms=5 where the code uses 10); each value it sets or shows commented out is the one
+    `--help` prints, and the producer defaults it names are the ones the producer is created with."""
+    stated = {**example_commented_defaults(), **example_environment()}
+    differing = {name: (value, help_default(name)) for name, value in stated.items()
+                 if name not in EXAMPLE_VALUES and value != help_default(name).replace("(unset)", "")}
+    assert not differing, f"example value != --help default: {differing}"
+    for name in EXAMPLE_VALUES:
+        assert stated.get(name) not in (None, "", "embedded"), f"{name} should show real brokers"
+    assert example_producer_defaults() == code_producer_defaults()
+
+
+def test_the_example_with_docker_env_file_keeps_the_queue_in_the_volume():
+    """Operator: `docker run --env-file config/relay.env.example ...`; the file's variables override
+    the image's ENV, and the queue must stay in the image's VOLUME (issue 23 item 6: the example
+    moved it to ./relay-queue inside the container's writable layer, lost with the container)."""
+    final = dockerfile_stages()[-1]
+    volumes = [v for arguments in final.all("VOLUME") for v in exec_form(arguments)]
+    environment = {**final.env(), **example_environment()}
+    assert environment["SW_RELAY_QUEUE_DIR"] in volumes, (environment["SW_RELAY_QUEUE_DIR"], volumes)
+
+
+def test_check_config_accepts_the_example_producer_properties(tmp_path: Path):
+    """An operator copying the example's Kafka TLS/SASL lines gets properties librdkafka takes
+    (the CA file must exist and be PEM: --check-config creates a producer, which loads it)."""
+    system_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if not system_bundle.is_file():
+        raise HarnessError(f"{system_bundle} (Debian's ca-certificates) is needed as a PEM CA file")
+    ca = tmp_path / "kafka-ca.pem"
+    shutil.copyfile(system_bundle, ca)
+    values = {"COMPRESSION_TYPE": "lz4", "SECURITY_PROTOCOL": "sasl_ssl", "SASL_MECHANISM": "SCRAM-SHA-512",
+              "SSL_CA_LOCATION": str(ca)}
     variables = {name: next((v for k, v in values.items() if name.endswith(k)), "x")
                  for name in example_producer_variables()}
     result = check_config({**example_environment(), **variables})

@@ -5,53 +5,62 @@ the promises the README makes for its mode.
 Each invariant is a `check_*` function returning what is wrong; the kit must give none, and
 test_checks_catch_broken_manifests breaks a rendered copy in each way to prove every check can
 fail. Every SW_RELAY_* variable of every rendered relay container goes through the relay's own
-`--check-config`.
+`--check-config`, once the brokers are set as base/relay.env asks (unset, the kit must refuse to
+start). All overlays are also rendered together: modes that may run in one cluster never define
+the same object.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
+import socket
 import subprocess
 import textwrap
+import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
-import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, HarnessError
-from deploy_support import (GRACE_MARGIN_S, RELAY_UID, SECRET_VARIABLES, all_containers, assert_check_config_accepts,
-                            check_config, container_port, cpu_millicores, help_default, is_relay, known_variable, one,
-                            overlays, pod_spec, port_of, quantity_bytes, relay_containers, relay_size, render,
-                            resolved_env, workloads)
-
-# The oldest Kubernetes the kit supports (native sidecars are on by default from 1.29) and the
-# newest schema kubernetes-validate ships.
-SCHEMA_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
+from conftest import REPO_ROOT, HarnessError, Relay
+from deploy_support import (GRACE_MARGIN_S, RELAY_UID, SCHEMA_VERSIONS, SECRET_VARIABLES, all_containers, assert_check_config_accepts,
+                            check_config, container_port, cpu_millicores, help_default, is_relay, known_variable,
+                            oap_address_problems, one, overlays, pod_spec, port_of, quantity_bytes, relay_containers,
+                            relay_size, render, resolved_env, schema_problems, workloads)
 
 EXPECTED_KINDS = {
-    "daemonset": {"Namespace", "ConfigMap", "Service", "DaemonSet", "NetworkPolicy"},
-    "daemonset-preprovisioned": {"Namespace", "ConfigMap", "Service", "DaemonSet", "NetworkPolicy"},
+    "daemonset": {"Namespace", "ConfigMap", "Service", "DaemonSet", "NetworkPolicy", "PriorityClass"},
+    "daemonset-preprovisioned": {"Namespace", "ConfigMap", "Service", "DaemonSet", "NetworkPolicy", "PriorityClass"},
     "sidecar": {"ConfigMap", "Deployment"},
     "sidecar-pvc": {"ConfigMap", "Deployment", "PersistentVolumeClaim"},
     "gateway": {"Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy"},
+    "gateway-loadbalancer": {"Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget",
+                             "NetworkPolicy"},
 }
+# The mode each overlay runs. Overlays of one mode are variants that replace each other (applying
+# one updates the other's objects in place); overlays of different modes may run side by side.
+MODES = {"daemonset": "daemonset", "daemonset-preprovisioned": "daemonset", "gateway": "gateway",
+         "gateway-loadbalancer": "gateway", "sidecar": "sidecar", "sidecar-pvc": "sidecar"}
 SIDECAR_OVERLAYS = ("sidecar", "sidecar-pvc")
 # The modes whose pods are the relay's alone, so a policy on them closes nothing of an application's.
-NETWORK_POLICY_OVERLAYS = ("daemonset", "daemonset-preprovisioned", "gateway")
+NETWORK_POLICY_OVERLAYS = ("daemonset", "daemonset-preprovisioned", "gateway", "gateway-loadbalancer")
 DAEMONSET_OVERLAYS = ("daemonset", "daemonset-preprovisioned")
 QUEUE_HOST_PATH = "/var/lib/skywalking-kafka-relay"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 SCRAPE_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 # docs/PERFORMANCE.md: RSS idle ~25 MiB; ~113 MiB at most while draining a 1 GiB backlog (the
-# highest of all phases); +~18-20 MiB per 1,000 idle agent connections.
+# highest of all phases); 71 KiB per agent connection quiet after a burst of segments (with the
+# 16 KiB receive-buffer cap; an idle one costs ~31 KiB).
 IDLE_RSS = 25 << 20
 DRAIN_PEAK_RSS = 113 << 20
-RSS_PER_CONNECTION = (20 << 20) // 1000
+RSS_PER_CONNECTION = 71 << 10
+# The variables that take a listening address.
+LISTEN_VARIABLES = ("SW_RELAY_GRPC_ADDRESS", "SW_RELAY_HTTP_ADDRESS", "SW_RELAY_ADMIN_ADDRESS")
 
 RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                            "projected", "secret"}
@@ -182,8 +191,8 @@ def check_probes(documents: list[dict], sidecar: bool) -> list[str]:
         admin = environment.get("SW_RELAY_ADMIN_ADDRESS", help_default("SW_RELAY_ADMIN_ADDRESS"))
         grpc_port = port_of(environment.get("SW_RELAY_GRPC_ADDRESS", help_default("SW_RELAY_GRPC_ADDRESS")))
         name = container["name"]
-        if not admin.startswith("0.0.0.0:"):
-            problems.append(f"{name}: the kubelet probes the pod IP, but the admin address is {admin}")
+        if not admin.startswith("[::]:"):
+            problems.append(f"{name}: the kubelet probes the pod IP (IPv4 or IPv6), but the admin address is {admin}")
         liveness = container.get("livenessProbe", {}).get("httpGet")
         if not liveness or liveness.get("path") != "/healthz" or \
                 container_port(container, liveness["port"]) != port_of(admin):
@@ -206,7 +215,10 @@ def check_probes(documents: list[dict], sidecar: bool) -> list[str]:
 
 
 def check_resources(documents: list[dict]) -> list[str]:
-    """Requests and a memory limit sized from docs/PERFORMANCE.md for the connections allowed."""
+    """Requests and a memory limit sized from docs/PERFORMANCE.md and the relay's memory budget: a
+    backlog drain, every allowed connection after a burst, the client memory budget full of
+    messages still arriving, and one complete largest message with its inflated copy. An HTTP body
+    must fit one connection's share of the budget, or bodies above it are refused forever."""
     problems = []
     for _, _, container in relay_containers(documents):
         name = container["name"]
@@ -215,12 +227,23 @@ def check_resources(documents: list[dict]) -> list[str]:
         if "cpu" not in requests or "memory" not in requests or "memory" not in limits:
             problems.append(f"{name}: needs cpu and memory requests and a memory limit: {resources}")
             continue
-        connections = int(resolved_env(container, documents).get(
-            "SW_RELAY_GRPC_MAX_CONNECTIONS", help_default("SW_RELAY_GRPC_MAX_CONNECTIONS")))
-        needed = DRAIN_PEAK_RSS + connections * RSS_PER_CONNECTION
+        environment = resolved_env(container, documents)
+
+        def setting(variable: str) -> str:
+            return environment.get(variable, help_default(variable))
+
+        connections = int(setting("SW_RELAY_GRPC_MAX_CONNECTIONS"))
+        client_memory = relay_size(setting("SW_RELAY_CLIENT_MEMORY_BYTES"))
+        message = relay_size(setting("SW_RELAY_GRPC_MAX_MESSAGE_BYTES"))
+        body = relay_size(setting("SW_RELAY_HTTP_MAX_BODY_BYTES"))
+        needed = DRAIN_PEAK_RSS + connections * RSS_PER_CONNECTION + client_memory + 2 * max(message, body)
         if quantity_bytes(limits["memory"]) < needed:
             problems.append(f"{name}: memory limit {limits['memory']} < {needed >> 20} MiB (backlog drain + "
-                            f"{connections} connections)")
+                            f"{connections} connections + {client_memory >> 20} MiB client memory + "
+                            f"2 x {max(message, body) >> 20} MiB largest message)")
+        if body > max(message, client_memory // 4):
+            problems.append(f"{name}: SW_RELAY_HTTP_MAX_BODY_BYTES ({body}) is above one connection's share of "
+                            f"the client memory ({max(message, client_memory // 4)}): such bodies always get 503")
         if quantity_bytes(requests["memory"]) < IDLE_RSS:
             problems.append(f"{name}: memory request {requests['memory']} is below the idle RSS")
         if quantity_bytes(requests["memory"]) > quantity_bytes(limits["memory"]):
@@ -323,6 +346,13 @@ def _policy_ports(rule: dict, container: dict) -> set[int]:
     return {container_port(container, port["port"]) for port in rule.get("ports", [])}
 
 
+def _narrow_peer(peer: dict) -> bool:
+    """A peer naming labelled namespaces, labelled pods (of the policy's own namespace when alone)
+    or an address block; an empty selector would admit everyone."""
+    return bool(peer.get("namespaceSelector", {}).get("matchLabels") or "ipBlock" in peer
+                or ("namespaceSelector" not in peer and peer.get("podSelector", {}).get("matchLabels")))
+
+
 def check_network_policy(documents: list[dict]) -> list[str]:
     """The NetworkPolicy selects every relay pod; the agents' ports stay open to every source, as
     without a policy; the admin port is open only to selected namespaces (or address blocks)."""
@@ -350,10 +380,38 @@ def check_network_policy(documents: list[dict]) -> list[str]:
             problems.append(f"admin port {admin} admits nobody: Prometheus could not scrape it")
         for rule in admin_rules:
             peers = rule.get("from", [])
-            if not peers or any(not peer.get("namespaceSelector", {}).get("matchLabels") and "ipBlock" not in peer
-                                for peer in peers):
+            if not peers or any(not _narrow_peer(peer) for peer in peers):
                 problems.append(f"admin port {admin} is open beyond selected namespaces: {rule}")
     return problems
+
+
+def check_listen_addresses(documents: list[dict]) -> list[str]:
+    """Every address the relay listens on is [::] (IPv4 and IPv6 alike, so an IPv6-only or
+    dual-stack cluster reaches it) or loopback (the sidecar's agent ports), or off."""
+    problems = []
+    for _, _, container in relay_containers(documents):
+        environment = resolved_env(container, documents)
+        for variable in LISTEN_VARIABLES:
+            address = environment.get(variable, help_default(variable))
+            if address != "off" and not address.startswith(("[::]:", "127.0.0.1:", "[::1]:")):
+                problems.append(f"{container['name']}: {variable}={address} serves one address family only")
+    return problems
+
+
+def check_client_id(documents: list[dict]) -> list[str]:
+    """Each pod's producer calls itself by the pod's name (client.id), so Kafka's logs, quotas and
+    metrics tell relays apart."""
+    problems = []
+    for _, _, container in relay_containers(documents):
+        variable = {v["name"]: v for v in container.get("env", [])}.get("SW_RELAY_KAFKA_PRODUCER_CLIENT_ID", {})
+        if variable.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+            problems.append(f"{container['name']}: SW_RELAY_KAFKA_PRODUCER_CLIENT_ID is not the pod's name: {variable}")
+    return problems
+
+
+def check_oap_addresses(documents: list[dict]) -> list[str]:
+    return [f"{container['name']}: {problem}" for _, _, container in relay_containers(documents)
+            for problem in oap_address_problems(resolved_env(container, documents))]
 
 
 CHECKS: dict[str, Callable[[list[dict]], list[str]]] = {
@@ -365,6 +423,9 @@ CHECKS: dict[str, Callable[[list[dict]], list[str]]] = {
     "resources": check_resources,
     "queue volume": check_queue_volume,
     "services": check_services,
+    "listen addresses": check_listen_addresses,
+    "client id": check_client_id,
+    "OAP addresses": check_oap_addresses,
 }
 
 
@@ -382,21 +443,15 @@ def test_overlay_renders_and_validates_strictly(overlay: str):
     every object must be one the API server accepts, with no misspelt field silently dropped."""
     documents = render(overlay)
     assert {d["kind"] for d in documents} == EXPECTED_KINDS[overlay]
-    for document in documents:
-        for version in SCHEMA_VERSIONS:
-            try:
-                kubernetes_validate.validate(document, version, strict=True)
-            except kubernetes_validate.ValidationError as error:
-                pytest.fail(f"{overlay}: {document['kind']}/{document['metadata']['name']} is invalid for "
-                            f"Kubernetes {version}: {error.message} at {list(error.path)}")
+    assert schema_problems(documents) == []
 
 
 def test_strict_validation_rejects_a_misspelt_field():
     """The schema check above can fail: a typo an operator might make (readinessprobe) is refused."""
     deployment = one(render("sidecar"), "Deployment")
     pod_spec(deployment)["initContainers"][0]["readinessprobe"] = {"httpGet": {"path": "/readyz", "port": 1234}}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, SCHEMA_VERSIONS[0], strict=True)
+    problems = schema_problems([deployment])
+    assert len(problems) == len(SCHEMA_VERSIONS) and all("readinessprobe" in p for p in problems), problems
 
 
 # --------------------------------------------------------------------------- every mode
@@ -407,8 +462,9 @@ def test_strict_validation_rejects_a_misspelt_field():
 def test_every_mode_keeps_the_invariants(overlay: str, check: str):
     """Operator: applies any mode and expects the same guarantees: the relay container meets Pod
     Security "restricted", no service links, grace >= SW_RELAY_SHUTDOWN_TIMEOUT_S + 10, pinned
-    images, secrets from secretKeyRef, memory sized for the allowed connections, a queue volume
-    that holds the whole queue, Services that reach the relay."""
+    images, secrets from secretKeyRef, memory sized for the allowed connections and messages, a
+    queue volume that holds the whole queue, Services that reach the relay, [::] or loopback
+    listeners, the pod's name as Kafka client.id, both OAP addresses."""
     assert CHECKS[check](render(overlay)) == []
 
 
@@ -421,10 +477,12 @@ def test_probes_fit_the_mode(overlay: str):
 
 @pytest.mark.parametrize("overlay", ALL)
 def test_check_config_accepts_every_rendered_relay(overlay: str, tmp_path: Path):
-    """Operator: the pod starts with exactly this environment; the relay exits 2 on any variable it
-    does not know or value it cannot use, so every SW_RELAY_* of the manifests goes through it."""
-    for index, (workload, _, container) in enumerate(relay_containers(render(overlay))):
-        environment = resolved_env(container, render(overlay))
+    """Operator: sets the brokers as base/relay.env says and applies the mode; the pod starts with
+    exactly this environment, and the relay exits 2 on any variable it does not know or value it
+    cannot use, so every SW_RELAY_* of the manifests goes through it."""
+    documents = render(overlay, configured=True)
+    for index, (workload, _, container) in enumerate(relay_containers(documents)):
+        environment = resolved_env(container, documents)
         relay_names = {name for name in environment if name.startswith("SW_RELAY_")}
         unknown = sorted(name for name in relay_names if not known_variable(name))
         assert not unknown, f"{overlay}: variables --help does not list: {unknown}"
@@ -438,10 +496,26 @@ def test_check_config_accepts_every_rendered_relay(overlay: str, tmp_path: Path)
         assert "dummy-secret-value" not in result.stdout, "--check-config printed a secret"
 
 
+@pytest.mark.parametrize("overlay", ALL)
+def test_the_unedited_kit_refuses_to_start_naming_the_brokers(overlay: str, tmp_path: Path):
+    """Operator: applies a mode without setting the brokers; the relay must not start on brokers
+    that are not theirs (the kit names none), and its message names the variable to set."""
+    for index, (workload, _, container) in enumerate(relay_containers(render(overlay))):
+        environment = resolved_env(container, render(overlay))
+        assert "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS" not in environment, f"{overlay}: the kit ships brokers"
+        environment["SW_RELAY_QUEUE_DIR"] = str(tmp_path / f"queue-{index}")
+
+        result = check_config(environment)
+
+        assert result.returncode == 2, f"{overlay} {workload['metadata']['name']}: {result.stdout}"
+        assert "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS" in result.stderr, result.stderr
+
+
 def test_check_config_rejects_a_rendered_environment_with_a_typo(tmp_path: Path):
     """The check above can fail: a misspelt variable in a manifest stops the relay with its name."""
-    _, _, container = relay_containers(render("gateway"))[0]
-    environment = {**resolved_env(container, render("gateway")), "SW_RELAY_QUEUE_DIR": str(tmp_path),
+    documents = render("gateway", configured=True)
+    _, _, container = relay_containers(documents)[0]
+    environment = {**resolved_env(container, documents), "SW_RELAY_QUEUE_DIR": str(tmp_path),
                    "SW_RELAY_QUEUE_MAX_BYTE": "1GiB"}
 
     result = check_config(environment)
@@ -536,7 +610,121 @@ def test_the_readme_overlay_example_retargets_image_and_brokers(tmp_path: Path):
         assert resolved_env(container, documents)["SW_RELAY_KAFKA_BOOTSTRAP_SERVERS"] == brokers
 
 
+# --------------------------------------------------------------------------- modes side by side
+
+
+def identity(document: dict) -> tuple[str, Optional[str], str]:
+    """What the API server knows an object by (cluster-scoped objects have no namespace)."""
+    return document["kind"], document["metadata"].get("namespace"), document["metadata"]["name"]
+
+
+def check_modes_coexist(rendered: dict[str, list[dict]]) -> list[str]:
+    """No object is defined by overlays of two modes: applying one mode would change the other's
+    object (a namespace's Pod Security level, a Service's selector), and deleting one would delete
+    it for the other, even when both define it the same way."""
+    definitions: dict[tuple, dict[str, dict]] = {}
+    for overlay, documents in rendered.items():
+        for document in documents:
+            definitions.setdefault(identity(document), {})[overlay] = document
+    problems = []
+    for key, by_overlay in sorted(definitions.items(), key=lambda item: str(item[0])):
+        if len({MODES[overlay] for overlay in by_overlay}) < 2:
+            continue
+        same = len({json.dumps(d, sort_keys=True) for d in by_overlay.values()}) == 1
+        problems.append(f"{key} is defined by {sorted(by_overlay)} "
+                        f"{'identically (deleting one mode deletes it)' if same else 'differently'}")
+    return problems
+
+
+def test_all_modes_render_together_without_a_shared_object():
+    """Operator: runs the DaemonSet for the cluster's own nodes and the gateway for VMs in the same
+    cluster, then removes one with `kubectl delete -k`; neither mode re-labels, re-routes or deletes
+    anything of the other (issue 23 item 4: both created Namespace skywalking-kafka-relay)."""
+    assert check_modes_coexist({overlay: render(overlay) for overlay in ALL}) == []
+
+
+def test_coexistence_check_catches_a_shared_namespace():
+    """The check above can fail: the gateway back in the DaemonSet's namespace, as the kit had it,
+    is reported for the Namespace (Pod Security level) and the Service (selector) both."""
+    rendered = {overlay: render(overlay) for overlay in ALL}
+    daemonset_namespace = one(rendered["daemonset"], "Namespace")["metadata"]["name"]
+    for document in rendered["gateway"]:
+        if document["kind"] == "Namespace":
+            document["metadata"]["name"] = daemonset_namespace
+        elif "namespace" in document["metadata"]:
+            document["metadata"]["namespace"] = daemonset_namespace
+
+    problems = check_modes_coexist(rendered)
+
+    assert any(f"('Namespace', None, '{daemonset_namespace}')" in p and "differently" in p for p in problems), problems
+    assert any(f"('Service', '{daemonset_namespace}', 'skywalking-kafka-relay')" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("mode", sorted(set(MODES.values())))
+def test_variants_of_a_mode_replace_each_other(mode: str):
+    """Operator: switches from one variant to another (daemonset to daemonset-preprovisioned,
+    gateway to gateway-loadbalancer); the workload is updated in place, so two DaemonSets never
+    fight over a node's queue directory and two StatefulSets never run beside each other."""
+    variants = [overlay for overlay in ALL if MODES[overlay] == mode]
+    assert len(variants) >= 2
+    identities = [{identity(w) for w in workloads(render(overlay))} for overlay in variants]
+    namespaces = [{identity(d) for d in render(overlay) if d["kind"] == "Namespace"} for overlay in variants]
+    assert all(found == identities[0] for found in identities), dict(zip(variants, identities))
+    assert all(found == namespaces[0] for found in namespaces), dict(zip(variants, namespaces))
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def test_a_relay_listening_on_the_kits_wildcard_serves_both_families(relay_factory: Callable[..., Relay]):
+    """Kubelet and agents: reach the pod IP, an IPv4 address on one cluster and an IPv6 one on
+    another; the kit's [::] addresses must serve both (on 0.0.0.0, an IPv6-only cluster's probes
+    fail)."""
+    documents = render("daemonset")
+    environment = resolved_env(relay_containers(documents)[0][2], documents)
+    relay = relay_factory()
+    for variable, port in (("SW_RELAY_ADMIN_ADDRESS", relay.admin_port), ("SW_RELAY_GRPC_ADDRESS", relay.grpc_port)):
+        assert environment[variable].startswith("[::]:"), environment[variable]
+        relay.env[variable] = f"[::]:{port}"
+    relay.start()
+
+    for host in ("127.0.0.1", "::1"):
+        with urllib.request.urlopen(f"http://{host if ':' not in host else f'[{host}]'}:{relay.admin_port}/healthz",
+                                    timeout=5) as response:
+            assert response.status == 200, host
+        socket.create_connection((host, relay.grpc_port), timeout=5).close()
+
+
+def test_both_oap_addresses_name_the_skywalking_helm_oap():
+    """Operator: installed the OAP with skywalking-helm as its README does (release and namespace
+    `skywalking`); the kit's defaults reach its Service on both ports, and a check of both
+    addresses can fail when one is missing."""
+    documents = render("gateway")
+    environment = resolved_env(relay_containers(documents)[0][2], documents)
+    assert environment["SW_RELAY_OAP_ADDRESS"] == "skywalking-skywalking-helm-oap.skywalking.svc:11800"
+    assert oap_address_problems(environment) == []
+    assert oap_address_problems({**environment, "SW_RELAY_OAP_HTTP_ADDRESS": ""}) != []
+    assert oap_address_problems({**environment, "SW_RELAY_OAP_HTTP_ADDRESS": "elsewhere:12800"}) != []
+
+
 # --------------------------------------------------------------------------- DaemonSet
+
+
+@pytest.mark.parametrize("overlay", DAEMONSET_OVERLAYS)
+def test_daemonset_runs_on_every_linux_node_first(overlay: str):
+    """Operator: has tainted node pools (GPU, spot) whose applications report to the node-local
+    Service; a relay runs on every Linux node whatever its taints, is scheduled onto a full node
+    ahead of applications and evicted after them, so no node's agents are black-holed."""
+    documents = render(overlay)
+    spec = pod_spec(one(documents, "DaemonSet"))
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert {"operator": "Exists"} in spec["tolerations"], spec["tolerations"]
+    priority = one(documents, "PriorityClass")
+    assert spec["priorityClassName"] == priority["metadata"]["name"]
+    # Above every application left at the default 0, below the system classes (> 1,000,000,000).
+    assert 0 < priority["value"] <= 1_000_000_000 and priority["globalDefault"] is False
+    assert priority.get("preemptionPolicy", "PreemptLowerPriority") == "PreemptLowerPriority"
+
 
 
 @pytest.mark.parametrize("overlay", DAEMONSET_OVERLAYS)
@@ -665,6 +853,29 @@ def test_gateway_statefulset_has_a_queue_per_replica_and_a_budget():
     assert int(environment["SW_RELAY_GRPC_MAX_CONNECTION_AGE_S"]) > 0, "agents would never rebalance"
 
 
+def test_gateway_token_is_required():
+    """Attacker: any pod in the cluster (or, with gateway-loadbalancer, any host that reaches the
+    load balancer) writes into Kafka through the gateway; its pods do not start without the token
+    (the DaemonSet, reachable only from its node, keeps it optional)."""
+    for overlay in ("gateway", "gateway-loadbalancer"):
+        [(_, _, relay)] = relay_containers(render(overlay))
+        reference = {v["name"]: v for v in relay["env"]}["SW_RELAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert reference.get("optional", False) is False, f"{overlay}: {reference}"
+
+
+def test_gateway_loadbalancer_exposes_only_the_agent_ports():
+    """Agent on a VM: reaches the gateway through a cloud load balancer with its own source address
+    kept (the per-address connection cap counts agents, not nodes); the admin port stays inside."""
+    documents = render("gateway-loadbalancer")
+    [(_, _, relay)] = relay_containers(documents)
+    environment = resolved_env(relay, documents)
+    [front] = [s for s in documents if s["kind"] == "Service" and s["spec"].get("type") == "LoadBalancer"]
+    assert front["spec"]["externalTrafficPolicy"] == "Local"
+    assert sorted(container_port(relay, p["targetPort"]) for p in front["spec"]["ports"]) == sorted(
+        port_of(environment[v]) for v in ("SW_RELAY_GRPC_ADDRESS", "SW_RELAY_HTTP_ADDRESS"))
+    assert [s for s in render("gateway") if s["kind"] == "Service" and s["spec"].get("type") == "LoadBalancer"] == []
+
+
 # --------------------------------------------------------------------------- network policy
 
 
@@ -700,36 +911,54 @@ def _set_env(documents: list[dict], name: str, value: str) -> None:
     env[:] = [v for v in env if v["name"] != name] + [{"name": name, "value": value}]
 
 
+# An operator's edit of one relay variable: (overlay, variable, value, check, what it reports).
+ENV_MUTATIONS: dict[str, tuple[str, str, str, Callable[[list[dict]], list[str]], str]] = {
+    "sidecar HTTP port open to the cluster": ("sidecar", "SW_RELAY_HTTP_ADDRESS", "0.0.0.0:12800", check_sidecar,
+                                              "beyond the pod"),
+    "grace below the rule": ("gateway", "SW_RELAY_SHUTDOWN_TIMEOUT_S", "25", check_grace_period, "shutdown budget"),
+    "literal token": ("daemonset", "SW_RELAY_AUTH_TOKEN", "hunter2", check_secrets, "SW_RELAY_AUTH_TOKEN"),
+    "memory for too many connections": ("sidecar", "SW_RELAY_GRPC_MAX_CONNECTIONS", "10000", check_resources,
+                                        "memory limit"),
+    "queue larger than its volume": ("sidecar", "SW_RELAY_QUEUE_MAX_BYTES", "1GiB", check_queue_volume,
+                                     "queue capacity"),
+    "IPv4-only admin port": ("daemonset", "SW_RELAY_ADMIN_ADDRESS", "0.0.0.0:1234", check_listen_addresses,
+                             "one address family"),
+    "messages larger than the memory limit": ("daemonset", "SW_RELAY_GRPC_MAX_MESSAGE_BYTES", "50MiB",
+                                              check_resources, "memory limit"),
+    "HTTP bodies beyond a connection's share": ("sidecar", "SW_RELAY_HTTP_MAX_BODY_BYTES", "16MiB", check_resources,
+                                                "always get 503"),
+    "one client.id for every pod": ("gateway", "SW_RELAY_KAFKA_PRODUCER_CLIENT_ID", "relay", check_client_id,
+                                    "pod's name"),
+    "no OAP REST address": ("sidecar", "SW_RELAY_OAP_HTTP_ADDRESS", "", check_oap_addresses, "both must be set"),
+}
+
+
+def _env_mutation(variable: str, value: str) -> Callable[[list[dict]], None]:
+    return lambda documents: _set_env(documents, variable, value)
+
+
 MUTATIONS: dict[str, tuple[str, Callable[[list[dict]], None], Callable[[list[dict]], list[str]], str]] = {
     "sidecar readiness probe": ("sidecar", lambda d: _relay(d).update(
         readinessProbe={"httpGet": {"path": "/readyz", "port": "relay-admin"}}),
         lambda d: check_probes(d, sidecar=True), "readiness probe"),
     "sidecar as a plain container": ("sidecar", lambda d: _relay(d).pop("restartPolicy"),
                                      check_sidecar, "native sidecar"),
-    "sidecar HTTP port open to the cluster": ("sidecar", lambda d: _set_env(d, "SW_RELAY_HTTP_ADDRESS", "0.0.0.0:12800"),
-                                              check_sidecar, "beyond the pod"),
     "privilege escalation": ("gateway", lambda d: _relay(d)["securityContext"].update(allowPrivilegeEscalation=True),
                              check_relay_restricted, "allowPrivilegeEscalation"),
     "writable root": ("daemonset", lambda d: _relay(d)["securityContext"].pop("readOnlyRootFilesystem"),
                       check_relay_restricted, "readOnlyRootFilesystem"),
-    "grace below the rule": ("gateway", lambda d: _set_env(d, "SW_RELAY_SHUTDOWN_TIMEOUT_S", "25"),
-                             check_grace_period, "shutdown budget"),
     "service links": ("daemonset", lambda d: pod_spec(workloads(d)[0]).update(enableServiceLinks=True),
                       check_service_links, "enableServiceLinks"),
     "latest tag": ("gateway", lambda d: _relay(d).update(image="skywalking-kafka-relay:latest"),
                    check_images, "not pinned"),
-    "literal token": ("daemonset", lambda d: _set_env(d, "SW_RELAY_AUTH_TOKEN", "hunter2"),
-                      check_secrets, "SW_RELAY_AUTH_TOKEN"),
-    "memory for too many connections": ("sidecar", lambda d: _set_env(d, "SW_RELAY_GRPC_MAX_CONNECTIONS", "10000"),
-                                        check_resources, "memory limit"),
-    "queue larger than its volume": ("sidecar", lambda d: _set_env(d, "SW_RELAY_QUEUE_MAX_BYTES", "1GiB"),
-                                     check_queue_volume, "queue capacity"),
     "admin port open to every pod": ("gateway", lambda d: one(d, "NetworkPolicy")["spec"]["ingress"][1].pop("from"),
                                      check_network_policy, "admin port"),
     "agent port left out": ("daemonset", lambda d: one(d, "NetworkPolicy")["spec"]["ingress"][0]["ports"].pop(0),
                             check_network_policy, "agent port"),
     "policy selecting no relay": ("gateway", lambda d: one(d, "NetworkPolicy")["spec"]["podSelector"].update(
         matchLabels={"app.kubernetes.io/name": "other"}), check_network_policy, "no NetworkPolicy selects"),
+    **{name: (overlay, _env_mutation(variable, value), check, message)
+       for name, (overlay, variable, value, check, message) in ENV_MUTATIONS.items()},
 }
 
 
