@@ -403,12 +403,12 @@ def test_healthcheck_fails_on_an_answer_other_than_200(tmp_path: Path):
 
 
 def test_readme_docker_run_is_the_dockerfile_one():
-    """Operator: copies the `docker run` from the README's Deploying section; it is the line the
+    """Operator: copies the `docker run` from the README's Container section; it is the line the
     tests above check in the Dockerfile (same stop timeout, volume, brokers and image)."""
     readme = (REPO_ROOT / "README.md").read_text()
-    deploying = readme[readme.index("## Deploying"):]
-    block = re.search(r"```sh\n(.*?)```", deploying, re.DOTALL)
-    assert block, "no sh block in the README's Deploying section"
+    container = readme[readme.index("### Container"):]
+    block = re.search(r"```sh\n(.*?)```", container, re.DOTALL)
+    assert block, "no sh block in the README's Container section"
     commands = [shlex.split(line) for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
     runs = [argv for argv in commands if argv[:2] == ["docker", "run"]]
     assert runs == [documented_docker_run()], f"README: {runs}\nDockerfile: {documented_docker_run()}"

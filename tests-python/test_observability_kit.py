@@ -1,19 +1,22 @@
 """The operator's observability kit: deploy/prometheus (alert rules with their promtool unit
-tests, a scrape job) and deploy/grafana (a dashboard).
+tests, a scrape job) and deploy/grafana (a dashboard), and the process metrics it reads.
 
 promtool (Debian's `prometheus` package, installed by scripts/bootstrap.sh) checks and runs the
-rules' unit tests, and a weakened rule must make them fail. The metric names in every alert and
-every dashboard query are checked against the /metrics of a running relay that has been driven
-through the situations that create its labelled series (traffic, a malformed segment, a record
-Kafka refuses).
+rules' unit tests, and a weakened rule must make them fail; it also compiles every dashboard
+query. The metric names in every alert and every dashboard query are checked against the
+/metrics of a running relay that has served one call of each kind (publishing over gRPC and
+HTTP, forwarded to a reachable and an unreachable OAP, malformed, refused by Kafka), the
+situations that create its labelled series.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -21,8 +24,14 @@ import grpc
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, HarnessError, MockKafka, Relay, encode_segment, wait_for
+from conftest import (RELAY_BINARY, REPO_ROOT, HarnessError, MockKafka, Relay, encode_segment, free_loopback_port,
+                      require_binary, wait_for)
+from test_agent_calls import (JVM, KEEP_ALIVE, LOG_COLLECT, METER_COLLECT, PROPERTIES, QUERIES, SNAPSHOTS, TOPICS,
+                              StubOAP, jvm_metrics, log, meter_stream, packaged, ping, properties, snapshot, unique)
+from test_agent_calls import stub_oap  # noqa: F401 (a fixture)
+from test_agent_calls import stream as agent_stream, unary as agent_unary
 from test_grpc_interop import COLLECT, assert_ok, new_trace_id, stream
+from test_http_agents import nginx_segment, post
 from test_operations import metric_samples, metric_value
 
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
@@ -31,6 +40,8 @@ RULE_TESTS = PROMETHEUS_DIR / "relay-alerts.test.yaml"
 SCRAPE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "skywalking-kafka-relay.json"
 JOB = "skywalking-kafka-relay"
+# Every topic a call of some kind publishes to, created before the relay's first record.
+MOCK_KAFKA_TOPICS = TOPICS
 PRODUCE_API = 0
 MESSAGE_TOO_LARGE = 10
 
@@ -92,14 +103,42 @@ def dashboard_expressions() -> list[str]:
     return [target["expr"] for panel in dashboard_panels() for target in panel.get("targets", [])]
 
 
+VARIABLE_QUERY = re.compile(r"label_values\(\s*([a-zA-Z_:][\w:]*)\s*(\{[^}]*\})?\s*,\s*\w+\s*\)")
+# What every query must select on, so "All" means every relay and nothing else: `process_*` series
+# of other jobs share the relay's names.
+SCOPE = ('job=~"$job"', 'pod=~"$pod"', 'instance=~"$instance"')
+GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range"}
+
+
+def dashboard_variable_queries() -> dict[str, str]:
+    return {v["name"]: v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+            for v in dashboard()["templating"]["list"] if v["type"] == "query"}
+
+
+def unscoped_selectors(expression: str) -> list[str]:
+    """Each series selector in `expression` that lacks one of SCOPE."""
+    found = []
+    for name in metric_names(expression):
+        for match in re.finditer(rf"(?<![\w:]){re.escape(name)}(\{{[^}}]*\}})?", expression):
+            if not all(matcher in (match.group(1) or "") for matcher in SCOPE):
+                found.append(match.group(0))
+    return found
+
+
+def variables_used(text: str) -> set[str]:
+    return {name for name in re.findall(r"\$\{?(\w+)", text) if name not in GRAFANA_BUILTINS}
+
+
+def as_plain_promql(expression: str) -> str:
+    """A dashboard query as Prometheus would receive it, Grafana's variables filled in."""
+    return re.sub(r"\$\{?\w+\}?", lambda m: "1m" if "rate_interval" in m.group(0) else "x", expression)
+
+
 def dashboard_variable_metrics() -> set[str]:
     names = set()
-    for variable in dashboard()["templating"]["list"]:
-        if variable["type"] != "query":
-            continue
-        query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
-        match = re.fullmatch(r"label_values\(\s*([a-zA-Z_:][\w:]*)\s*,\s*\w+\s*\)", query)
-        assert match, f"dashboard variable {variable['name']}: unexpected query {query!r}"
+    for name, query in dashboard_variable_queries().items():
+        match = VARIABLE_QUERY.fullmatch(query)
+        assert match, f"dashboard variable {name}: unexpected query {query!r}"
         names.add(match.group(1))
     return names
 
@@ -179,6 +218,10 @@ WEAKENED_RULES = {
                                                 'rate(relay_rejected_total{reason=~".+"}'),
     "backlog threshold at an hour": ("relay_queue_oldest_unconfirmed_age_seconds > 600",
                                      "relay_queue_oldest_unconfirmed_age_seconds > 3600"),
+    "the OAP's own errors counted as unreachable": ('{outcome="unreachable"}', '{outcome=~"unreachable|oap_error"}'),
+    "OAP alert without its 10 minutes": ("> 0.5\n        for: 10m", "> 0.5\n        for: 1m"),
+    "a reload failure the next change fixed still alerting": (
+        '\n          unless on (job, instance, files) increase(relay_reloads_total{outcome="ok"}[15m]) > 0', ""),
 }
 
 
@@ -243,7 +286,6 @@ def test_dashboard_is_importable_and_covers_the_relay():
         assert panel["targets"], f"panel {panel['title']!r} has no query"
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
-            assert "$instance" in target["expr"], f"{panel['title']}: ignores the relay selector"
     # Panels must not overlap on Grafana's 24-column grid.
     cells: dict[tuple[int, int], str] = {}
     for panel in board["panels"]:
@@ -269,21 +311,110 @@ def test_dashboard_is_importable_and_covers_the_relay():
                   "relay_kafka_last_delivery_timestamp_seconds", "relay_ready"):
         shown(lambda q: gauge in metric_names(q), gauge)
     shown(lambda q: "by (reason)" in q and "relay_rejected_total" in q, "rejects by reason")
+    shown(lambda q: "by (outcome)" in q and "relay_oap_forwarded_total" in q, "OAP link by outcome")
+    for gauge in ("relay_queue_disk_free_bytes", "relay_kafka_brokers_up"):
+        shown(lambda q: gauge in metric_names(q), gauge)
+
+
+def test_dashboard_selects_relays_only():
+    """Operator: runs the relay beside other jobs that export the same `process_*` names and picks
+    "All"; every query selects by job, pod and relay, and All in the job variable means the jobs
+    that have relays (Grafana's list of values, not a match-anything regex)."""
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert dashboard_variable_queries()["job"] == "label_values(relay_build_info, job)"
+    assert "allValue" not in variables["job"] and variables["job"]["includeAll"]
+    # Outside Kubernetes there is no pod label: All must match its absence.
+    assert variables["pod"]["allValue"] == ".*"
+    queries = dashboard_expressions()
+    assert any(name.startswith("process_") for q in queries for name in metric_names(q))
+    unscoped = {q: found for q in queries if (found := unscoped_selectors(q))}
+    assert not unscoped, unscoped
+
+
+def test_dashboard_scope_check_can_fail():
+    """The check above notices a selector that forgot the pod, or a bare metric name."""
+    assert unscoped_selectors('rate(process_cpu_seconds_total{job=~"$job", instance=~"$instance"}[5m])')
+    assert unscoped_selectors('process_open_fds / process_max_fds{job=~"$job", pod=~"$pod", instance=~"$instance"}') \
+        == ["process_open_fds"]
+    assert not unscoped_selectors('sum by (le) (x_bucket{route="a", job=~"$job", pod=~"$pod", instance=~"$instance"})')
+
+
+def test_dashboard_variables_exist_in_order():
+    """Grafana fills a variable from the ones above it: every `$name` a query or a variable uses is
+    defined, and a variable's query uses only variables defined before it."""
+    board = dashboard()
+    defined = [v["name"] for v in board["templating"]["list"]]
+    for position, (name, query) in enumerate(
+            (v["name"], json.dumps(v.get("query", ""))) for v in board["templating"]["list"]):
+        assert variables_used(query) <= set(defined[:position]), f"variable {name}: {query}"
+    used = variables_used(json.dumps(board["panels"]))
+    assert {"datasource", "job", "pod", "instance"} <= used
+    assert used <= set(defined), f"undefined: {used - set(defined)}"
+
+
+def test_every_dashboard_query_parses(tmp_path: Path):
+    """Operator: opens the dashboard; a query Prometheus cannot parse shows an error instead of a
+    graph. Each query, its variables filled in as Grafana would, is loaded by promtool as a
+    recording rule, which compiles it."""
+    queries = dashboard_expressions() + [
+        VARIABLE_QUERY.fullmatch(q).group(1) + (VARIABLE_QUERY.fullmatch(q).group(2) or "")
+        for q in dashboard_variable_queries().values()]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{index}", "expr": as_plain_promql(query)}
+        for index, query in enumerate(queries)]}]}
+    (tmp_path / "dashboard.yaml").write_text(yaml.safe_dump(rules))
+
+    result = promtool("check", "rules", "dashboard.yaml", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(queries)} rules found" in result.stdout
+    broken = {"groups": [{"name": "b", "rules": [{"record": "b:x", "expr": as_plain_promql(queries[0]) + ")"}]}]}
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
+    assert promtool("check", "rules", "broken.yaml", cwd=tmp_path).returncode != 0
 
 
 # --------------------------------------------------------------------------- against a live relay
 
 
+def start_relay_for_every_series(relay_factory: Callable[..., Relay], stub_oap: tuple[StubOAP, int],
+                                 tmp_path: Path) -> Relay:
+    """A relay whose gRPC calls reach an OAP (the stub), whose HTTP forwarding finds none, and
+    which watches one file for changes (the OAP's token, which agents' calls do not need)."""
+    _, port = stub_oap
+    token = tmp_path / "oap-token"
+    token.write_text("kit-token\n")
+    return relay_factory({"SW_RELAY_OAP_ADDRESS": f"127.0.0.1:{port}",
+                          "SW_RELAY_OAP_HTTP_ADDRESS": f"127.0.0.1:{free_loopback_port()}",
+                          "SW_RELAY_OAP_AUTHENTICATION_FILE": str(token)}).start()
+
+
 def drive_every_labelled_series(relay: Relay, mock_kafka: MockKafka) -> str:
-    """Accepted traffic, a malformed segment and a record Kafka refuses: the situations that create
-    the relay's labelled series. Returns /metrics afterwards."""
+    """One call of each kind, then a malformed segment and a record Kafka refuses: the situations
+    that create the relay's labelled series. Every publishing call over gRPC and HTTP, queries
+    forwarded to the OAP, browser data forwarded to an OAP REST port that cannot be reached and an
+    unknown path. Returns /metrics afterwards."""
     def metrics() -> str:
         return relay.http_text("/metrics")
 
+    instance = unique("kit")
     trace_id = new_trace_id()
-    assert_ok(stream(relay, COLLECT, [encode_segment(trace_id, f"{trace_id}.0")]))
-    wait_for(lambda: (metric_value(metrics(), "relay_kafka_delivered_total") or 0) >= 1, 30,
-             "the first segment to be delivered")
+    streams = [(COLLECT, [encode_segment(trace_id, f"{trace_id}.0")]),
+               (packaged(METER_COLLECT), [m.SerializeToString() for m in meter_stream(instance)]),
+               (packaged(LOG_COLLECT), [log("one", service="kit-svc", instance=instance).SerializeToString()]),
+               (packaged(SNAPSHOTS), [snapshot(instance, 0)])]
+    for path, messages in streams:
+        assert agent_stream(relay, path, messages).status == grpc.StatusCode.OK, path
+    for path, message in ((packaged(KEEP_ALIVE), ping(instance)), (packaged(PROPERTIES), properties(instance)),
+                          (packaged(JVM), jvm_metrics(instance)), *((packaged(q), m) for q, m in QUERIES)):
+        assert agent_unary(relay, path, message).status == grpc.StatusCode.OK, path
+    assert agent_unary(relay, "/no.such.Service/call", b"").status == grpc.StatusCode.UNIMPLEMENTED
+    status, _, body = post(relay.http_address, "/v3/segments", [nginx_segment(new_trace_id(), unique("s"))])
+    assert status == 200, body
+    status, _, body = post(relay.http_address, "/browser/errorLog", {"uniqueId": "kit"})
+    assert status == 503, body
+    published = len(streams) + 4
+    wait_for(lambda: (metric_value(metrics(), "relay_kafka_delivered_total") or 0) >= published, 30,
+             "the records of every kind to be delivered")
     status, details, _ = stream(relay, COLLECT, [b"\xff\xff"])
     assert status == grpc.StatusCode.INVALID_ARGUMENT, f"{status}: {details}"
     mock_kafka.command(f"errors {PRODUCE_API} {MESSAGE_TOO_LARGE}")
@@ -294,10 +425,11 @@ def drive_every_labelled_series(relay: Relay, mock_kafka: MockKafka) -> str:
     return metrics()
 
 
-def test_every_metric_in_alerts_and_dashboard_is_exported(relay: Relay, mock_kafka: MockKafka):
+def test_every_metric_in_alerts_and_dashboard_is_exported(relay_factory: Callable[..., Relay], mock_kafka: MockKafka,
+                                                          stub_oap: tuple[StubOAP, int], tmp_path: Path):
     """Operator: points Prometheus at a relay and loads the alerts and the dashboard; no alert or
     panel may read a metric the relay does not export (it would stay silent or empty forever)."""
-    exposition = drive_every_labelled_series(relay, mock_kafka)
+    exposition = drive_every_labelled_series(start_relay_for_every_series(relay_factory, stub_oap, tmp_path), mock_kafka)
     used = kit_metric_names()
     assert len(used) >= 20, f"suspiciously few metric names extracted: {sorted(used)}"
 
@@ -317,11 +449,43 @@ def test_a_metric_the_relay_does_not_export_is_reported(relay: Relay):
     assert missing == {"relay_queue_byte": {"alert Typo"}}
 
 
-def test_exposition_passes_promtool_lint(relay: Relay, mock_kafka: MockKafka):
+def test_exposition_passes_promtool_lint(relay_factory: Callable[..., Relay], mock_kafka: MockKafka,
+                                        stub_oap: tuple[StubOAP, int], tmp_path: Path):
     """Operator: scrapes /metrics; every metric has HELP text and follows Prometheus naming, as
     `promtool check metrics` judges it."""
-    exposition = drive_every_labelled_series(relay, mock_kafka)
+    exposition = drive_every_labelled_series(start_relay_for_every_series(relay_factory, stub_oap, tmp_path), mock_kafka)
 
     result = promtool("check", "metrics", stdin=exposition)
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def proc_start_time(pid: int) -> float:
+    """When the kernel started `pid`: boot time plus its start in clock ticks after boot, from
+    /proc, as Prometheus's client libraries compute process_start_time_seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+    boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_process_start_time_is_when_the_process_started(relay_factory: Callable[..., Relay]):
+    """Operator: counts restarts and uptime from process_start_time_seconds. A container entrypoint
+    that waits before it execs the relay (here 2 s) delays the relay's own startup, not the
+    process's start: the metric must be the kernel's start time of the process, not when the relay
+    got round to setting up its metrics."""
+    relay = relay_factory()
+    launched = time.time()
+    with open(relay.log_path, "ab") as log:
+        relay.process = subprocess.Popen(["sh", "-c", 'sleep 2; exec "$0"', str(require_binary(RELAY_BINARY))],
+                                         env=relay.env, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
+    relay.wait_ready()
+
+    started = metric_value(relay.http_text("/metrics"), "process_start_time_seconds")
+
+    assert started is not None
+    assert abs(started - proc_start_time(relay.process.pid)) < 0.02, (started, proc_start_time(relay.process.pid))
+    # /proc's boot time is whole seconds, so the start may read up to 1 s early.
+    assert launched - 1.5 < started < launched + 1, f"started {started - launched:+.3f} s after the launch"
