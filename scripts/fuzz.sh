@@ -9,10 +9,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 build="$PWD/.build-fuzz"
-# ld.gold repeats a harmless note for every ASan helper symbol; the rest of the output stays.
-(cd Fuzz && swift build --build-path "$build" -Xswiftc -sanitize=fuzzer,address 2>&1) \
-  | grep -v "Cannot export local symbol" || true
 mkdir -p "$build/artifacts"
+# A failed build must fail here: the binaries of an earlier build would otherwise run instead.
+# ld.gold repeats a harmless note for every ASan helper symbol; the rest of the output stays.
+build_log="$build/artifacts/build.log"
+build_status=0
+(cd Fuzz && swift build --build-path "$build" -Xswiftc -sanitize=fuzzer,address) \
+  > "$build_log" 2>&1 || build_status=$?
+grep -v "Cannot export local symbol" "$build_log" || true
+if ((build_status != 0)); then
+  echo "fuzz: building the fuzzers failed (exit $build_status); log $build_log" >&2
+  exit 1
+fi
 for target in wire queue-recovery environment grpc-deframer http-json; do
   binary="$build/debug/fuzz-$target"
   [[ -x "$binary" ]] || { echo "fuzz: $binary was not built" >&2; exit 1; }

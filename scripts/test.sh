@@ -22,7 +22,7 @@ echo "== swift tests"
 swift test --skip-build --disable-xctest
 
 echo "== fuzzers (bounded)"
-FUZZ_SECONDS="${FUZZ_SECONDS:-45}" scripts/fuzz.sh
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
 
 echo "== python end-to-end tests"
-SWIFT_BIN_DIR="$(swift build --show-bin-path)" "$python" -m pytest -q tests-python
+SWIFT_BIN_DIR="$(swift build --show-bin-path)" "$python" -m pytest -q --durations=15 tests-python

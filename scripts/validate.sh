@@ -3,7 +3,7 @@
 # committed generated code, and that the relay binary links no Foundation.
 #
 #   scripts/validate.sh                  every step; linkage checks the binary of `swift build`
-#   scripts/validate.sh lint             swift format lint --strict over Sources Tests Fuzz Package.swift
+#   scripts/validate.sh lint             swift format lint --strict over Sources Tests Fuzz Benchmarks
 #   scripts/validate.sh protos           scripts/generate-protos.sh --check
 #   scripts/validate.sh linkage [BIN]    BIN (default: $(swift build --show-bin-path)/skywalking-kafka-relay)
 #                                        has no Foundation library among its NEEDED entries
@@ -27,8 +27,8 @@ lint() {
   echo "== validate: format lint"
   # Generated code is skipped: it is checked by the protos step instead.
   local files=()
-  mapfile -d '' -t files < <(find Sources Tests Fuzz Package.swift -name '*.swift' \
-    -not -path '*/Generated/*' -print0)
+  mapfile -d '' -t files < <(find Sources Tests Fuzz Benchmarks Package.swift -name '*.swift' \
+    -not -path '*/Generated/*' -not -path '*/.build/*' -print0)
   ((${#files[@]})) || fail "lint: no Swift files found"
   swift format lint --strict --configuration .swift-format "${files[@]}"
 }
