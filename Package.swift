@@ -120,11 +120,40 @@ let package = Package(
       ],
       swiftSettings: strictSettings
     ),
+    // What both agent endpoints share: a publishing call's records and outcome, the sink they
+    // go to (the disk queue), the token, TLS files and ingest metrics. Knows no protocol.
+    .target(
+      name: "AgentIngest",
+      dependencies: [
+        "DurableQueue",
+        "FileReload",
+        "SkyWalkingWire",
+        "SystemClock",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    // Bind, listen, serve and quiesce: the life of each of the three listening endpoints.
+    .target(
+      name: "EndpointLifecycle",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOExtras", package: "swift-nio-extras"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
     // The agent-facing gRPC endpoint, written directly on swift-nio-http2.
     .target(
       name: "AgentReceiver",
       dependencies: [
+        "AgentIngest",
         "ConnectionLimiter",
+        "EndpointLifecycle",
         "FileReload",
         "Inflate",
         "SkyWalkingWire",
@@ -148,7 +177,8 @@ let package = Package(
     .target(
       name: "HTTPReceiver",
       dependencies: [
-        "AgentReceiver",
+        "AgentIngest",
+        "EndpointLifecycle",
         "OAPForwarder",
         "ConnectionLimiter",
         "FileReload",
@@ -157,7 +187,6 @@ let package = Package(
         "SkyWalkingProtocol",
         "SkyWalkingWire",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -189,6 +218,7 @@ let package = Package(
     .target(
       name: "AdminServer",
       dependencies: [
+        "EndpointLifecycle",
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -213,6 +243,7 @@ let package = Package(
         "FileReload",
         .product(name: "NIOCore", package: "swift-nio"),
         "SkyWalkingWire",
+        "AgentIngest",
         "AgentReceiver",
         "AdminServer",
         "DurableQueue",
@@ -243,7 +274,10 @@ let package = Package(
     .target(
       name: "RelayTestSupport",
       dependencies: [
+        "AgentIngest",
         "CRdKafka",
+        "DurableQueue",
+        .product(name: "NIOCore", package: "swift-nio"),
         "KafkaPublisher",
         "MockKafka",
         .product(name: "Logging", package: "swift-log"),
@@ -305,6 +339,7 @@ let package = Package(
         .product(name: "NIOHPACK", package: "swift-nio-http2"),
         "SkyWalkingWire",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        "AgentIngest",
         "AgentReceiver",
         "DurableQueue",
         "SkyWalkingProtocol",
@@ -323,14 +358,17 @@ let package = Package(
       dependencies: [
         "CZlib",
         "HTTPReceiver",
-        "AgentReceiver",
+        "AgentIngest",
+        "ConnectionLimiter",
         "DurableQueue",
+        "RelayTestSupport",
         "SkyWalkingProtocol",
         "SkyWalkingWire",
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
       ],
@@ -356,6 +394,7 @@ let package = Package(
       name: "RelayTests",
       dependencies: [
         "AdminServer",
+        "AgentIngest",
         "AgentReceiver",
         "DurableQueue",
         "HTTPReceiver",

@@ -1,4 +1,5 @@
 import CoreMetrics
+import EndpointLifecycle
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -63,41 +64,31 @@ package final class AdminServer: Service, Sendable {
         AdminConnections(maxConnections: maxConnections, metricsFactory: metricsFactory),
         eventLoop: loop)
     }.get()
-    let channel: any Channel
-    do {
-      // The listener and every connection on the one loop, where `connections` lives.
-      channel = try await ServerBootstrap(group: loop)
-        // A burst of connections waits for its accept in the queue instead of having its SYNs
-        // dropped, which would hold a probe back by a whole retransmission (1 s, then 3 s).
-        .serverChannelOption(.backlog, value: 1024)
-        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .childChannelInitializer { channel in
-          channel.eventLoop.makeCompletedFuture {
-            let sync = channel.pipeline.syncOperations
-            try sync.configureHTTPServerPipeline(withErrorHandling: true)
-            try sync.addHandler(
-              AdminRequestHandler(
-                routes: routes, access: access, requestTimeout: requestTimeout,
-                connections: connections.value))
-          }
+    // The listener and every connection on the one loop, where `connections` lives.
+    let bootstrap = ServerBootstrap(group: loop)
+      // A burst of connections waits for its accept in the queue instead of having its SYNs
+      // dropped, which would hold a probe back by a whole retransmission (1 s, then 3 s).
+      .serverChannelOption(.backlog, value: 1024)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          let sync = channel.pipeline.syncOperations
+          try sync.configureHTTPServerPipeline(withErrorHandling: true)
+          try sync.addHandler(
+            AdminRequestHandler(
+              routes: routes, access: access, requestTimeout: requestTimeout,
+              connections: connections.value))
         }
-        .bind(host: host, port: port).get()
-    } catch {
-      throw AdminServerError(
-        code: .bindFailed, field: "host",
-        message: "cannot listen for admin HTTP on \(host):\(port)", cause: error)
-    }
-    logger.info("admin endpoint listening", metadata: ["address": "\(channel.localAddress!)"])
-    onListening(channel.localAddress!)
-    await withTaskCancellationHandler {
-      await withGracefulShutdownHandler {
-        try? await channel.closeFuture.get()
-      } onGracefulShutdown: {
-        channel.close(promise: nil)
       }
-    } onCancel: {
-      channel.close(promise: nil)
-    }
+    let (host, port) = (self.host, self.port)
+    try await Endpoint.serve(
+      bind: { try await bootstrap.bind(host: host, port: port).get() },
+      name: "admin", logger: logger, shutdown: .closeListener, onListening: onListening,
+      bindFailed: { error in
+        AdminServerError(
+          code: .bindFailed, field: "host",
+          message: "cannot listen for admin HTTP on \(host):\(port)", cause: error)
+      })
   }
 }
 

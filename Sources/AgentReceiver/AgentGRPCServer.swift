@@ -1,6 +1,7 @@
+import AgentIngest
 import ConnectionLimiter
 import CoreMetrics
-import DurableQueue
+import EndpointLifecycle
 import FileReload
 import Logging
 import NIOCore
@@ -31,7 +32,7 @@ package final class AgentGRPCServer: Service, Sendable {
   ///     ephemeral port), so the caller can report readiness.
   package init(
     configuration: AgentReceiverConfiguration,
-    queue: DurableQueue,
+    queue: any RecordSink,
     logger: Logger,
     metricsFactory: any MetricsFactory,
     forwarder: (any AgentCallForwarder)? = nil,
@@ -62,26 +63,18 @@ package final class AgentGRPCServer: Service, Sendable {
   /// by the grace period) and returns.
   package func run() async throws {
     let quiescing = ServerQuiescingHelper(group: group)
-    let channel: any Channel
-    do {
-      channel = try await makeBootstrap(quiescing: quiescing)
-        .bind(host: shared.configuration.host, port: shared.configuration.port).get()
-    } catch {
-      let (host, port) = (shared.configuration.host, shared.configuration.port)
-      throw AgentReceiverError(
-        code: .bindFailed, field: "host", message: "cannot listen for gRPC on \(host):\(port)",
-        cause: error)
-    }
-    shared.logger.info("gRPC endpoint listening", metadata: ["address": "\(channel.localAddress!)"])
-    onListening(channel.localAddress!)
-
-    let grace = shared.configuration.shutdownGracePeriod
-    let drainedInTime = await quiescing.serve(channel, on: group.next(), grace: TimeAmount(grace))
-    if !drainedInTime {
-      shared.logger.warning(
-        "gRPC connections still open after the shutdown grace period; closing them",
-        metadata: ["grace": "\(grace)"])
-    }
+    let (configuration, bootstrap) = (shared.configuration, makeBootstrap(quiescing: quiescing))
+    try await Endpoint.serve(
+      bind: { try await bootstrap.bind(host: configuration.host, port: configuration.port).get() },
+      name: "gRPC", logger: shared.logger,
+      shutdown: .quiesce(quiescing, grace: configuration.shutdownGracePeriod),
+      onListening: onListening,
+      bindFailed: { error in
+        AgentReceiverError(
+          code: .bindFailed, field: "host",
+          message: "cannot listen for gRPC on \(configuration.host):\(configuration.port)",
+          cause: error)
+      })
   }
 
   private func makeBootstrap(quiescing: ServerQuiescingHelper) -> ServerBootstrap {
@@ -94,16 +87,7 @@ package final class AgentGRPCServer: Service, Sendable {
         maxConnections: shared.configuration.maxConnections,
         maxConnectionsPerPeer: shared.configuration.maxConnectionsPerPeer, shedsUnvouched: true),
       metricPrefix: "relay_grpc", metricsFactory: metricsFactory)
-    return ServerBootstrap(group: group)
-      .serverChannelOption(.backlog, value: 1024)
-      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-      .serverChannelInitializer { channel in
-        channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandlers(
-            limiter, quiescing.makeServerChannelHandler(channel: channel))
-        }
-      }
-      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+    return ServerBootstrap.agentListener(group: group, limiter: limiter, quiescing: quiescing)
       .childChannelOption(.maxMessagesPerRead, value: 16)
       .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator.agentConnections)
       .childChannelInitializer { channel in

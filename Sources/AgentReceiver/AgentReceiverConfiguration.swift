@@ -1,3 +1,4 @@
+import AgentIngest
 import ConnectionLimiter
 import CoreMetrics
 import SkyWalkingWire
@@ -103,27 +104,6 @@ package struct AgentReceiverConfiguration: Sendable {
     self.keepaliveTimeout = keepaliveTimeout
     self.authenticationToken = authenticationToken
     self.tls = tls
-  }
-}
-
-/// PEM files for TLS on the gRPC port.
-package struct AgentReceiverTLS: Sendable, Equatable {
-  package var certificateChainPath: String
-  package var privateKeyPath: String
-  /// When set, clients must present a certificate signed by one of these CAs (mTLS).
-  package var clientCAPath: String?
-
-  package init(certificateChainPath: String, privateKeyPath: String, clientCAPath: String? = nil) {
-    self.certificateChainPath = certificateChainPath
-    self.privateKeyPath = privateKeyPath
-    self.clientCAPath = clientCAPath
-  }
-}
-
-extension AgentTopic {
-  /// Every topic under the OAP fetcher's default name.
-  package static var defaultNames: [AgentTopic: String] {
-    Dictionary(uniqueKeysWithValues: allCases.map { ($0, $0.defaultName) })
   }
 }
 

@@ -1,3 +1,4 @@
+import AgentIngest
 import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
@@ -213,7 +214,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     let handler = loopBoundSelf!
     let (records, bytes) = (batch.count, batch.byteCount)
     shared.queue.append(
-      batch, answeringOn: context.eventLoop, eventLoopWait: shared.metrics.eventLoopWait
+      batch, answeringOn: context.eventLoop, eventLoopWait: shared.metrics.ingest.eventLoopWait
     ) { result in
       handler.value.performIfActive { $0.appendFinished(result, records: records, bytes: bytes) }
     }
@@ -300,12 +301,7 @@ extension GRPCStreamHandler {
           perform(machine.deadlineExceeded(), context: context)
         }
       }
-      return .publish(
-        PublishingCall(
-          kind: kind, topic: shared.configuration.topics[kind.topic] ?? kind.topic.defaultName,
-          maxRecordBytes: shared.configuration.maxRecordBytes,
-          maxRecordBytesSetting: shared.configuration.settingNames.maxRecordBytes,
-          metrics: shared.metrics, seal: shared.queue.recordSeal))
+      return .publish(shared.makeCall(kind))
     case .forward(let kind):
       return forwardingRoute(path: path, headers: headers, timeout: timeout, kind: kind)
     case .health(let watch):

@@ -1,3 +1,4 @@
+import AgentIngest
 import DurableQueue
 import GRPCCore
 import NIOCore
@@ -133,9 +134,7 @@ struct GRPCStreamStateMachine {
       // part of what it acknowledges.
       state = .answered
       message.withUnsafeReadableBytes { publishing.call.accept($0) }
-      let batch =
-        publishing.call.batchBytes >= ReceiverShared.maxBatchBytes
-        ? publishing.call.takeBatch() : nil
+      let batch = publishing.call.isBatchFull ? publishing.call.takeBatch() : nil
       state = .publishing(publishing)
       return batch.map { .submit($0) } ?? .none
     case .proxying(var proxying):

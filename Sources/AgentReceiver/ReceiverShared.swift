@@ -1,14 +1,12 @@
+import AgentIngest
 import ConnectionLimiter
-import DurableQueue
 import Logging
 import NIOCore
 import NIOHPACK
+import SkyWalkingWire
 
-/// What every stream of the endpoint shares: read-only configuration, the queue and metrics.
+/// What every stream of the endpoint shares: read-only configuration, the sink and metrics.
 final class ReceiverShared: Sendable {
-  /// A read burst's batch is handed to the queue early once it reaches this size, so one large
-  /// burst does not hold many megabytes on the event loop.
-  static let maxBatchBytes = 1 << 20
   /// How long a meter stream stays quiet before its agent's report counts as over: agents send
   /// a report as one burst, and the next comes a report period (20 s or more) later.
   static let reportQuietPeriod = TimeAmount.milliseconds(500)
@@ -17,7 +15,7 @@ final class ReceiverShared: Sendable {
   static let maxWatchLifetime = TimeAmount.minutes(30)
 
   let configuration: AgentReceiverConfiguration
-  let queue: DurableQueue
+  let queue: any RecordSink
   let metrics: ReceiverMetrics
   let logger: Logger
   let forwarder: (any AgentCallForwarder)?
@@ -28,7 +26,7 @@ final class ReceiverShared: Sendable {
   let readiness: @Sendable () -> HealthStatus
 
   init(
-    configuration: AgentReceiverConfiguration, queue: DurableQueue, metrics: ReceiverMetrics,
+    configuration: AgentReceiverConfiguration, queue: any RecordSink, metrics: ReceiverMetrics,
     logger: Logger, forwarder: (any AgentCallForwarder)?, memoryBudget: ClientMemoryBudget,
     readiness: @escaping @Sendable () -> HealthStatus
   ) {
@@ -40,6 +38,15 @@ final class ReceiverShared: Sendable {
     self.logger = logger
     self.forwarder = forwarder
     self.authenticationToken = configuration.authenticationToken.map(AuthenticationToken.init)
+  }
+
+  /// A publishing call of `kind`, with the endpoint's topics and record limit.
+  func makeCall(_ kind: RecordKind) -> PublishingCall {
+    PublishingCall(
+      kind: kind, topic: configuration.topics.topicName(for: kind),
+      maxRecordBytes: configuration.maxRecordBytes,
+      maxRecordBytesSetting: configuration.settingNames.maxRecordBytes, metrics: metrics.ingest,
+      seal: queue.recordSeal)
   }
 
   /// Whether `headers` carry the token a publishing call needs (any do when none is set).

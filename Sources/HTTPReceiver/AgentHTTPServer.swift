@@ -1,7 +1,7 @@
-import AgentReceiver
+import AgentIngest
 import ConnectionLimiter
 import CoreMetrics
-import DurableQueue
+import EndpointLifecycle
 import FileReload
 import Logging
 import NIOCore
@@ -28,15 +28,15 @@ package final class AgentHTTPServer: Service, Sendable {
 
   /// - Parameters:
   ///   - shutdownGracePeriod: how long requests in flight may take once shutdown starts.
-  ///   - memoryBudget: shared with the gRPC endpoint; nil makes one of the default size.
+  ///   - memoryBudget: what bodies still arriving may hold, shared with the gRPC endpoint.
   ///   - onListening: called once the socket is bound, with its address.
   package init(
     configuration: HTTPReceiverConfiguration,
-    queue: DurableQueue,
+    queue: any RecordSink,
     logger: Logger,
     metricsFactory: any MetricsFactory,
     shutdownGracePeriod: Duration = .seconds(10),
-    memoryBudget: ClientMemoryBudget? = nil,
+    memoryBudget: ClientMemoryBudget,
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
   ) throws(AgentReceiverError) {
@@ -46,10 +46,8 @@ package final class AgentHTTPServer: Service, Sendable {
     self.shared = HTTPReceiverShared(
       configuration: configuration, queue: queue,
       metrics: HTTPReceiverMetrics(factory: metricsFactory),
-      recordMetrics: ReceiverMetrics(factory: metricsFactory), logger: logger,
-      memoryBudget: memoryBudget
-        ?? ClientMemoryBudget(
-          AgentReceiverConfiguration(), metricsFactory: metricsFactory))
+      recordMetrics: IngestMetrics(factory: metricsFactory), logger: logger,
+      memoryBudget: memoryBudget)
     self.group = group
     self.limiter = ConnectionLimiter(
       maxConnections: configuration.maxConnections, metricPrefix: "relay_http",
@@ -71,45 +69,27 @@ package final class AgentHTTPServer: Service, Sendable {
   package func run() async throws {
     let (shared, limiter, tls) = (self.shared, self.limiter, self.tls)
     let quiescing = ServerQuiescingHelper(group: group)
-    let channel: any Channel
-    do {
-      channel = try await ServerBootstrap(group: group)
-        .serverChannelOption(.backlog, value: 1024)
-        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .serverChannelInitializer { channel in
-          channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandlers(
-              limiter, quiescing.makeServerChannelHandler(channel: channel))
-          }
-        }
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-        .childChannelOption(
-          .recvAllocator, value: AdaptiveRecvByteBufferAllocator.agentConnections
-        )
-        .childChannelInitializer { channel in
-          channel.eventLoop.makeCompletedFuture {
-            let sync = channel.pipeline.syncOperations
-            if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
-            try sync.configureHTTPServerPipeline(withErrorHandling: true)
-            try sync.addHandler(HTTPRequestHandler(shared: shared))
-          }
-        }
-        .bind(host: shared.configuration.host, port: shared.configuration.port).get()
-    } catch {
-      let (host, port) = (shared.configuration.host, shared.configuration.port)
-      throw HTTPReceiverError(
-        code: .bindFailed, field: "host", message: "cannot listen for HTTP on \(host):\(port)",
-        cause: error)
+    let bootstrap = ServerBootstrap.agentListener(
+      group: group, limiter: limiter, quiescing: quiescing
+    )
+    .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator.agentConnections)
+    .childChannelInitializer { channel in
+      channel.eventLoop.makeCompletedFuture {
+        let sync = channel.pipeline.syncOperations
+        if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
+        try sync.configureHTTPServerPipeline(withErrorHandling: true)
+        try sync.addHandler(HTTPRequestHandler(shared: shared))
+      }
     }
-    shared.logger.info("HTTP endpoint listening", metadata: ["address": "\(channel.localAddress!)"])
-    onListening(channel.localAddress!)
-
-    let inTime = await quiescing.serve(
-      channel, on: group.next(), grace: TimeAmount(shutdownGracePeriod))
-    if !inTime {
-      shared.logger.warning(
-        "HTTP connections still open after the shutdown grace period; closing them",
-        metadata: ["grace": "\(shutdownGracePeriod)"])
-    }
+    let (host, port) = (shared.configuration.host, shared.configuration.port)
+    try await Endpoint.serve(
+      bind: { try await bootstrap.bind(host: host, port: port).get() },
+      name: "HTTP", logger: shared.logger,
+      shutdown: .quiesce(quiescing, grace: shutdownGracePeriod), onListening: onListening,
+      bindFailed: { error in
+        HTTPReceiverError(
+          code: .bindFailed, field: "host", message: "cannot listen for HTTP on \(host):\(port)",
+          cause: error)
+      })
   }
 }

@@ -1,4 +1,4 @@
-import AgentReceiver
+import AgentIngest
 import OAPForwarder
 import SkyWalkingWire
 

@@ -1,52 +1,35 @@
-import AgentReceiver
+import AgentIngest
 import ConnectionLimiter
 import DurableQueue
 import Inflate
 import NIOCore
 import NIOHTTP1
-import SkyWalkingWire
 
 /// Serves one keep-alive HTTP/1.1 connection, one request at a time (NIO's pipelining handler
-/// holds a pipelined request back until the previous answer is written).
+/// holds a pipelined request back until the previous answer is written), performing what
+/// ``HTTPRequestStateMachine`` decides.
 ///
-/// A publishing request is answered once every record it produced is durable in the queue, or
-/// the queue refused it: the same rule, and the same `PublishingCall`, as a gRPC call.
-final class HTTPRequestHandler: ChannelInboundHandler {
+/// A publishing request is answered once every record it produced is durable in the sink, or
+/// the sink refused it: the same rule, and the same `PublishingCall`, as a gRPC call. While it
+/// waits, the connection reads nothing more.
+final class HTTPRequestHandler: ChannelDuplexHandler {
   typealias InboundIn = HTTPServerRequestPart
+  typealias OutboundIn = HTTPServerResponsePart
   typealias OutboundOut = HTTPServerResponsePart
 
-  /// Where the connection's current request is.
-  private enum State {
-    /// Between requests.
-    case idle
-    /// Reading the body of a request the relay will publish or forward.
-    case reading(head: HTTPRequestHead, route: HTTPRoute, body: ByteBuffer)
-    /// Refused at its head (unknown path, wrong method, token, no OAP): the body is read and
-    /// dropped, and the answer written at its end, so the connection stays usable.
-    case refusing(head: HTTPRequestHead, reply: HTTPReply)
-    /// Waiting for the queue to make the request's records durable.
-    case publishing(head: HTTPRequestHead, call: PublishingCall)
-    /// Waiting for the OAP's answer to a forwarded request.
-    case forwarding(head: HTTPRequestHead)
-    /// An answer that closes the connection was written before the body ended: the rest is
-    /// read and dropped (bounded by the request timeout), so the client reads the answer
-    /// instead of a reset, and the connection closes at the body's end.
-    case discarding
-    /// An answer that closes the connection was written; whatever still arrives is dropped.
-    case closing
-  }
-
   private let shared: HTTPReceiverShared
-  private var state = State.idle
+  private var machine: HTTPRequestStateMachine
   private var context: ChannelHandlerContext?
   private var loopBoundSelf: NIOLoopBound<HTTPRequestHandler>?
   private var requestTimer: Scheduled<Void>?
+  private var isReadHeld = false
   private let memory: ConnectionMemoryShare
   /// What the body being read holds of the memory budget.
   private var reservedBytes = 0
 
   init(shared: HTTPReceiverShared) {
     self.shared = shared
+    self.machine = shared.makeRequestMachine()
     self.memory = ConnectionMemoryShare(budget: shared.memoryBudget)
   }
 
@@ -77,101 +60,49 @@ final class HTTPRequestHandler: ChannelInboundHandler {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch unwrapInboundIn(data) {
     case .head(let head):
-      begin(head, context: context)
-    case .body(var part):
-      switch state {
-      case .reading(let head, let route, var body):
-        let size = body.readableBytes + part.readableBytes
-        guard size <= shared.configuration.maxBodyBytes else {
-          answer(shared.tooLarge(), to: head, bodyPending: true, context: context)
-          return
-        }
-        guard
-          size < ClientMemoryBudget.unbudgetedMessageBytes
-            || memory.resize(&reservedBytes, to: size)
-        else {
-          answer(shared.memorySpent(), to: head, bodyPending: true, context: context)
-          return
-        }
-        state = .idle  // drops the state's reference, so the append does not copy the body
-        body.writeBuffer(&part)
-        state = .reading(head: head, route: route, body: body)
-      default:
-        break
-      }
+      perform(machine.receivedHead(head), context: context)
+    case .body(let part):
+      perform(
+        machine.receivedBody(part) { memory.resize(&reservedBytes, to: $0) }, context: context)
     case .end:
-      switch state {
-      case .reading(let head, let route, let body):
-        requestTimer?.cancel()
-        finish(head, route: route, body: body, context: context)
-        // The body was converted (or handed to the OAP link, which owns it now).
-        _ = memory.resize(&reservedBytes, to: 0)
-      case .refusing(let head, let reply):
-        answer(reply, to: head, context: context)
-      case .discarding:
-        state = .closing
-        context.close(promise: nil)
-      default:
-        break
-      }
+      perform(machine.receivedEnd(), context: context)
     }
   }
 
-  private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-    guard case .idle = state else { return }
-    let configuration = shared.configuration
-    guard let route = HTTPRoute(target: head.uri) else {
-      state = .refusing(
-        head: head,
-        reply: HTTPReply(status: .notFound, text: "no such path on this relay: \(head.uri)"))
-      return
+  func read(context: ChannelHandlerContext) {
+    if machine.holdsReads {
+      isReadHeld = true
+    } else {
+      context.read()
     }
-    guard head.method == .POST else {
-      state = .refusing(
-        head: head,
-        reply: HTTPReply(status: .methodNotAllowed, text: "only POST is served on \(head.uri)"))
-      return
-    }
-    if let token = shared.authenticationToken,
-      !token.matches(head.headers.first(name: "authentication") ?? "")
-    {
-      state = .refusing(
-        head: head,
-        reply: HTTPReply(
-          status: .unauthorized, text: "the authentication header does not match the relay's token")
-      )
-      return
-    }
-    if let encoding = head.headers.first(name: "Content-Encoding"), encoding != "identity",
-      ContentCoding(name: encoding) == nil
-    {
-      state = .refusing(
-        head: head,
-        reply: HTTPReply(
-          status: .unsupportedMediaType,
-          text: "Content-Encoding \(encoding) is not supported; send gzip, deflate or identity"))
-      return
-    }
-    if let length = head.headers.first(name: "Content-Length").flatMap({ Int($0) }),
-      length > configuration.maxBodyBytes
-    {
-      answer(shared.tooLarge(), to: head, bodyPending: true, context: context)
-      return
-    }
-    if case .forward = route, shared.forwarder == nil {
-      state = .refusing(
-        head: head,
-        reply: HTTPReply(
-          status: .notImplemented,
-          text:
-            "\(head.uri) has no Kafka topic in the OAP; set \(configuration.settingNames.oapHTTP) "
-            + "to forward it to the OAP's REST port"))
-      return
-    }
-    state = .reading(head: head, route: route, body: context.channel.allocator.buffer(capacity: 0))
   }
 
-  private func finish(
+  private func perform(_ action: HTTPRequestStateMachine.Action, context: ChannelHandlerContext) {
+    switch action {
+    case .none:
+      break
+    case .process(let head, let route, let body):
+      requestTimer?.cancel()
+      process(head, route: route, body: body, context: context)
+      // The body was converted (or handed to the OAP link, which owns it now).
+      _ = memory.resize(&reservedBytes, to: 0)
+    case .answer(let reply, let head, let then):
+      answer(reply, to: head, then: then, context: context)
+    case .close:
+      context.close(promise: nil)
+    }
+  }
+
+  /// Feeds the machine an answer that arrived from another thread (the sink, the OAP link),
+  /// once back on the connection's event loop; nothing happens once the handler is gone.
+  private func performIfActive(
+    _ event: (inout HTTPRequestStateMachine) -> HTTPRequestStateMachine.Action
+  ) {
+    guard let context else { return }
+    perform(event(&machine), context: context)
+  }
+
+  private func process(
     _ head: HTTPRequestHead, route: HTTPRoute, body: ByteBuffer, context: ChannelHandlerContext
   ) {
     var body = body
@@ -180,18 +111,18 @@ final class HTTPRequestHandler: ChannelInboundHandler {
       case .body(let inflated):
         body = inflated
       case .refused(let reply):
-        answer(reply, to: head, context: context)
+        perform(machine.bodyRefused(reply), context: context)
         return
       }
     }
     switch route {
     case .forward:
-      state = .forwarding(head: head)
+      machine.forwarding()
       let handler = loopBoundSelf!
       shared.forwarder!.forward(
         uri: head.uri, headers: head.headers, body: body, on: context.eventLoop
       ).whenSuccess { reply in
-        handler.value.forwarded(reply)
+        handler.value.performIfActive { $0.forwarded(reply) }
       }
     case .publish(let kind, let isBatch, let converter):
       var call = shared.makeCall(kind)
@@ -199,16 +130,12 @@ final class HTTPRequestHandler: ChannelInboundHandler {
         convert(bytes, isBatch: isBatch, converter: converter, into: &call, context: context)
       }
       if let batch = call.takeBatch() { submit(batch, context: context) }
-      if call.pendingAppends == 0 {
-        answer(call.httpReply, to: head, context: context)
-      } else {
-        state = .publishing(head: head, call: call)
-      }
+      perform(machine.publishing(call), context: context)
     }
   }
 
   /// Converts every element of the body and adds its records to `call`; a malformed element
-  /// is refused alone, naming its index and field, and the others still go to the queue.
+  /// is refused alone, naming its index and field, and the others still go to the sink.
   private func convert(
     _ bytes: UnsafeRawBufferPointer, isBatch: Bool, converter: AgentJSONConverter,
     into call: inout PublishingCall, context: ChannelHandlerContext
@@ -228,7 +155,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
       convert(
         bytes, element: numbered.element, named: "element \(numbered.offset)",
         converter: converter, into: &call)
-      if call.batchBytes >= HTTPReceiverShared.maxBatchBytes, let batch = call.takeBatch() {
+      if call.isBatchFull, let batch = call.takeBatch() {
         submit(batch, context: context)
       }
     }
@@ -265,57 +192,39 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     case .success(let bytes):
       return .body(ByteBuffer(bytes: bytes))
     case .failure(let error) where error.code == .tooLarge:
-      return .refused(shared.tooLarge())
+      return .refused(.tooLarge(shared.configuration))
     case .failure(let error):
       return .refused(
         HTTPReply(status: .badRequest, text: "cannot inflate the \(coding) body: \(error)"))
     }
   }
 
+  /// Hands a batch to the sink; its answer always hops back, so it reaches the machine only
+  /// after `publishing(_:)` has taken the call.
   private func submit(_ batch: RecordBatch, context: ChannelHandlerContext) {
     let handler = loopBoundSelf!
     let (records, bytes) = (batch.count, batch.byteCount)
     shared.queue.append(
       batch, answeringOn: context.eventLoop, eventLoopWait: shared.recordMetrics.eventLoopWait
     ) { result in
-      handler.value.appendFinished(result, records: records, bytes: bytes)
+      handler.value.performIfActive { $0.appendFinished(result, records: records, bytes: bytes) }
     }
   }
 
-  /// A queue completion, back on the event loop; even a batch the queue refuses at once gets
-  /// here only after `finish` has moved to `.publishing`, as completions always hop.
-  private func appendFinished(_ result: Result<Void, QueueError>, records: Int, bytes: Int) {
-    guard case .publishing(let head, var call) = state, let context else { return }
-    call.appendFinished(result, records: records, bytes: bytes)
-    if call.pendingAppends == 0 {
-      answer(call.httpReply, to: head, context: context)
-    } else {
-      state = .publishing(head: head, call: call)
-    }
-  }
-
-  private func forwarded(_ reply: HTTPReply) {
-    guard case .forwarding(let head) = state, let context else { return }
-    answer(reply, to: head, context: context)
-  }
-
-  /// - Parameter bodyPending: the request's body has not all arrived; a closing answer then
-  ///   waits for it (`.discarding`) before closing.
   private func answer(
-    _ reply: HTTPReply, to head: HTTPRequestHead, bodyPending: Bool = false,
-    context: ChannelHandlerContext
+    _ reply: HTTPReply, to head: HTTPRequestHead,
+    then: HTTPRequestStateMachine.AfterAnswer, context: ChannelHandlerContext
   ) {
     _ = memory.resize(&reservedBytes, to: 0)
     let route = HTTPRoute(target: head.uri)?.label ?? "unknown"
     shared.metrics.request(route: route, status: reply.status)
-    let keepAlive = head.isKeepAlive && !reply.closesConnection
     var headers = HTTPHeaders()
     headers.add(name: "Content-Type", value: reply.contentType)
     headers.add(name: "Content-Length", value: String(reply.body.count))
     if let seconds = reply.retryAfterSeconds {
       headers.add(name: "Retry-After", value: String(seconds))
     }
-    if !keepAlive { headers.add(name: "Connection", value: "close") }
+    if then != .awaitNextRequest { headers.add(name: "Connection", value: "close") }
     context.write(
       wrapOutboundOut(
         .head(HTTPResponseHead(version: head.version, status: reply.status, headers: headers))),
@@ -323,15 +232,17 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     context.write(
       wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: reply.body)))),
       promise: nil)
-    if keepAlive {
-      state = .idle
+    switch then {
+    case .awaitNextRequest:
       context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
       armRequestTimer(context: context)
-    } else if bodyPending {
-      state = .discarding
+      if isReadHeld {
+        isReadHeld = false
+        context.read()
+      }
+    case .discardBody:
       context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-    } else {
-      state = .closing
+    case .close:
       requestTimer?.cancel()
       let promise = context.eventLoop.makePromise(of: Void.self)
       context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)

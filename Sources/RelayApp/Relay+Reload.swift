@@ -1,3 +1,4 @@
+import AgentIngest
 import AgentReceiver
 import FileReload
 import HTTPReceiver

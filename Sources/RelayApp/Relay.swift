@@ -1,4 +1,5 @@
 import AdminServer
+import AgentIngest
 import AgentReceiver
 import ConnectionLimiter
 import CoreMetrics

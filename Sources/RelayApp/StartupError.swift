@@ -1,4 +1,5 @@
 import AdminServer
+import AgentIngest
 import AgentReceiver
 import HTTPReceiver
 

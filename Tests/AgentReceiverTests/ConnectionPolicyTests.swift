@@ -1,3 +1,4 @@
+import AgentIngest
 import Foundation
 import GRPCCore
 import NIOCore

@@ -1,48 +1,45 @@
+import AgentIngest
 import CZlib
 import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
-import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
 import NIOHTTP2
+import RelayTestSupport
 import SkyWalkingProtocol
 import SwiftProtobuf
 import Testing
 
 @testable import AgentReceiver
 
-/// The stream handler on a testing channel with a manual clock: deadlines, the opt-in idle
-/// timeout and shutdown, against a real queue in a temporary directory.
+/// The stream handler on an embedded channel, the way grpc-swift-nio-transport tests its
+/// stream handler: deadlines, the opt-in idle timeout and shutdown on the loop's manual clock,
+/// and a fake sink in place of the disk queue, so nothing waits for a writer thread.
 @Suite(.timeLimit(.minutes(1))) struct GRPCStreamHandlerTests {
+  /// - Parameter sink: where batches go; by default one that makes each durable at once.
   static func withHandler(
     configure: (inout AgentReceiverConfiguration) -> Void = { _ in },
     budget: ClientMemoryBudget = ClientMemoryBudget(
       AgentReceiverConfiguration(), metricsFactory: NOOPMetricsHandler.instance),
-    _ body: (NIOAsyncTestingChannel, DurableQueue) async throws -> Void
-  ) async throws {
-    let directory = FileManager.default.temporaryDirectory
-      .appendingPathComponent("stream-handler-\(UUID().uuidString)")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let queue = try DurableQueue(
-      configuration: DurableQueueConfiguration(
-        directory: directory.path, fileBytes: 1 << 20, maxBytes: 64 << 20),
-      logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
-    defer { queue.close() }
+    sink: FakeRecordSink = FakeRecordSink(answeringAtOnce: .success(())),
+    reads: ReadCounter = ReadCounter(),
+    _ body: (EmbeddedChannel, FakeRecordSink) throws -> Void
+  ) throws {
     var configuration = AgentReceiverConfiguration()
     configure(&configuration)
     let shared = ReceiverShared(
-      configuration: configuration, queue: queue,
+      configuration: configuration, queue: sink,
       metrics: ReceiverMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test"),
       forwarder: nil, memoryBudget: budget, readiness: { .serving })
-    let channel = try await NIOAsyncTestingChannel { channel in
-      try channel.pipeline.syncOperations.addHandler(
-        GRPCStreamHandler(shared: shared, connectionMemory: ConnectionMemoryShare(budget: budget)))
-    }
-    try await body(channel, queue)
-    _ = try? await channel.finish()
+    let channel = EmbeddedChannel()
+    try channel.pipeline.syncOperations.addHandlers(
+      reads,
+      GRPCStreamHandler(shared: shared, connectionMemory: ConnectionMemoryShare(budget: budget)))
+    try body(channel, sink)
+    _ = try? channel.finish()
   }
 
   static func headers(
@@ -65,15 +62,6 @@ import Testing
     return .data(.init(data: .byteBuffer(buffer)))
   }
 
-  /// Waits for the queue writer, which completes appends on its own thread.
-  static func waitForQueued(_ count: Int, in queue: DurableQueue) async throws -> Bool {
-    let deadline = ContinuousClock.now + .seconds(10)
-    while queue.status.unconfirmedRecords < count, ContinuousClock.now < deadline {
-      try await Task.sleep(for: .milliseconds(5))
-    }
-    return queue.status.unconfirmedRecords == count
-  }
-
   static func segmentFrame(_ traceID: String, endStream: Bool = false) throws
     -> HTTP2Frame.FramePayload
   {
@@ -89,23 +77,20 @@ import Testing
     return .data(.init(data: .byteBuffer(buffer), endStream: endStream))
   }
 
-  /// The next frame the handler writes, waiting for it since queue completions arrive from the
-  /// writer thread.
-  static func nextFrame(_ channel: NIOAsyncTestingChannel) async throws -> HTTP2Frame.FramePayload {
-    let deadline = ContinuousClock.now + .seconds(10)
-    while ContinuousClock.now < deadline {
-      if let frame = try await channel.readOutbound(as: HTTP2Frame.FramePayload.self) {
-        return frame
-      }
-      try await Task.sleep(for: .milliseconds(5))
+  /// The next frame the handler wrote, once the loop ran what was due (sink answers hop to it).
+  static func nextFrame(_ channel: EmbeddedChannel) throws -> HTTP2Frame.FramePayload {
+    channel.embeddedEventLoop.run()
+    guard let frame = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+      throw NoFrame()
     }
-    throw NoFrame()
+    return frame
   }
 
   struct NoFrame: Error {}
 
-  static func nothingWritten(_ channel: NIOAsyncTestingChannel) async throws -> Bool {
-    try await channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil
+  static func nothingWritten(_ channel: EmbeddedChannel) throws -> Bool {
+    channel.embeddedEventLoop.run()
+    return try channel.readOutbound(as: HTTP2Frame.FramePayload.self) == nil
   }
 
   static func status(of frame: HTTP2Frame.FramePayload) -> String? {
@@ -113,71 +98,71 @@ import Testing
     return headers.headers.first(name: "grpc-status")
   }
 
-  @Test func aSilentStreamIsNeverCancelledByDefault() async throws {
-    try await Self.withHandler { channel, queue in
-      try await channel.writeInbound(Self.headers())
-      try await channel.writeInbound(try Self.segmentFrame("before-silence"))
+  @Test func aSilentStreamIsNeverCancelledByDefault() throws {
+    try Self.withHandler { channel, sink in
+      try channel.writeInbound(Self.headers())
+      try channel.writeInbound(try Self.segmentFrame("before-silence"))
       channel.pipeline.fireChannelReadComplete()
-      await channel.testingEventLoop.advanceTime(by: .hours(24))
-      try await channel.writeInbound(try Self.segmentFrame("after-silence", endStream: true))
+      channel.embeddedEventLoop.advanceTime(by: .hours(24))
+      try channel.writeInbound(try Self.segmentFrame("after-silence", endStream: true))
       channel.pipeline.fireChannelReadComplete()
       let frames = [
-        try await Self.nextFrame(channel), try await Self.nextFrame(channel),
-        try await Self.nextFrame(channel),
+        try Self.nextFrame(channel), try Self.nextFrame(channel),
+        try Self.nextFrame(channel),
       ]
       #expect(Self.status(of: frames[2]) == "0")
-      #expect(queue.status.unconfirmedRecords == 2)
+      #expect(sink.records == 2)
     }
   }
 
-  @Test func theOptInIdleTimeoutCancelsAQuietStream() async throws {
+  @Test func theOptInIdleTimeoutCancelsAQuietStream() throws {
     let idleAfterFive: (inout AgentReceiverConfiguration) -> Void = {
       $0.streamIdleTimeout = .seconds(5)
     }
-    try await Self.withHandler(configure: idleAfterFive) { channel, _ in
-      try await channel.writeInbound(Self.headers())
-      await channel.testingEventLoop.advanceTime(by: .seconds(4))
-      #expect(try await Self.nothingWritten(channel))
-      await channel.testingEventLoop.advanceTime(by: .seconds(1))
-      let answer = try await Self.nextFrame(channel)
+    try Self.withHandler(configure: idleAfterFive) { channel, _ in
+      try channel.writeInbound(Self.headers())
+      channel.embeddedEventLoop.advanceTime(by: .seconds(4))
+      #expect(try Self.nothingWritten(channel))
+      channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+      let answer = try Self.nextFrame(channel)
       #expect(Self.status(of: answer) == "1")  // CANCELLED
     }
   }
 
-  @Test func theAgentsDeadlineIsKeptOnTheManualClock() async throws {
-    try await Self.withHandler { channel, _ in
-      try await channel.writeInbound(Self.headers([("grpc-timeout", "2S")]))
-      await channel.testingEventLoop.advanceTime(by: .milliseconds(1999))
-      #expect(try await Self.nothingWritten(channel))
-      await channel.testingEventLoop.advanceTime(by: .milliseconds(1))
-      #expect(Self.status(of: try await Self.nextFrame(channel)) == "4")  // DEADLINE_EXCEEDED
+  @Test func theAgentsDeadlineIsKeptOnTheManualClock() throws {
+    try Self.withHandler { channel, _ in
+      try channel.writeInbound(Self.headers([("grpc-timeout", "2S")]))
+      channel.embeddedEventLoop.advanceTime(by: .milliseconds(1999))
+      #expect(try Self.nothingWritten(channel))
+      channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+      #expect(Self.status(of: try Self.nextFrame(channel)) == "4")  // DEADLINE_EXCEEDED
     }
   }
 
   /// The Go agent calls configuration discovery, profile task polls and pprof without the
   /// token (cds_manager.go, pprof_manager.go): a forwarded call is the OAP's to check, while the
   /// relay's own data still needs the token.
-  @Test func theTokenGuardsPublishedDataButNotForwardedCalls() async throws {
+  @Test func theTokenGuardsPublishedDataButNotForwardedCalls() throws {
     let token: (inout AgentReceiverConfiguration) -> Void = { $0.authenticationToken = "s3cret" }
     for path in [
       "/skywalking.v3.ConfigurationDiscoveryService/fetchConfigurations",
       "/skywalking.v3.ProfileTask/getProfileTaskCommands",
       "/skywalking.v10.PprofTask/getPprofTaskCommands",
     ] {
-      try await Self.withHandler(configure: token) { channel, _ in
+      try Self.withHandler(configure: token) { channel, _ in
         // No OAP configured: a query is answered "nothing new", never PERMISSION_DENIED.
-        try await channel.writeInbound(Self.headers(path: path, endStream: true))
+        try channel.writeInbound(Self.headers(path: path, endStream: true))
         let frames = [
-          try await Self.nextFrame(channel), try await Self.nextFrame(channel),
-          try await Self.nextFrame(channel),
+          try Self.nextFrame(channel), try Self.nextFrame(channel),
+          try Self.nextFrame(channel),
         ]
         #expect(Self.status(of: frames[2]) == "0", "\(path)")
       }
     }
-    try await Self.withHandler(configure: token) { channel, queue in
-      try await channel.writeInbound(Self.headers())
-      #expect(Self.status(of: try await Self.nextFrame(channel)) == "7")  // PERMISSION_DENIED
-      #expect(queue.status.unconfirmedRecords == 0)
+    try Self.withHandler(configure: token) { channel, sink in
+      try channel.writeInbound(Self.headers())
+      #expect(Self.status(of: try Self.nextFrame(channel)) == "7")  // PERMISSION_DENIED
+      #expect(sink.records == 0)
     }
   }
 
@@ -194,36 +179,36 @@ import Testing
 
   /// A gateway that compresses (grpc-encoding deflate, which the OAP's grpc-java decodes): the
   /// segment is queued as the agent's plain bytes.
-  @Test func aCompressedMessageIsInflatedAndQueued() async throws {
-    try await Self.withHandler { channel, queue in
-      try await channel.writeInbound(Self.headers([("grpc-encoding", "deflate")]))
+  @Test func aCompressedMessageIsInflatedAndQueued() throws {
+    try Self.withHandler { channel, sink in
+      try channel.writeInbound(Self.headers([("grpc-encoding", "deflate")]))
       let segment: [UInt8] = try Skywalking_V3_SegmentObject.with {
         $0.traceID = "deflated"
         $0.service = "gateway"
       }.serializedBytes()
-      try await channel.writeInbound(Self.compressedFrame(segment))
+      try channel.writeInbound(Self.compressedFrame(segment))
       channel.pipeline.fireChannelReadComplete()
       let frames = [
-        try await Self.nextFrame(channel), try await Self.nextFrame(channel),
-        try await Self.nextFrame(channel),
+        try Self.nextFrame(channel), try Self.nextFrame(channel),
+        try Self.nextFrame(channel),
       ]
       #expect(Self.status(of: frames[2]) == "0")
-      #expect(queue.status.unconfirmedRecords == 1)
+      #expect(sink.records == 1)
     }
   }
 
   /// An attacker's decompression bomb: 64 MiB of zeros in about 64 KiB, against a 4 MiB limit,
   /// is refused RESOURCE_EXHAUSTED without being inflated past the limit.
-  @Test func aDecompressionBombIsRefusedAtTheMessageLimit() async throws {
+  @Test func aDecompressionBombIsRefusedAtTheMessageLimit() throws {
     let fourMiB: (inout AgentReceiverConfiguration) -> Void = { $0.maxMessageBytes = 4 << 20 }
-    try await Self.withHandler(configure: fourMiB) { channel, queue in
-      try await channel.writeInbound(Self.headers([("grpc-encoding", "deflate")]))
-      try await channel.writeInbound(Self.compressedFrame([UInt8](repeating: 0, count: 64 << 20)))
-      let answer = try await Self.nextFrame(channel)
+    try Self.withHandler(configure: fourMiB) { channel, sink in
+      try channel.writeInbound(Self.headers([("grpc-encoding", "deflate")]))
+      try channel.writeInbound(Self.compressedFrame([UInt8](repeating: 0, count: 64 << 20)))
+      let answer = try Self.nextFrame(channel)
       #expect(Self.status(of: answer) == "8")
       guard case .headers(let headers) = answer else { return }
       #expect(headers.headers.first(name: "grpc-message")?.contains("inflates") == true)
-      #expect(queue.status.unconfirmedRecords == 0)
+      #expect(sink.records == 0)
     }
   }
 
@@ -231,7 +216,7 @@ import Testing
   /// each reserves its declared size before more is read, so once the budget is spent the next
   /// stream is refused RESOURCE_EXHAUSTED at its first frame, and what the refused and the
   /// finished streams held is given back.
-  @Test func unfinishedLargeMessagesAreBoundedByTheMemoryBudget() async throws {
+  @Test func unfinishedLargeMessagesAreBoundedByTheMemoryBudget() throws {
     let budget = ClientMemoryBudget(
       limit: 64 << 20, connectionShare: 64 << 20, metricsFactory: NOOPMetricsHandler.instance)
     var start = ByteBuffer()
@@ -239,19 +224,19 @@ import Testing
     start.writeInteger(UInt32(30 << 20))
     start.writeBytes([UInt8](repeating: 0, count: 1000))
     let unfinished = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(start)))
-    try await Self.withHandler(budget: budget) { first, _ in
-      try await first.writeInbound(Self.headers())
-      try await first.writeInbound(unfinished)
-      #expect(try await Self.nothingWritten(first))
-      try await Self.withHandler(budget: budget) { second, _ in
-        try await second.writeInbound(Self.headers())
-        try await second.writeInbound(unfinished)
-        #expect(try await Self.nothingWritten(second))
+    try Self.withHandler(budget: budget) { first, _ in
+      try first.writeInbound(Self.headers())
+      try first.writeInbound(unfinished)
+      #expect(try Self.nothingWritten(first))
+      try Self.withHandler(budget: budget) { second, _ in
+        try second.writeInbound(Self.headers())
+        try second.writeInbound(unfinished)
+        #expect(try Self.nothingWritten(second))
         #expect(budget.heldBytes == 60 << 20)
-        try await Self.withHandler(budget: budget) { third, _ in
-          try await third.writeInbound(Self.headers())
-          try await third.writeInbound(unfinished)
-          #expect(Self.status(of: try await Self.nextFrame(third)) == "8")  // RESOURCE_EXHAUSTED
+        try Self.withHandler(budget: budget) { third, _ in
+          try third.writeInbound(Self.headers())
+          try third.writeInbound(unfinished)
+          #expect(Self.status(of: try Self.nextFrame(third)) == "8")  // RESOURCE_EXHAUSTED
           #expect(budget.heldBytes == 60 << 20, "the refused stream holds nothing")
         }
       }
@@ -262,9 +247,9 @@ import Testing
   /// The Rust agent's meter stream stays open between reports (one every 20 s): each report is
   /// queued once the stream has been quiet for half a second, not when the stream ends hours
   /// later.
-  @Test func aQuietMeterStreamQueuesItsReportWhileStayingOpen() async throws {
-    try await Self.withHandler { channel, queue in
-      try await channel.writeInbound(
+  @Test func aQuietMeterStreamQueuesItsReportWhileStayingOpen() throws {
+    try Self.withHandler { channel, sink in
+      try channel.writeInbound(
         Self.headers(path: "/skywalking.v3.MeterReportService/collect"))
       let element: [UInt8] = try Skywalking_V3_MeterData.with {
         $0.singleValue = .with { $0.name = "cpu" }
@@ -272,29 +257,72 @@ import Testing
         $0.serviceInstance = "rust-1"
         $0.timestamp = 1000
       }.serializedBytes()
-      try await channel.writeInbound(Self.messageFrame(element))
+      try channel.writeInbound(Self.messageFrame(element))
       channel.pipeline.fireChannelReadComplete()
-      await channel.testingEventLoop.advanceTime(by: .milliseconds(499))
-      #expect(queue.status.unconfirmedRecords == 0)
-      await channel.testingEventLoop.advanceTime(by: .milliseconds(1))
-      #expect(try await Self.waitForQueued(1, in: queue))
-      #expect(try await Self.nothingWritten(channel), "the stream stays open")
+      channel.embeddedEventLoop.advanceTime(by: .milliseconds(499))
+      #expect(sink.records == 0)
+      channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+      #expect(sink.records == 1)
+      #expect(try Self.nothingWritten(channel), "the stream stays open")
     }
   }
 
-  @Test func shutdownAnswersAnOpenStreamOKOnceItIsDurable() async throws {
-    try await Self.withHandler { channel, queue in
-      try await channel.writeInbound(Self.headers())
-      try await channel.writeInbound(try Self.segmentFrame("open"))
+  /// A pod being replaced while the Go agent's stream is open: the stream is answered OK
+  /// only once the sink made what it sent durable, then closed without a reset.
+  @Test func shutdownAnswersAnOpenStreamOKOnceItIsDurable() throws {
+    try Self.withHandler(sink: FakeRecordSink()) { channel, sink in
+      try channel.writeInbound(Self.headers())
+      try channel.writeInbound(try Self.segmentFrame("open"))
       channel.pipeline.fireChannelReadComplete()
       channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+      #expect(sink.records == 1)
+      #expect(try Self.nothingWritten(channel), "no answer before the record is durable")
+      sink.answerPending(with: .success(()))
       let frames = [
-        try await Self.nextFrame(channel), try await Self.nextFrame(channel),
-        try await Self.nextFrame(channel),
+        try Self.nextFrame(channel), try Self.nextFrame(channel), try Self.nextFrame(channel),
       ]
       #expect(Self.status(of: frames[2]) == "0")
-      #expect(try await Self.nothingWritten(channel), "no reset after the answer")
-      #expect(queue.status.unconfirmedRecords == 1)
+      #expect(try Self.nothingWritten(channel), "no reset after the answer")
+    }
+  }
+
+  /// A slow disk under a Java agent's burst: once more than the stream's pending limit waits
+  /// for the sink, the handler stops asking for reads (HTTP/2 flow control then holds the
+  /// agent back), and reading resumes when the sink answers.
+  @Test func readsAreHeldWhileTooMuchWaitsForTheSink() throws {
+    let reads = ReadCounter()
+    let smallLimit: (inout AgentReceiverConfiguration) -> Void = {
+      $0.maxPendingBytesPerStream = 64
+    }
+    try Self.withHandler(configure: smallLimit, sink: FakeRecordSink(), reads: reads) {
+      channel, sink in
+      try channel.writeInbound(Self.headers())
+      try channel.writeInbound(try Self.segmentFrame("burst"))  // a whole read burst
+      #expect(sink.pendingCount == 1)
+      let readsBefore = reads.reads
+      channel.read()
+      #expect(reads.reads == readsBefore, "held while the batch waits for the sink")
+      sink.answerPending(with: .success(()))
+      channel.embeddedEventLoop.run()
+      #expect(reads.reads == readsBefore + 1, "the held read goes on once the sink answered")
+      #expect(try Self.nothingWritten(channel), "the stream stays open")
+    }
+  }
+
+  /// The sink refuses a long-lived stream's batch (a full queue): the stream learns of it at
+  /// once and is answered RESOURCE_EXHAUSTED, without waiting for its end.
+  @Test func aFullSinkAnswersAnOpenStreamResourceExhausted() throws {
+    let full = FakeRecordSink(
+      answeringAtOnce: .failure(QueueError(code: .full, message: "the queue is full")))
+    try Self.withHandler(sink: full) { channel, _ in
+      try channel.writeInbound(Self.headers())
+      try channel.writeInbound(try Self.segmentFrame("refused"))
+      channel.pipeline.fireChannelReadComplete()
+      var statuses: [String] = []
+      while let frame = try? Self.nextFrame(channel) {
+        if let status = Self.status(of: frame) { statuses.append(status) }
+      }
+      #expect(statuses == ["8"])  // RESOURCE_EXHAUSTED
     }
   }
 }

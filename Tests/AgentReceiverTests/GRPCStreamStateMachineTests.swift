@@ -1,3 +1,4 @@
+import AgentIngest
 import CoreMetrics
 import DurableQueue
 import GRPCCore
@@ -13,7 +14,7 @@ import Testing
 
 /// The rules of when a call is answered, as plain values: no socket, no queue, no clock.
 @Suite(.timeLimit(.minutes(1))) struct GRPCStreamStateMachineTests {
-  static let metrics = ReceiverMetrics(factory: NOOPMetricsHandler.instance)
+  static let metrics = IngestMetrics(factory: NOOPMetricsHandler.instance)
 
   static func publishing(
     _ kind: RecordKind = .segment, maxRecordBytes: Int = 1_000_000, maxPendingBytes: Int = 4 << 20

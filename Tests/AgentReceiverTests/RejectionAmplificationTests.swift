@@ -1,3 +1,4 @@
+import AgentIngest
 import AgentReceiver
 import CoreMetrics
 import DurableQueue
@@ -17,7 +18,7 @@ import Testing
   static func call(_ metrics: CountingMetrics) -> PublishingCall {
     PublishingCall(
       kind: .segmentCollection, topic: "skywalking-segments", maxRecordBytes: 1_000_000,
-      metrics: ReceiverMetrics(factory: metrics))
+      metrics: IngestMetrics(factory: metrics))
   }
 
   /// The attacker's collection of a million empty segments: a thousand are examined and

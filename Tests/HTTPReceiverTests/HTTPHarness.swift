@@ -1,4 +1,4 @@
-import AgentReceiver
+import ConnectionLimiter
 import CoreMetrics
 import DurableQueue
 import Foundation
@@ -29,7 +29,10 @@ struct HTTPHarness {
     let (addresses, continuation) = AsyncStream.makeStream(of: NIOCore.SocketAddress.self)
     let server = try AgentHTTPServer(
       configuration: configuration, queue: queue, logger: Logger(label: "test"),
-      metricsFactory: NOOPMetricsHandler.instance, onListening: { continuation.yield($0) })
+      metricsFactory: NOOPMetricsHandler.instance,
+      memoryBudget: ClientMemoryBudget(
+        limit: 256 << 20, connectionShare: 64 << 20, metricsFactory: NOOPMetricsHandler.instance),
+      onListening: { continuation.yield($0) })
     let serving = Task {
       defer { continuation.finish() }
       try await server.run()

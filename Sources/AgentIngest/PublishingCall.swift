@@ -1,6 +1,4 @@
 import DurableQueue
-import GRPCCore
-import NIOCore
 import SkyWalkingWire
 
 /// The records of one call whose messages become Kafka records: what it has received, what is
@@ -10,30 +8,30 @@ import SkyWalkingWire
 /// per read burst, counts are integers and the tally keeps one example per reason, so a stream
 /// that stays open for an agent's whole life holds no more than a short one.
 package struct PublishingCall {
-  let kind: RecordKind
-  let topic: String
+  package let kind: RecordKind
+  package let topic: String
   /// The largest record (key + value) Kafka takes; bigger ones are refused here, at ingest,
   /// instead of being acknowledged and then refused by the broker.
-  let maxRecordBytes: Int
+  package let maxRecordBytes: Int
   /// How the refusal of a too-large record names `maxRecordBytes`.
-  let maxRecordBytesSetting: String
-  private let metrics: ReceiverMetrics
+  package let maxRecordBytesSetting: String
+  private let metrics: IngestMetrics
   private var extractor: RecordExtractor?
   /// The queue's seal, so batches are sealed as they are encoded, not copied to be sealed.
   private let seal: RecordSeal?
   private var batch: RecordBatch
   package private(set) var pendingAppends = 0
-  private(set) var pendingBytes = 0
+  package private(set) var pendingBytes = 0
   package private(set) var receivedCount = 0
   package private(set) var queuedCount = 0
   private var rejections = RejectionTally()
   /// Whether the metrics' updates for refusals wait until the message being examined is done.
   private var holdsRejectionReports = false
-  private(set) var queueFailure: QueueError?
+  package private(set) var queueFailure: QueueError?
 
   package init(
     kind: RecordKind, topic: String, maxRecordBytes: Int,
-    maxRecordBytesSetting: String = "maxRecordBytes", metrics: ReceiverMetrics,
+    maxRecordBytesSetting: String = "maxRecordBytes", metrics: IngestMetrics,
     seal: RecordSeal? = nil
   ) {
     self.seal = seal
@@ -49,6 +47,13 @@ package struct PublishingCall {
   }
 
   package var batchBytes: Int { batch.byteCount }
+
+  /// A batch is handed to the sink early once it reaches this size, so one large read burst
+  /// or request body does not hold many megabytes on the event loop or become one huge append.
+  package static let maxBatchBytes = 1 << 20
+
+  /// Whether the batch being filled should go to the sink now rather than at the burst's end.
+  package var isBatchFull: Bool { batch.byteCount >= Self.maxBatchBytes }
 
   /// Extracts the records of one message into the current batch; refusals are tallied, and the
   /// metrics told of them once per reason when the message is done.
@@ -126,11 +131,11 @@ package struct PublishingCall {
 
   /// Whether messages wait in a record that is not in the batch yet (a meter stream's
   /// collection in the making).
-  var holdsPartialRecord: Bool { extractor?.holdsPartialRecord ?? false }
+  package var holdsPartialRecord: Bool { extractor?.holdsPartialRecord ?? false }
 
   /// Whatever the stream still holds once it ends, completed or reset, or once its agent's
   /// report is over (a meter stream's collection).
-  mutating func finishExtracting() {
+  package mutating func finishExtracting() {
     do throws(WireFormatError) {
       if let record = try extractor?.finish() {
         append(record, from: UnsafeRawBufferPointer(start: nil, count: 0))
@@ -220,29 +225,37 @@ package struct PublishingCall {
     }
   }
 
-  /// What the call earned: OK only when every record it received is durable.
-  package var status: GRPCStatus {
+  /// What the call earned: accepted only when every record it received is durable.
+  package var outcome: PublishingOutcome {
     if let queueFailure {
-      return GRPCStatus(
-        code: queueFailure.code.grpcCode,
+      return .queueFailed(
+        queueFailure.code,
         message: "\(queueFailure.message); \(queuedCount) of \(receivedCount) \(kind.plural) "
           + "in this call were queued")
     }
     if !rejections.isEmpty {
-      return GRPCStatus(
-        code: .invalidArgument,
+      return .refused(
         message: "rejected \(rejections.total) of \(receivedCount) \(kind.plural): "
           + "\(rejections.summary); the \(queuedCount) valid ones were queued")
     }
-    return .ok
+    return .accepted
   }
 }
 
+/// What a publishing call earned, for each endpoint to put in its own protocol's words.
+package enum PublishingOutcome: Equatable, Sendable {
+  /// Every record the call received is durable.
+  case accepted
+  /// Some elements were refused (malformed, too large); the valid ones were queued.
+  case refused(message: String)
+  /// The sink refused or failed a batch: the agent should retry, or back off when `code` is a
+  /// full queue or disk.
+  case queueFailed(QueueError.Code, message: String)
+}
+
 extension QueueError.Code {
-  /// What an agent should do: a full queue is temporary pressure; anything else is an outage.
-  var grpcCode: GRPCStatus.Code {
-    self == .full || self == .diskFull ? .resourceExhausted : .unavailable
-  }
+  /// Whether the failure is temporary pressure (a full queue or disk) rather than an outage.
+  package var isBackPressure: Bool { self == .full || self == .diskFull }
 
   var metricReason: String {
     switch self {
@@ -251,5 +264,20 @@ extension QueueError.Code {
     case .closed: "shutting_down"
     default: "queue_io_error"
     }
+  }
+}
+
+extension [AgentTopic: String] {
+  /// The one lookup both endpoints use: a kind the configuration leaves out goes to the OAP's
+  /// default topic for it.
+  package func topicName(for kind: RecordKind) -> String {
+    self[kind.topic] ?? kind.topic.defaultName
+  }
+}
+
+extension AgentTopic {
+  /// Every topic under the OAP fetcher's default name.
+  package static var defaultNames: [AgentTopic: String] {
+    Dictionary(uniqueKeysWithValues: allCases.map { ($0, $0.defaultName) })
   }
 }

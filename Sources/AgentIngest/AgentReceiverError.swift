@@ -1,4 +1,5 @@
-/// A failure of the agent-facing endpoint itself, naming the configuration field to fix.
+/// A failure of an agent endpoint itself (its address, its TLS files), naming the
+/// configuration field to fix.
 package struct AgentReceiverError: Error, CustomStringConvertible {
   package struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String {
@@ -15,7 +16,7 @@ package struct AgentReceiverError: Error, CustomStringConvertible {
   }
 
   package var code: Code
-  /// The field of ``AgentReceiverConfiguration`` to fix, e.g. `tls.privateKeyPath`.
+  /// The field of endpoint's configuration to fix, e.g. `tls.privateKeyPath`.
   package var field: String
   package var message: String
   package var cause: (any Error)?

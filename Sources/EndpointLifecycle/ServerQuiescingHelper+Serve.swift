@@ -8,7 +8,7 @@ extension ServerQuiescingHelper {
   /// handlers answer what is in flight) and waits for them to close, at most `grace` + 1 s.
   /// Returns false when connections were still open at that point; true when they closed in
   /// time, or when the channel was closed or the task cancelled without a graceful shutdown.
-  package func serve(
+  func serve(
     _ channel: any Channel, on eventLoop: any EventLoop, grace: TimeAmount
   ) async -> Bool {
     let drained = eventLoop.makePromise(of: Void.self)
