@@ -75,14 +75,17 @@ let package = Package(
     .target(name: "SystemClock", swiftSettings: strictSettings),
     // One warning per interval with a count of the ones held back, for repeating failures.
     .target(name: "LogThrottling", swiftSettings: strictSettings),
+    // The one shape of every module's error: code, message, field to fix, cause.
+    .target(name: "ModuleError", swiftSettings: strictSettings),
     // TLS files and secrets built again when they change on disk (rotation without restart).
-    .target(name: "FileReload", swiftSettings: strictSettings),
+    .target(name: "FileReload", dependencies: ["ModuleError"], swiftSettings: strictSettings),
     // The durable, group-committed, CRC-framed record log. Knows nothing of gRPC or Kafka.
     .target(
       name: "DurableQueue",
       dependencies: [
         "CCRC32C",
         "DedicatedThread",
+        "ModuleError",
         "SystemClock",
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "Logging", package: "swift-log"),
@@ -203,6 +206,7 @@ let package = Package(
     .target(
       name: "OAPForwarder",
       dependencies: [
+        "ModuleError",
         "FileReload",
         "LogThrottling",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -218,6 +222,7 @@ let package = Package(
     .target(
       name: "AdminServer",
       dependencies: [
+        "ModuleError",
         "EndpointLifecycle",
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -232,7 +237,7 @@ let package = Package(
     // development Kafka.
     .target(
       name: "MockKafka",
-      dependencies: ["CRdKafka", "KafkaPublisher"],
+      dependencies: ["CRdKafka", "KafkaPublisher", "ModuleError"],
       swiftSettings: strictSettings
     ),
     // Reads the environment and wires the modules together; the executable only calls it.

@@ -86,33 +86,8 @@ package final class AdminServer: Service, Sendable {
       name: "admin", logger: logger, shutdown: .closeListener, onListening: onListening,
       bindFailed: { error in
         AdminServerError(
-          code: .bindFailed, field: "host",
+          code: .bindFailed, field: .host,
           message: "cannot listen for admin HTTP on \(host):\(port)", cause: error)
       })
-  }
-}
-
-/// A failure of the admin endpoint itself, naming the parameter to fix.
-package struct AdminServerError: Error, CustomStringConvertible {
-  package struct Code: Hashable, Sendable, CustomStringConvertible {
-    private enum Value: String {
-      case bindFailed
-    }
-    private let value: Value
-
-    /// The address cannot be listened on (in use, not local, no permission).
-    package static let bindFailed = Code(value: .bindFailed)
-
-    package var description: String { value.rawValue }
-  }
-
-  package var code: Code
-  /// The ``AdminServer`` parameter to fix, e.g. `host`.
-  package var field: String
-  package var message: String
-  package var cause: (any Error)?
-
-  package var description: String {
-    "\(message) (\(field))" + (cause.map { ": \($0)" } ?? "")
   }
 }

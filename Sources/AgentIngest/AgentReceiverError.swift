@@ -1,34 +1,26 @@
-/// A failure of an agent endpoint itself (its address, its TLS files), naming the
-/// configuration field to fix.
-package struct AgentReceiverError: Error, CustomStringConvertible {
-  package struct Code: Hashable, Sendable, CustomStringConvertible {
-    private enum Value: String {
-      case bindFailed, tlsUnusable
-    }
-    private let value: Value
+@_exported import ModuleError
 
-    /// The address cannot be listened on (in use, not local, no permission).
-    package static let bindFailed = Code(value: .bindFailed)
-    /// A TLS file is missing or unreadable, or the key does not match the certificate.
-    package static let tlsUnusable = Code(value: .tlsUnusable)
+/// A failure of an agent endpoint itself (its address, its TLS files), naming the field to fix.
+package typealias AgentReceiverError = ModuleError<AgentReceiverErrorCode>
 
-    package var description: String { value.rawValue }
-  }
+package enum AgentReceiverErrorCode: String, ModuleErrorCode {
+  package typealias Field = AgentEndpointField
 
-  package var code: Code
-  /// The field of endpoint's configuration to fix, e.g. `tls.privateKeyPath`.
-  package var field: String
-  package var message: String
-  package var cause: (any Error)?
+  /// The address cannot be listened on (in use, not local, no permission).
+  case bindFailed
+  /// A TLS file is missing or unreadable, or the key does not match the certificate.
+  case tlsUnusable
+}
 
-  package init(code: Code, field: String, message: String, cause: (any Error)? = nil) {
-    self.code = code
-    self.field = field
-    self.message = message
-    self.cause = cause
-  }
+/// What an agent endpoint's own failure names: its address or one of its TLS files.
+package enum AgentEndpointField: Sendable, Hashable, CustomStringConvertible {
+  case host
+  case tls(AgentReceiverTLS.Field)
 
   package var description: String {
-    "\(message) (\(field))" + (cause.map { ": \($0)" } ?? "")
+    switch self {
+    case .host: "host"
+    case .tls(let field): "tls.\(field.rawValue)"
+    }
   }
 }

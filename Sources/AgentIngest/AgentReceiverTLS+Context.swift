@@ -26,17 +26,18 @@ extension AgentReceiverTLS {
     applicationProtocols: [String]
   ) throws(AgentReceiverError) -> NIOSSLContext {
     func load<T>(
-      _ what: String, _ path: String, _ field: String, _ body: () throws -> T
+      _ what: String, _ path: String, _ field: Field, _ body: () throws -> T
     ) throws(AgentReceiverError) -> T {
       do { return try body() } catch {
         throw AgentReceiverError(
-          code: .tlsUnusable, field: field, message: "cannot use \(what) \(path)", cause: error)
+          code: .tlsUnusable, field: .tls(field), message: "cannot use \(what) \(path)",
+          cause: error)
       }
     }
-    let chain = try load("certificate chain", certificateChainPath, "tls.certificateChainPath") {
+    let chain = try load("certificate chain", certificateChainPath, .certificateChainPath) {
       try NIOSSLCertificate.fromPEMFile(certificateChainPath)
     }
-    let key = try load("private key", privateKeyPath, "tls.privateKeyPath") {
+    let key = try load("private key", privateKeyPath, .privateKeyPath) {
       try NIOSSLPrivateKey(file: privateKeyPath, format: .pem)
     }
     var configuration = TLSConfiguration.makeServerConfiguration(
@@ -46,13 +47,13 @@ extension AgentReceiverTLS {
     // and MACs are deprecated (RFC 8996); every agent's TLS stack speaks 1.2.
     configuration.minimumTLSVersion = .tlsv12
     if let clientCAPath {
-      let roots = try load("client CA", clientCAPath, "tls.clientCAPath") {
+      let roots = try load("client CA", clientCAPath, .clientCAPath) {
         try NIOSSLCertificate.fromPEMFile(clientCAPath)
       }
       configuration.trustRoots = .certificates(roots)
       configuration.certificateVerification = .noHostnameVerification
     }
-    return try load("the key with the certificate", privateKeyPath, "tls.privateKeyPath") {
+    return try load("the key with the certificate", privateKeyPath, .privateKeyPath) {
       try NIOSSLContext(configuration: configuration)
     }
   }

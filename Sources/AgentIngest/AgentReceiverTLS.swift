@@ -11,3 +11,10 @@ package struct AgentReceiverTLS: Sendable, Equatable {
     self.clientCAPath = clientCAPath
   }
 }
+
+extension AgentReceiverTLS {
+  /// The files an error can name, so a program maps each to the setting that holds it.
+  package enum Field: String, Sendable, Hashable, CaseIterable {
+    case certificateChainPath, privateKeyPath, clientCAPath
+  }
+}

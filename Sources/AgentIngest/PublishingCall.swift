@@ -253,7 +253,7 @@ package enum PublishingOutcome: Equatable, Sendable {
   case queueFailed(QueueError.Code, message: String)
 }
 
-extension QueueError.Code {
+extension QueueErrorCode {
   /// Whether the failure is temporary pressure (a full queue or disk) rather than an outage.
   package var isBackPressure: Bool { self == .full || self == .diskFull }
 

@@ -71,7 +71,7 @@ package final class AgentGRPCServer: Service, Sendable {
       onListening: onListening,
       bindFailed: { error in
         AgentReceiverError(
-          code: .bindFailed, field: "host",
+          code: .bindFailed, field: .host,
           message: "cannot listen for gRPC on \(configuration.host):\(configuration.port)",
           cause: error)
       })

@@ -54,20 +54,16 @@ package struct AgentReceiverConfiguration: Sendable {
   package var authenticationToken: String?
   /// TLS (and optionally client-certificate verification) on the gRPC port.
   package var tls: AgentReceiverTLS?
-  /// How refusals sent to agents name the settings behind them, so the message says what to
-  /// change.
-  package var settingNames = SettingNames()
-
-  /// Each defaults to the field's own name; a program configured otherwise (environment
+  /// How refusals sent to agents name the setting behind a field, so the message says what to
+  /// change: the field's own name unless a program configured otherwise (environment
   /// variables, flags) passes its names.
-  package struct SettingNames: Sendable {
-    package var maxMessageBytes = "maxMessageBytes"
-    package var maxRecordBytes = "maxRecordBytes"
-    package var streamIdleTimeout = "streamIdleTimeout"
-    package var clientMemory = "clientMemory"
+  package var settingName: @Sendable (Field) -> String = { $0.rawValue }
+
+  /// The fields refusals sent to agents name.
+  package enum Field: String, Sendable, CaseIterable {
+    case maxMessageBytes, maxRecordBytes, streamIdleTimeout, clientMemory
     /// Where the OAP is, for calls only the OAP can answer.
-    package var forwarder = "forwarder"
-    package init() {}
+    case forwarder
   }
 
   package init(

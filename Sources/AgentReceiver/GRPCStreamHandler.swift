@@ -47,7 +47,7 @@ final class GRPCStreamHandler: ChannelDuplexHandler {
     self.connectionMemory = connectionMemory
     self.machine = GRPCStreamStateMachine(
       maxPendingBytes: shared.configuration.maxPendingBytesPerStream,
-      settingNames: shared.configuration.settingNames)
+      settingName: shared.configuration.settingName)
     self.deframer = GRPCMessageDeframer(maxMessageBytes: shared.configuration.maxMessageBytes)
   }
 
@@ -334,7 +334,7 @@ extension GRPCStreamHandler {
     path: String, headers: HPACKHeaders, timeout: TimeAmount?, kind: ForwardKind
   ) -> GRPCStreamStateMachine.Route {
     guard shared.forwarder != nil else {
-      let forwarderSetting = shared.configuration.settingNames.forwarder
+      let forwarderSetting = shared.configuration.settingName(.forwarder)
       // Without an OAP, a query is answered "no tasks, no configuration change", and anything
       // else is refused with a status agents tolerate, naming what to configure.
       if kind == .query { return .answerAtEnd(GRPCResponse(status: .ok)) }

@@ -77,11 +77,14 @@ struct GRPCStreamStateMachine {
 
   private(set) var state = State.awaitingHeaders
   let maxPendingBytes: Int
-  let settingNames: AgentReceiverConfiguration.SettingNames
+  let settingName: @Sendable (AgentReceiverConfiguration.Field) -> String
 
-  init(maxPendingBytes: Int, settingNames: AgentReceiverConfiguration.SettingNames = .init()) {
+  init(
+    maxPendingBytes: Int,
+    settingName: @escaping @Sendable (AgentReceiverConfiguration.Field) -> String = { $0.rawValue }
+  ) {
     self.maxPendingBytes = maxPendingBytes
-    self.settingNames = settingNames
+    self.settingName = settingName
   }
 
   /// What the headers chose, as decided by the handler from the call table and configuration.
@@ -159,7 +162,7 @@ struct GRPCStreamStateMachine {
         GRPCStatus(
           code: .resourceExhausted,
           message: "message of \(length) bytes exceeds the limit of \(limit) bytes "
-            + "(\(settingNames.maxMessageBytes))")
+            + "(\(settingName(.maxMessageBytes)))")
       case .compressedWithoutEncoding:
         GRPCStatus(
           code: .internalError,
@@ -168,7 +171,7 @@ struct GRPCStreamStateMachine {
         GRPCStatus(
           code: .resourceExhausted,
           message: "compressed message inflates beyond the limit of \(limit) bytes "
-            + "(\(settingNames.maxMessageBytes))")
+            + "(\(settingName(.maxMessageBytes)))")
       case .malformedCompression(let reason):
         GRPCStatus(code: .internalError, message: "cannot inflate the message: \(reason)")
       }
@@ -183,7 +186,7 @@ struct GRPCStreamStateMachine {
         GRPCStatus(
           code: .resourceExhausted,
           message: "a message of \(bytes) bytes cannot be held now: the relay's memory for "
-            + "messages in transit (\(settingNames.clientMemory)) is in use; retry later")),
+            + "messages in transit (\(settingName(.clientMemory))) is in use; retry later")),
       clientFinished: false)
   }
 
@@ -343,7 +346,7 @@ struct GRPCStreamStateMachine {
         GRPCStatus(
           code: .cancelled,
           message: "stream received nothing for \(timeout.nanoseconds / 1_000_000_000) s "
-            + "(\(settingNames.streamIdleTimeout)) and was closed unacknowledged")),
+            + "(\(settingName(.streamIdleTimeout))) and was closed unacknowledged")),
       clientFinished: false)
   }
 

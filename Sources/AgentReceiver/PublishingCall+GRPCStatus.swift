@@ -14,7 +14,7 @@ extension PublishingCall {
   }
 }
 
-extension QueueError.Code {
+extension QueueErrorCode {
   /// What an agent should do: a full queue is temporary pressure; anything else is an outage.
   var grpcCode: GRPCStatus.Code { isBackPressure ? .resourceExhausted : .unavailable }
 }

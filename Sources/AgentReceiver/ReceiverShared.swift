@@ -45,7 +45,7 @@ final class ReceiverShared: Sendable {
     PublishingCall(
       kind: kind, topic: configuration.topics.topicName(for: kind),
       maxRecordBytes: configuration.maxRecordBytes,
-      maxRecordBytesSetting: configuration.settingNames.maxRecordBytes, metrics: metrics.ingest,
+      maxRecordBytesSetting: configuration.settingName(.maxRecordBytes), metrics: metrics.ingest,
       seal: queue.recordSeal)
   }
 

@@ -122,7 +122,7 @@ public final class DurableQueue: Sendable {
     _ batch: RecordBatch, completion: @escaping @Sendable (Result<Void, QueueError>) -> Void
   ) {
     let batch = batch.seal == key.seal ? batch : batch.resealed(key.seal)
-    let (maxBytes, setting) = (configuration.maxBytes, configuration.settingNames.maxBytes)
+    let (maxBytes, setting) = (configuration.maxBytes, configuration.settingName(.maxBytes))
     let mayWriteHere = configuration.fsyncPolicy == .interval
     let accepted: Result<AppendRoute, QueueError> = state.withLock { state in
       if state.closed {

@@ -17,14 +17,14 @@ public struct DurableQueueConfiguration: Sendable {
   public var fsyncPolicy: FsyncPolicy
   /// How often the writer thread syncs data under `.interval`.
   public var fsyncInterval: Duration
-  /// How refusals name the settings behind them, so the message says what to change.
-  public var settingNames = SettingNames()
+  /// How refusals name the setting behind a field, so the message says what to change: the
+  /// field's own name unless a program configured otherwise (environment variables, flags)
+  /// passes its names.
+  public var settingName: @Sendable (Field) -> String = { $0.rawValue }
 
-  /// Each defaults to the field's own name; a program configured otherwise (environment
-  /// variables, flags) passes its names.
-  public struct SettingNames: Sendable {
-    public var maxBytes = "maxBytes"
-    public init() {}
+  /// The fields refusals name.
+  public enum Field: String, Sendable, CaseIterable {
+    case maxBytes
   }
 
   public init(

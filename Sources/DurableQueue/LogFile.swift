@@ -23,9 +23,10 @@ struct SystemCallError: Error, CustomStringConvertible {
   }
 
   /// The queue error a caller sees: out-of-space is distinguished so it can be reported as
-  /// "full" rather than as a fault.
+  /// "full" rather than as a fault. The message quotes this error whole, since agents are sent
+  /// it alone; the error itself stays the cause for callers that look at the errno.
   var queueError: QueueError {
-    QueueError(code: isOutOfSpace ? .diskFull : .ioFailure, message: description)
+    QueueError(code: isOutOfSpace ? .diskFull : .ioFailure, message: description, cause: self)
   }
 
   private static func name(of errno: Int32) -> String {

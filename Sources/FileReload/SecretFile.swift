@@ -1,3 +1,5 @@
+import ModuleError
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -38,20 +40,13 @@ package enum SecretFile {
 
 /// A secret file that cannot be used, naming the file.
 package struct SecretFileError: Error, CustomStringConvertible {
-  package struct Code: Hashable, Sendable, CustomStringConvertible {
-    private enum Value: String {
-      case unreadable, empty, tooLarge
-    }
-    private let value: Value
-
+  package enum Code: String, ModuleErrorCode {
     /// Missing, a directory, or not readable by the relay's user.
-    package static let unreadable = Code(value: .unreadable)
+    case unreadable
     /// Nothing but line breaks: a token cannot be empty.
-    package static let empty = Code(value: .empty)
+    case empty
     /// Over ``SecretFile/maxBytes``.
-    package static let tooLarge = Code(value: .tooLarge)
-
-    package var description: String { value.rawValue }
+    case tooLarge
   }
 
   package var code: Code

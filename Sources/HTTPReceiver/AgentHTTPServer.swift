@@ -88,7 +88,7 @@ package final class AgentHTTPServer: Service, Sendable {
       shutdown: .quiesce(quiescing, grace: shutdownGracePeriod), onListening: onListening,
       bindFailed: { error in
         HTTPReceiverError(
-          code: .bindFailed, field: "host", message: "cannot listen for HTTP on \(host):\(port)",
+          code: .bindFailed, field: .host, message: "cannot listen for HTTP on \(host):\(port)",
           cause: error)
       })
   }

@@ -28,16 +28,17 @@ package struct HTTPReceiverConfiguration: Sendable {
   package var oapHTTP: OAPHTTPAddress?
   /// How long the OAP may take to answer a forwarded request.
   package var oapTimeout: Duration
-  /// How answers name the settings behind them, so the message says what to change.
-  package var settingNames = SettingNames()
+  /// How answers and errors name the setting behind a field, so the message says what to
+  /// change: the field's own name unless a program configured otherwise passes its names.
+  package var settingName: @Sendable (Field) -> String = { $0.rawValue }
 
-  /// Each defaults to the field's own name; a program configured otherwise passes its names.
-  package struct SettingNames: Sendable {
-    package var maxBodyBytes = "maxBodyBytes"
-    package var maxRecordBytes = "maxRecordBytes"
-    package var oapHTTP = "oapHTTP"
-    package var clientMemory = "clientMemory"
-    package init() {}
+  /// The fields answers and errors name.
+  package enum Field: String, Sendable, CaseIterable, CustomStringConvertible {
+    case host, maxBodyBytes, maxRecordBytes, oapHTTP
+    /// The memory budget the HTTP endpoint shares with the gRPC one.
+    case clientMemory
+
+    package var description: String { rawValue }
   }
 
   package init(

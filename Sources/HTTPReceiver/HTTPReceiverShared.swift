@@ -38,7 +38,7 @@ final class HTTPReceiverShared: Sendable {
     PublishingCall(
       kind: kind, topic: configuration.topics.topicName(for: kind),
       maxRecordBytes: configuration.maxRecordBytes,
-      maxRecordBytesSetting: configuration.settingNames.maxRecordBytes, metrics: recordMetrics,
+      maxRecordBytesSetting: configuration.settingName(.maxRecordBytes), metrics: recordMetrics,
       seal: queue.recordSeal)
   }
 

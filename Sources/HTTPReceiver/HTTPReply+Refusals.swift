@@ -20,7 +20,7 @@ extension HTTPReply {
 
   /// The answer to a body over the limit; the connection closes, as the rest is not read.
   static func tooLarge(_ configuration: HTTPReceiverConfiguration) -> HTTPReply {
-    let (limit, setting) = (configuration.maxBodyBytes, configuration.settingNames.maxBodyBytes)
+    let (limit, setting) = (configuration.maxBodyBytes, configuration.settingName(.maxBodyBytes))
     var reply = HTTPReply(
       status: .payloadTooLarge,
       text: "the body exceeds the limit of \(limit) bytes (\(setting)); nothing was queued")
@@ -34,7 +34,7 @@ extension HTTPReply {
     var reply = HTTPReply(
       status: .serviceUnavailable,
       text: "the body cannot be held now: the relay's memory for requests in transit "
-        + "(\(configuration.settingNames.clientMemory)) is in use; nothing was queued, retry later",
+        + "(\(configuration.settingName(.clientMemory))) is in use; nothing was queued, retry later",
       retryAfterSeconds: HTTPReply.retryAfterSeconds)
     reply.closesConnection = true
     return reply

@@ -107,7 +107,7 @@ struct HTTPRequestStateMachine {
     if case .forward = route, !forwards {
       return refuse(
         head, .notImplemented,
-        "\(head.uri) has no Kafka topic in the OAP; set \(configuration.settingNames.oapHTTP) "
+        "\(head.uri) has no Kafka topic in the OAP; set \(configuration.settingName(.oapHTTP)) "
           + "to forward it to the OAP's REST port")
     }
     state = .reading(head: head, route: route, body: ByteBuffer())

@@ -124,7 +124,7 @@ package struct OAPTLSClient: Sendable {
       context = try NIOSSLContext(configuration: configuration)
     } catch {
       throw OAPForwarderError(
-        code: .tlsUnusable, field: "tls.privateKeyPath",
+        code: .tlsUnusable, field: .tlsFile(.privateKeyPath),
         message: "cannot use the key with the certificate for the OAP's REST port", cause: error)
     }
     let isIPLiteral = (try? SocketAddress(ipAddress: host, port: 0)) != nil

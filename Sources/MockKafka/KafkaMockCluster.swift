@@ -15,7 +15,8 @@ package final class KafkaMockCluster: @unchecked Sendable {
 
   package init(brokers: Int = 1) throws(MockKafkaError) {
     guard brokers >= 1 else {
-      throw MockKafkaError("a mock cluster needs at least one broker")
+      throw MockKafkaError(
+        code: .clusterFailed, message: "a mock cluster needs at least one broker")
     }
     let conf = RDKafkaConfiguration()
     do {
@@ -24,11 +25,13 @@ package final class KafkaMockCluster: @unchecked Sendable {
       try conf.set("log_level", "4")
       client = try conf.makeClient(RD_KAFKA_PRODUCER)
     } catch {
-      throw MockKafkaError("cannot create the mock cluster's client", cause: error)
+      throw MockKafkaError(
+        code: .clusterFailed, message: "cannot create the mock cluster's client", cause: error)
     }
     guard let cluster = rd_kafka_mock_cluster_new(client, Int32(brokers)) else {
       rd_kafka_destroy(client)
-      throw MockKafkaError("librdkafka could not create the mock cluster")
+      throw MockKafkaError(
+        code: .clusterFailed, message: "librdkafka could not create the mock cluster")
     }
     self.cluster = cluster
     bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
@@ -75,7 +78,8 @@ package final class KafkaMockCluster: @unchecked Sendable {
 
   private func check(_ result: rd_kafka_resp_err_t, _ action: String) throws(MockKafkaError) {
     guard result == RD_KAFKA_RESP_ERR_NO_ERROR else {
-      throw MockKafkaError("could not \(action): \(result.name) (\(result.text))")
+      throw MockKafkaError(
+        code: .clusterFailed, message: "could not \(action): \(result.name) (\(result.text))")
     }
   }
 }

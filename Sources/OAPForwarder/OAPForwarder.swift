@@ -70,7 +70,7 @@ package final class OAPForwarder: Service, Sendable {
         target: target, transportSecurity: transportSecurity(configuration.tls), config: config)
     } catch {
       throw OAPForwarderError(
-        code: .tlsUnusable, field: "tls",
+        code: .tlsUnusable, field: .tls,
         message: "cannot set up TLS to the OAP at \(host):\(port)", cause: error)
     }
   }

@@ -1,3 +1,5 @@
+@_exported import ModuleError
+
 /// Where the OAP listens and how the relay talks to it.
 package struct OAPForwarderConfiguration: Sendable {
   /// A host name (resolved through DNS), an IPv4 literal or an IPv6 literal without brackets.
@@ -62,33 +64,42 @@ package struct OAPForwarderTLS: Sendable, Equatable {
 }
 
 /// A link to the OAP that cannot be set up, naming the field to fix.
-package struct OAPForwarderError: Error, CustomStringConvertible {
-  package struct Code: Hashable, Sendable, CustomStringConvertible {
-    private enum Value: String {
-      case tlsUnusable
+package typealias OAPForwarderError = ModuleError<OAPForwarderErrorCode>
+
+package enum OAPForwarderErrorCode: String, ModuleErrorCode {
+  package typealias Field = OAPForwarderConfiguration.Field
+
+  /// A TLS file is missing or unreadable, or the key does not match the certificate.
+  case tlsUnusable
+}
+
+extension OAPForwarderConfiguration {
+  /// What a link's failure names: TLS as a whole, or one of its files.
+  package enum Field: Sendable, Hashable, CustomStringConvertible {
+    case tls
+    case tlsFile(OAPForwarderTLS.Field)
+
+    package var description: String {
+      switch self {
+      case .tls: "tls"
+      case .tlsFile(let file): "tls.\(file.rawValue)"
+      }
     }
-    private let value: Value
+  }
+}
 
-    /// A TLS file is missing or unreadable, or the key does not match the certificate.
-    package static let tlsUnusable = Code(value: .tlsUnusable)
-
-    package var description: String { value.rawValue }
+extension OAPForwarderTLS {
+  /// The files TLS to the OAP is built from, so an error names the one to fix.
+  package enum Field: String, Sendable, Hashable, CaseIterable {
+    case trustedCAPath, certificateChainPath, privateKeyPath
   }
 
-  package var code: Code
-  /// Which part of ``OAPForwarderConfiguration`` is wrong, e.g. `tls.privateKeyPath`.
-  package var field: String
-  package var message: String
-  package var cause: (any Error)?
-
-  package init(code: Code, field: String, message: String, cause: (any Error)? = nil) {
-    self.code = code
-    self.field = field
-    self.message = message
-    self.cause = cause
-  }
-
-  package var description: String {
-    message + (cause.map { ": \($0)" } ?? "")
+  /// The path set for `field`, if any.
+  package func path(of field: Field) -> String? {
+    switch field {
+    case .trustedCAPath: trustedCAPath
+    case .certificateChainPath: certificateChainPath
+    case .privateKeyPath: privateKeyPath
+    }
   }
 }

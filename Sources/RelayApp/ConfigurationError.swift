@@ -1,19 +1,14 @@
+import ModuleError
+
 /// A configuration value the relay cannot run with, naming the variable and the accepted form.
 public struct ConfigurationError: Error, CustomStringConvertible {
-  public struct Code: Hashable, Sendable, CustomStringConvertible {
-    private enum Value: String {
-      case invalidValue, unknownVariable, unusableFile
-    }
-    private let value: Value
-
+  public enum Code: String, ModuleErrorCode {
     /// The value does not parse, or is out of its range.
-    public static let invalidValue = Code(value: .invalidValue)
+    case invalidValue
     /// A `SW_RELAY_*` variable the relay does not read: a typo must not fall back to a default.
-    public static let unknownVariable = Code(value: .unknownVariable)
+    case unknownVariable
     /// A file the variable names cannot be loaded (a TLS certificate or key).
-    public static let unusableFile = Code(value: .unusableFile)
-
-    public var description: String { value.rawValue }
+    case unusableFile
   }
 
   public var code: Code

@@ -16,7 +16,7 @@ extension Relay {
       do {
         try tls.validate()
       } catch {
-        throw StartupError(error, variable: EnvironmentVariable.receiverField(error.field))
+        throw StartupError(error, variable: EnvironmentVariable.agentEndpointField)
       }
     }
     _ = try makeForwarder(

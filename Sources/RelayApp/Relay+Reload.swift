@@ -13,10 +13,10 @@ extension Relay {
   ) throws(ConfigurationError) -> [FileReloader.Target] {
     var targets: [FileReloader.Target] = []
     let receiverVariable: @Sendable (AgentReceiverError) -> EnvironmentVariable = {
-      .receiverField($0.field)
+      .agentEndpointField($0.field)
     }
     let oapVariable: @Sendable (OAPForwarderError) -> EnvironmentVariable = {
-      .oapTLSField($0.field)
+      .oapField($0.field)
     }
     if let tls = grpc.tls {
       targets.append(
@@ -80,17 +80,5 @@ extension Relay {
         return outcome
       },
       variable: { _ in variable })
-  }
-}
-
-extension EnvironmentVariable {
-  /// The variable behind a field of `OAPForwarderTLS` that an error names.
-  static func oapTLSField(_ field: String) -> Self {
-    switch field {
-    case "tls.trustedCAPath": .oapTLSCA
-    case "tls.certificateChainPath": .oapTLSCertificate
-    case "tls.privateKeyPath": .oapTLSKey
-    default: .oapTLS
-    }
   }
 }

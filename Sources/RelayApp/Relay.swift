@@ -33,11 +33,11 @@ package struct Relay {
     do {
       try await runStages()
     } catch let error as AgentReceiverError {
-      throw StartupError(error, variable: EnvironmentVariable.receiverField(error.field))
+      throw StartupError(error, variable: EnvironmentVariable.agentEndpointField)
     } catch let error as AdminServerError {
-      throw StartupError(error, variable: .adminAddress)
+      throw StartupError(error, variable: EnvironmentVariable.adminField)
     } catch let error as HTTPReceiverError {
-      throw StartupError(error, variable: .httpAddress)
+      throw StartupError(error, variable: EnvironmentVariable.httpField)
     } catch let error as KafkaPublisherError
       where [.invalidProperty, .clientCreationFailed].contains(error.code)
     {
@@ -167,14 +167,11 @@ package struct Relay {
     do {
       return try OAPForwarder(configuration: oap, logger: logger, metricsFactory: metrics)
     } catch {
-      let tls = oap.tls
-      let variable = EnvironmentVariable.oapTLSField(error.field)
+      let variable = EnvironmentVariable.oapField(error.field)
       let value =
         switch error.field {
-        case "tls.trustedCAPath": tls?.trustedCAPath
-        case "tls.certificateChainPath": tls?.certificateChainPath
-        case "tls.privateKeyPath": tls?.privateKeyPath
-        default: "on"
+        case .tls: "on"
+        case .tlsFile(let file): oap.tls?.path(of: file)
         }
       throw ConfigurationError(
         code: .unusableFile, variable: variable.name, value: value ?? "",

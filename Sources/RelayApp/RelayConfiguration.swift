@@ -79,7 +79,7 @@ public struct RelayConfiguration: Sendable {
       fsyncPolicy: try reader.choice(.queueFsync),
       fsyncInterval: .milliseconds(
         try reader.integer(.queueFsyncIntervalMilliseconds, range: 1...60_000)))
-    queue.settingNames.maxBytes = EnvironmentVariable.queueMaxBytes.name
+    queue.settingName = { EnvironmentVariable.queueField($0).name }
     let bootstrap = try reader.nonEmptyString(
       .kafkaBootstrapServers,
       expected: "Kafka brokers (host:port,...); or \(EnvironmentVariable.embeddedKafka) for the "
@@ -116,12 +116,8 @@ public struct RelayConfiguration: Sendable {
       streamIdleTimeout: streamIdleTimeout == 0 ? nil : .seconds(streamIdleTimeout),
       keepaliveInterval: keepalive == 0 ? nil : .seconds(keepalive),
       authenticationToken: token.isEmpty ? nil : token, tls: tls)
-    receiver.settingNames.maxMessageBytes = EnvironmentVariable.grpcMaxMessageBytes.name
-    receiver.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
-    receiver.settingNames.streamIdleTimeout = EnvironmentVariable.grpcStreamIdleTimeoutSeconds.name
-    receiver.settingNames.forwarder = EnvironmentVariable.oapAddress.name
+    receiver.settingName = { EnvironmentVariable.receiverField($0).name }
     receiver.maxConnectionsPerPeer = maxConnectionsPerPeer == 0 ? nil : maxConnectionsPerPeer
-    receiver.settingNames.clientMemory = EnvironmentVariable.clientMemoryBytes.name
     http = httpAddress.map { address in
       var http = HTTPReceiverConfiguration(
         host: address.host, port: address.port, maxBodyBytes: httpMaxBodyBytes,
@@ -130,10 +126,7 @@ public struct RelayConfiguration: Sendable {
         oapHTTP: oapHTTPAddress.map { rest in
           OAPHTTPAddress(host: rest.host, port: rest.port, tls: oapTLS)
         })
-      http.settingNames.maxBodyBytes = EnvironmentVariable.httpMaxBodyBytes.name
-      http.settingNames.maxRecordBytes = EnvironmentVariable.kafkaMaxRecordBytes.name
-      http.settingNames.oapHTTP = EnvironmentVariable.oapHTTPAddress.name
-      http.settingNames.clientMemory = EnvironmentVariable.clientMemoryBytes.name
+      http.settingName = { EnvironmentVariable.httpField($0).name }
       return http
     }
     publisher = KafkaPublisherConfiguration(

@@ -69,7 +69,7 @@ struct Options {
 /// Runs one stdin command against the cluster; the error text becomes the `ERR` reason.
 func execute(_ words: [Substring], on cluster: KafkaMockCluster) throws(MockKafkaError) {
   func invalid(_ usage: String) -> MockKafkaError {
-    MockKafkaError("usage: \(usage)", code: .invalidCommand)
+    MockKafkaError(code: .invalidCommand, message: "usage: \(usage)")
   }
   func integer<T: FixedWidthInteger>(_ word: Substring, _ usage: String)
     throws(MockKafkaError) -> T
@@ -100,7 +100,8 @@ func execute(_ words: [Substring], on cluster: KafkaMockCluster) throws(MockKafk
     guard words.count == 3 else { throw invalid(usage) }
     try cluster.createTopic(String(words[1]), partitions: integer(words[2], usage))
   default:
-    throw MockKafkaError("unknown command '\(words.first ?? "")'", code: .invalidCommand)
+    throw MockKafkaError(
+      code: .invalidCommand, message: "unknown command '\(words.first ?? "")'")
   }
 }
 

@@ -51,9 +51,10 @@ import Testing
       $0.firstCallGracePeriod = .seconds(3)
     }
     try await ReceiverHarness.with(configure: tokenAndShortGrace) { harness in
+      // Before the connect: the grace runs from the accept, and this task may resume late.
+      let started = ContinuousClock.now
       let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .connect(host: "127.0.0.1", port: harness.port).get()
-      let started = ContinuousClock.now
       let segment = try ConnectionPolicyTests.segmentBytes("with-token")
       let status = try await harness.withClient { client in
         await client.sendRaw(

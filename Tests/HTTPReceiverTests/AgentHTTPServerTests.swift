@@ -211,7 +211,9 @@ import Testing
   }
 
   @Test func browserDataWithoutAnOAPIsRefusedNamingTheSetting() async throws {
-    try await HTTPHarness.with(configuration: .loopback { $0.settingNames.oapHTTP = "OAP_REST" }) {
+    try await HTTPHarness.with(
+      configuration: .loopback { $0.settingName = { $0 == .oapHTTP ? "OAP_REST" : $0.rawValue } }
+    ) {
       harness in
       let response = try await harness.post("/browser/perfData", #"{"service": "web"}"#)
       #expect(response.status == .notImplemented)
@@ -241,7 +243,7 @@ import Testing
     try await HTTPHarness.with(
       configuration: .loopback {
         $0.authenticationToken = "t0k"
-        $0.settingNames.oapHTTP = "STAND_IN"
+        $0.settingName = { $0 == .oapHTTP ? "STAND_IN" : $0.rawValue }
       }
     ) { oap in
       try await HTTPHarness.with(

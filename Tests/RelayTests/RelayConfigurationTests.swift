@@ -1,9 +1,12 @@
+import AdminServer
+import AgentIngest
 import AgentReceiver
 import DurableQueue
 import Foundation
 import HTTPReceiver
 import KafkaPublisher
 import Logging
+import OAPForwarder
 import SkyWalkingWire
 import Testing
 
@@ -33,14 +36,38 @@ import Testing
   /// The modules name their own fields; what agents and operators read names the variable.
   @Test func refusalsAndStartupErrorsNameTheVariables() throws {
     let configuration = try RelayConfiguration(environment: Self.minimal)
-    let names = configuration.receiver.settingNames
-    #expect(names.maxMessageBytes == "SW_RELAY_GRPC_MAX_MESSAGE_BYTES")
-    #expect(names.maxRecordBytes == "SW_RELAY_KAFKA_MAX_RECORD_BYTES")
-    #expect(names.streamIdleTimeout == "SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S")
-    #expect(names.forwarder == "SW_RELAY_OAP_ADDRESS")
-    #expect(configuration.queue.settingNames.maxBytes == "SW_RELAY_QUEUE_MAX_BYTES")
-    #expect(EnvironmentVariable.receiverField("tls.privateKeyPath").name == "SW_RELAY_GRPC_TLS_KEY")
-    #expect(EnvironmentVariable.receiverField("host").name == "SW_RELAY_GRPC_ADDRESS")
+    let name = configuration.receiver.settingName
+    #expect(name(.maxMessageBytes) == "SW_RELAY_GRPC_MAX_MESSAGE_BYTES")
+    #expect(name(.maxRecordBytes) == "SW_RELAY_KAFKA_MAX_RECORD_BYTES")
+    #expect(name(.streamIdleTimeout) == "SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S")
+    #expect(name(.forwarder) == "SW_RELAY_OAP_ADDRESS")
+    #expect(configuration.queue.settingName(.maxBytes) == "SW_RELAY_QUEUE_MAX_BYTES")
+    #expect(
+      EnvironmentVariable.agentEndpointField(.tls(.privateKeyPath)).name == "SW_RELAY_GRPC_TLS_KEY")
+    #expect(EnvironmentVariable.agentEndpointField(.host).name == "SW_RELAY_GRPC_ADDRESS")
+  }
+
+  /// An operator with a bad TLS file or address: each field a module's error or refusal can
+  /// name maps to its own variable among those the relay reads, never to a catch-all (an
+  /// unusable key once named SW_RELAY_GRPC_ADDRESS).
+  @Test func everyFieldAModuleNamesHasItsOwnVariable() {
+    let read = Set(EnvironmentVariable.all.map(\.name))
+    let endpoint: [AgentEndpointField] = [.host] + AgentReceiverTLS.Field.allCases.map { .tls($0) }
+    let oap: [OAPForwarderConfiguration.Field] =
+      [.tls] + OAPForwarderTLS.Field.allCases.map { .tlsFile($0) }
+    let groups: [[String]] = [
+      AgentReceiverConfiguration.Field.allCases.map { EnvironmentVariable.receiverField($0).name },
+      endpoint.map { EnvironmentVariable.agentEndpointField($0).name },
+      HTTPReceiverConfiguration.Field.allCases.map { EnvironmentVariable.httpField($0).name },
+      DurableQueueConfiguration.Field.allCases.map { EnvironmentVariable.queueField($0).name },
+      oap.map { EnvironmentVariable.oapField($0).name },
+      AdminServer.Field.allCases.map { EnvironmentVariable.adminField($0).name },
+    ]
+    for names in groups {
+      #expect(Set(names).count == names.count, "\(names)")
+      #expect(Set(names).isSubset(of: read), "\(names)")
+    }
+    #expect(EnvironmentVariable.oapField(.tlsFile(.privateKeyPath)).name == "SW_RELAY_OAP_TLS_KEY")
   }
 
   /// The HTTP endpoint shares the gRPC endpoint's TLS files, topics and record limit, and its
@@ -61,8 +88,8 @@ import Testing
     )
     #expect(guarded.http?.authenticationToken == "h" && guarded.receiver.authenticationToken == nil)
     #expect(http.oapHTTP == OAPHTTPAddress(host: "oap", port: 12800))
-    #expect(http.settingNames.oapHTTP == "SW_RELAY_OAP_HTTP_ADDRESS")
-    #expect(http.settingNames.maxBodyBytes == "SW_RELAY_HTTP_MAX_BODY_BYTES")
+    #expect(http.settingName(.oapHTTP) == "SW_RELAY_OAP_HTTP_ADDRESS")
+    #expect(http.settingName(.maxBodyBytes) == "SW_RELAY_HTTP_MAX_BODY_BYTES")
     let off = try RelayConfiguration(
       environment: Self.minimal.merging(["SW_RELAY_HTTP_ADDRESS": "off"], uniquingKeysWith: { $1 }))
     #expect(off.http == nil)
