@@ -189,6 +189,12 @@ public final class DurableQueue: Sendable {
     state.withLock { $0.confirmed }
   }
 
+  /// Just past the last record written: a reader that starts before it may meet records an
+  /// earlier process already read.
+  public var writtenEnd: QueuePosition {
+    state.withLock { $0.writtenEnd }
+  }
+
   /// Marks everything before `position` as delivered. Never blocks on I/O: the writer thread
   /// persists the position (within 10–100 ms, and on close) and deletes whole log files
   /// behind it. Positions at or before the current one are ignored; positions past the written

@@ -64,15 +64,7 @@ public final class DeadLetterFile {
           + "cap of \(maxBytes) bytes")
     }
     let descriptor = try openedDescriptor()
-    let writeError = entry.withUnsafeBytes { bytes -> Int32? in
-      var written = 0
-      while written < bytes.count {
-        let result = write(descriptor, bytes.baseAddress! + written, bytes.count - written)
-        if result < 0, errno != EINTR { return errno }
-        written += max(0, result)
-      }
-      return nil
-    }
+    let writeError = entry.withUnsafeBytes { WholeFile.writeAll($0, to: descriptor) }
     if let writeError {
       throw KafkaPublisherError(
         code: .deadLetterWriteFailed, message: "write to \(path) failed (errno \(writeError))")

@@ -8,7 +8,9 @@ public struct KafkaPublisherConfiguration: Sendable {
   public var producerProperties: [String: String]
   /// How long a graceful shutdown may spend waiting for in-flight deliveries.
   public var shutdownTimeout: Duration
-  /// Directory holding `dead-letter.log`, the records Kafka refused permanently.
+  /// Directory holding `dead-letter.log`, the records Kafka refused permanently, and
+  /// `kafka-delivery-ledger`, where a restart looks for records already in Kafka: the queue's
+  /// directory, since the ledger names positions in that queue.
   public var deadLetterDirectory: String
   /// Size the dead-letter file may reach; beyond it a refused record stays in the queue (and
   /// delivery waits) instead of being dropped.

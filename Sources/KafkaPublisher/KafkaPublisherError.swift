@@ -3,7 +3,8 @@ public struct KafkaPublisherError: Error, Sendable, CustomStringConvertible {
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Value: String {
       case invalidProperty, clientCreationFailed, deadLetterWriteFailed, deadLetterFull,
-        deadLetterReplayFailed, deadLetterReadFailed, alreadyRunning, startFailed
+        deadLetterReplayFailed, deadLetterReadFailed, alreadyRunning, startFailed,
+        deliveryLedgerWriteFailed, recoveryScanFailed
     }
     private let value: Value
 
@@ -23,6 +24,11 @@ public struct KafkaPublisherError: Error, Sendable, CustomStringConvertible {
     public static let alreadyRunning = Code(value: .alreadyRunning)
     /// The publisher could not start its thread or wake-up channel.
     public static let startFailed = Code(value: .startFailed)
+    /// `kafka-delivery-ledger` could not be replaced (a restart may then replay more records
+    /// unverified).
+    public static let deliveryLedgerWriteFailed = Code(value: .deliveryLedgerWriteFailed)
+    /// Kafka could not be read back after a restart; the publisher tries again before producing.
+    public static let recoveryScanFailed = Code(value: .recoveryScanFailed)
 
     public var description: String { value.rawValue }
   }

@@ -33,6 +33,11 @@ extension PublisherLoop {
       guard let entry = window.entry(sequence), entry.state == .producing else { continue }
       if report.err == RD_KAFKA_RESP_ERR_NO_ERROR {
         window.update(sequence, to: .finished)
+        if let topic = report.rkt.flatMap({ producer?.topicName(of: $0) }) {
+          ledger.delivered(
+            entry.position, to: .init(topic: topic, partition: report.partition),
+            offset: report.offset)
+        }
         delivered += 1
         let latencyMillis = now > entry.timestampMillis ? now - entry.timestampMillis : 0
         metrics.deliveryLatency.recordNanoseconds(latencyMillis * 1_000_000)
@@ -110,8 +115,8 @@ extension PublisherLoop {
     }
   }
 
-  /// Replaces a producer that librdkafka declared unusable and produces again everything after
-  /// the confirmed position (at-least-once: some records may reach Kafka twice).
+  /// Replaces a producer that librdkafka declared unusable; the new one reads Kafka back first
+  /// and then produces again what the old one did not deliver.
   func recreateProducer() {
     let reason = producer?.fatalError().map { "\($0.code.name): \($0.reason)" } ?? "unknown"
     logger.error(
@@ -120,11 +125,12 @@ extension PublisherLoop {
     producer?.discardOutstanding()
     producer = nil
     window.reset()
+    replayEnd = max(replayEnd, readPosition)
     readPosition = confirmedThrough
     do {
       producer = try RDKafkaProducer(
         configuration: configuration, wakeDescriptor: control.wakeup.writeDescriptor)
-      machine.producerRecreated()
+      machine.producerRecreated(now: .now)
     } catch {
       logger.critical("cannot recreate the kafka producer", metadata: ["error": "\(error)"])
       noteError(error.message)

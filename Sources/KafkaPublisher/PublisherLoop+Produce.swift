@@ -28,18 +28,28 @@ extension PublisherLoop {
       for record in read.records { produceNew(record, with: producer) }
       if window.awaitingProduceCount > 0 || !machine.producerIsUsable { break }
     }
+    finishReplayIfPassed()
     return progressed
   }
 
   private func produceNew(_ record: QueuedRecord, with producer: RDKafkaProducer) {
+    let decision = replayDecision(for: record)
     // Once one record could not be enqueued, the rest of the batch queues up behind it.
     let blocked = window.awaitingProduceCount > 0 || !machine.producerIsUsable
+    let state: InFlightWindow.State
+    if case .skip(let location) = decision {
+      // Already in Kafka before the restart: delivered, confirmed with its neighbours.
+      ledger.delivered(record.position, to: location.partition, offset: location.offset)
+      state = .finished
+    } else {
+      state = blocked ? .awaitingProduce : .producing
+    }
     let sequence = window.append(
       InFlightWindow.Entry(
         position: record.position, end: record.end, timestampMillis: record.timestampMillis,
         byteCount: record.topic.utf8.count + record.key.count + record.value.count,
-        state: blocked ? .awaitingProduce : .producing))
-    if !blocked { produce(record, sequence: sequence, with: producer) }
+        state: state))
+    if state == .producing { produce(record, sequence: sequence, with: producer) }
   }
 
   /// Produces again the records whose earlier attempt failed, re-reading them from the queue.
@@ -68,7 +78,19 @@ extension PublisherLoop {
   }
 
   private func produce(_ record: QueuedRecord, sequence: UInt64, with producer: RDKafkaProducer) {
-    let result = producer.produce(record, sequence: sequence)
+    guard let ledgerID, knowsPartitions(of: record.topic, producer: producer) else {
+      window.update(sequence, to: .awaitingProduce)
+      machine.recordFailedTransiently()
+      return
+    }
+    let provenance = RecordProvenance(record)
+    let result = producer.produce(
+      record,
+      headers: [
+        (RecordProvenance.queueHeader, ledgerID),
+        (RecordProvenance.positionHeader, provenance.positionText),
+        (RecordProvenance.checksumHeader, provenance.checksumText),
+      ], sequence: sequence)
     guard result != RD_KAFKA_RESP_ERR_NO_ERROR else { return }
     record.key.withUnsafeBytes { key in
       record.value.withUnsafeBytes { value in

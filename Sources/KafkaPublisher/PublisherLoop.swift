@@ -68,6 +68,16 @@ final class PublisherLoop {
   /// When the brokers are down, when to ask them again whether they are back.
   var nextBrokerProbe = ContinuousClock.now
   var deadLetterThrottle = LogThrottle(interval: .seconds(10))
+  /// Where the relay's records went in Kafka, persisted in `ledgerFile` for a restart.
+  var ledger = DeliveryLedger()
+  let ledgerFile: DeliveryLedgerFile
+  /// The relay's id in its records' headers; nil until the first read-back loaded or made it.
+  var ledgerID: String?
+  var ledgerSaves: LedgerSaveSchedule
+  /// Just past the records the previous process (or producer) may have produced.
+  var replayEnd: QueuePosition
+  /// While records before `replayEnd` are read again.
+  var replay: ReplayPlan?
 
   init(
     configuration: KafkaPublisherConfiguration, queue: DurableQueue, logger: Logger,
@@ -87,6 +97,9 @@ final class PublisherLoop {
       configuration: configuration, wakeDescriptor: control.wakeup.writeDescriptor)
     readPosition = queue.confirmedPosition
     confirmedThrough = readPosition
+    ledgerFile = DeliveryLedgerFile(directory: configuration.deadLetterDirectory)
+    ledgerSaves = LedgerSaveSchedule(floor: readPosition, now: .now)
+    replayEnd = queue.writtenEnd
   }
 
   /// The thread body; returns once stopped, with the delivered prefix confirmed.
@@ -104,10 +117,12 @@ final class PublisherLoop {
       if let deadline = control.requestedStopDeadline { machine.stopRequested(deadline: deadline) }
       let pass = machine.beginPass(now: .now)
       if pass.recreateProducer { recreateProducer() }
+      if pass.recover { recover() }
       var progressed = pass.feedProducer && feedProducer()
       if serveEvents() { progressed = true }
       probeBrokersWhileDown()
       confirmFinishedPrefix()
+      saveLedgerIfDue()
       publishStatus()
       let next = machine.endPass(
         now: .now, progressed: progressed, windowIsEmpty: window.isEmpty,
@@ -137,6 +152,7 @@ final class PublisherLoop {
     producer?.discardOutstanding()
     producer = nil
     window.reset()
+    saveLedgerIfDue(force: true)
     publishStatus()
     queue.setAppendHandler {}
     logger.info("kafka publisher stopped", metadata: ["confirmed": "\(confirmedThrough)"])

@@ -9,6 +9,11 @@ final class PublisherMetrics {
   let deliveryLatency: Timer
   let inFlightRecords: Gauge
   let deadLetterBytes: Gauge
+  /// Records replayed after a restart that were found in Kafka and not produced again (also
+  /// counted in `delivered`, so appended = delivered + dead-lettered still holds).
+  let replaySkipped: Counter
+  /// Records replayed after a restart whose earlier delivery could not be checked.
+  let replayedUnverified: Counter
   private let factory: any MetricsFactory
   private var failedByReason: [String: Counter] = [:]
 
@@ -19,6 +24,8 @@ final class PublisherMetrics {
     deliveryLatency = Timer(label: "relay_kafka_delivery_latency_seconds", factory: factory)
     inFlightRecords = Gauge(label: "relay_kafka_in_flight_records", factory: factory)
     deadLetterBytes = Gauge(label: "relay_kafka_dead_letter_bytes", factory: factory)
+    replaySkipped = Counter(label: "relay_replay_already_delivered_total", factory: factory)
+    replayedUnverified = Counter(label: "relay_replayed_unverified_total", factory: factory)
   }
 
   /// `reason` is a librdkafka error name, a small fixed set, so the label stays bounded.

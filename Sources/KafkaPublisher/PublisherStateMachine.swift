@@ -20,9 +20,19 @@ struct PublisherStateMachine {
     case awaitingRecreation(at: Instant)
   }
 
+  /// Nothing is produced before Kafka was read back for the records an earlier process (or
+  /// producer) may already have delivered.
+  enum Recovery: Equatable {
+    /// The read-back is due at `at`.
+    case pending(at: Instant)
+    case done
+  }
+
   /// What one pass of the loop does, decided as it begins.
   struct Pass: Equatable {
     var recreateProducer = false
+    /// Read Kafka back before producing (``Recovery``).
+    var recover = false
     /// Records are handed to librdkafka (until the drain's deadline, when stopping).
     var feedProducer = false
   }
@@ -49,9 +59,12 @@ struct PublisherStateMachine {
   static let inFlightFeedInterval = Duration.milliseconds(20)
   /// How often a drain looks at its deadline while nothing happens.
   static let drainWait = Duration.milliseconds(50)
+  /// How soon a read-back that failed (brokers unreachable) is tried again.
+  static let recoveryRetryDelay = Duration.seconds(2)
 
   private(set) var lifecycle = Lifecycle.running
   private(set) var producer = Producer.usable
+  private(set) var recovery: Recovery
   /// Records waiting for another attempt are not produced before this.
   private(set) var retryNotBefore: Instant
   private(set) var retryDelay = initialRetryDelay
@@ -62,6 +75,7 @@ struct PublisherStateMachine {
 
   init(now: Instant) {
     retryNotBefore = now
+    recovery = .pending(at: now)
   }
 
   var producerIsUsable: Bool { producer == .usable }
@@ -81,8 +95,18 @@ struct PublisherStateMachine {
     producer = .awaitingRecreation(at: now)
   }
 
-  mutating func producerRecreated() {
+  /// The new producer reads Kafka back first: its predecessor's last records may be there.
+  mutating func producerRecreated(now: Instant) {
     producer = .usable
+    recovery = .pending(at: now)
+  }
+
+  mutating func recoveryFailed(now: Instant) {
+    recovery = .pending(at: now + Self.recoveryRetryDelay)
+  }
+
+  mutating func recovered() {
+    recovery = .done
   }
 
   mutating func producerRecreationFailed(now: Instant) {
@@ -111,9 +135,18 @@ struct PublisherStateMachine {
   mutating func beginPass(now: Instant) -> Pass {
     var pass = Pass()
     if case .awaitingRecreation(let at) = producer, now >= at { pass.recreateProducer = true }
+    // A producer awaiting recreation is fed nothing: the new one reads Kafka back first.
+    let recovered: Bool
+    switch (recovery, producer) {
+    case (.done, .usable): recovered = true
+    case (.pending(let at), .usable):
+      recovered = false
+      pass.recover = lifecycle == .running && now >= at
+    case (_, .awaitingRecreation): recovered = false
+    }
     switch lifecycle {
-    case .running: pass.feedProducer = true
-    case .draining(let deadline): pass.feedProducer = now < deadline
+    case .running: pass.feedProducer = recovered
+    case .draining(let deadline): pass.feedProducer = recovered && now < deadline
     case .stopped: break
     }
     return pass
@@ -140,7 +173,8 @@ struct PublisherStateMachine {
     case .stopped:
       return .finish
     case .draining(let deadline):
-      if (windowIsEmpty && caughtUpWithQueue) || now >= deadline {
+      // Before the read-back nothing was produced, so there is nothing to wait for.
+      if (windowIsEmpty && (caughtUpWithQueue || recovery != .done)) || now >= deadline {
         lifecycle = .stopped
         return .finish
       }
@@ -148,9 +182,10 @@ struct PublisherStateMachine {
     case .running:
       if progressed { return .nextPass }
       let wakeAt: Instant? =
-        switch producer {
-        case .awaitingRecreation(let at): at
-        case .usable: awaitingRetry ? retryNotBefore : nil
+        switch (producer, recovery) {
+        case (.awaitingRecreation(let at), _): at
+        case (.usable, .pending(let at)): at
+        case (.usable, .done): awaitingRetry ? retryNotBefore : nil
         }
       guard let wakeAt else {
         return windowIsEmpty ? .wait(Self.idleWait) : .awaitDeliveries(Self.inFlightFeedInterval)

@@ -2,7 +2,7 @@
 public struct PublisherStatus: Sendable, Equatable {
   /// Wall-clock milliseconds of the last successful delivery, nil before the first one.
   public var lastDeliveryMillis: UInt64?
-  /// Records Kafka acknowledged.
+  /// Records Kafka acknowledged, including those a restart found already there.
   public var delivered: Int
   /// Delivery attempts that failed (each retry counts), including dead-lettered ones.
   public var failed: Int

@@ -113,13 +113,18 @@ struct MetricsExposition: Sendable {
     "relay_queue_capacity_bytes": "SW_RELAY_QUEUE_MAX_BYTES: the queue's capacity.",
     "relay_queue_disk_free_bytes":
       "Bytes the queue directory's file system still has for the relay; appends fail at 0.",
-    "relay_kafka_delivered_total": "Records Kafka acknowledged.",
+    "relay_kafka_delivered_total":
+      "Records Kafka acknowledged, including those a restart found already there.",
     "relay_kafka_brokers_up":
       "0 after librdkafka reported every broker down, until one answers again (traffic or not).",
     "relay_kafka_failed_total": "Failed delivery attempts, by librdkafka error.",
     "relay_kafka_dead_lettered_total":
       "Records Kafka refused for good, written to dead-letter.log.",
     "relay_kafka_dead_letter_bytes": "Size of dead-letter.log.",
+    "relay_replay_already_delivered_total":
+      "Records read again after a restart that were found in Kafka and not produced again.",
+    "relay_replayed_unverified_total":
+      "Records read again after a restart whose earlier delivery could not be checked (produced at least once).",
     "relay_kafka_in_flight_records": "Records handed to librdkafka and not yet acknowledged.",
     "relay_kafka_delivery_latency_seconds":
       "Time from a record's append to the queue to Kafka's acknowledgement.",

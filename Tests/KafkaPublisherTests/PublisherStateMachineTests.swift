@@ -6,8 +6,15 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct PublisherStateMachineTests {
   let start = ContinuousClock.now
 
-  @Test func feedsAndSleepsUntilWokenWhileRunningIdle() {
+  /// A machine past its start-up read-back, as most of the publisher's life is.
+  private func recoveredMachine() -> PublisherStateMachine {
     var machine = PublisherStateMachine(now: start)
+    machine.recovered()
+    return machine
+  }
+
+  @Test func feedsAndSleepsUntilWokenWhileRunningIdle() {
+    var machine = recoveredMachine()
     #expect(machine.beginPass(now: start) == .init(recreateProducer: false, feedProducer: true))
     #expect(
       machine.endPass(now: start, progressed: false, windowIsEmpty: true, awaitingRetry: false)
@@ -20,7 +27,7 @@ import Testing
   /// With records in flight, the publisher sleeps until their reports (or the feed interval)
   /// instead of waking per append: at agent rates that is one wake-up per delivered batch.
   @Test func awaitsDeliveriesWhileRecordsAreInFlight() {
-    var machine = PublisherStateMachine(now: start)
+    var machine = recoveredMachine()
     _ = machine.beginPass(now: start)
     #expect(
       machine.endPass(now: start, progressed: false, windowIsEmpty: false, awaitingRetry: false)
@@ -33,7 +40,7 @@ import Testing
   /// A broker outage: the delay doubles once per failing pass up to the cap, and one delivery
   /// starts it over.
   @Test func backsOffOncePerPassAndResetsOnDelivery() {
-    var machine = PublisherStateMachine(now: start)
+    var machine = recoveredMachine()
     var now = start
     var delays: [Duration] = []
     for _ in 0..<8 {
@@ -59,7 +66,7 @@ import Testing
 
   /// With nothing to do but wait for a retry, the thread sleeps exactly until it is due.
   @Test func sleepsUntilTheRetryIsDue() {
-    var machine = PublisherStateMachine(now: start)
+    var machine = recoveredMachine()
     machine.recordFailedTransiently()
     let after = machine.endPass(
       now: start, progressed: false, windowIsEmpty: false, awaitingRetry: true)
@@ -71,10 +78,12 @@ import Testing
   }
 
   @Test func recreatesAFatallyFailedProducerAndWaitsAfterAFailedRecreation() {
-    var machine = PublisherStateMachine(now: start)
+    var machine = recoveredMachine()
     machine.producerFailedFatally(now: start)
     #expect(!machine.producerIsUsable)
-    #expect(machine.beginPass(now: start).recreateProducer)
+    #expect(
+      machine.beginPass(now: start) == .init(recreateProducer: true),
+      "nothing is fed in the pass that recreates: the new producer reads Kafka back first")
     machine.producerRecreationFailed(now: start)
     let retryAt = start + PublisherStateMachine.maximumRetryDelay
     #expect(machine.producer == .awaitingRecreation(at: retryAt))
@@ -85,15 +94,17 @@ import Testing
         awaitingRetry: true)
         == .wait(.milliseconds(500)))
     #expect(machine.beginPass(now: retryAt).recreateProducer)
-    machine.producerRecreated()
+    machine.producerRecreated(now: retryAt)
     #expect(machine.producerIsUsable)
-    #expect(!machine.beginPass(now: retryAt).recreateProducer)
+    #expect(
+      machine.beginPass(now: retryAt) == .init(recover: true),
+      "the new producer reads Kafka back before it produces")
   }
 
   /// SIGTERM: reading goes on (the last calls' records are flushed too) until everything is
   /// delivered, and not past the deadline.
   @Test func drainsUntilCaughtUpAndDelivered() {
-    var machine = PublisherStateMachine(now: start)
+    var machine = recoveredMachine()
     machine.stopRequested(deadline: start + .seconds(10))
     #expect(machine.beginPass(now: start).feedProducer)
     machine.queueRead(foundRecords: true)
@@ -116,7 +127,7 @@ import Testing
   }
 
   @Test func stopsAtTheDeadlineWithRecordsUndelivered() {
-    var machine = PublisherStateMachine(now: start)
+    var machine = recoveredMachine()
     let deadline = start + .seconds(2)
     machine.stopRequested(deadline: deadline)
     machine.stopRequested(deadline: start + .seconds(30))
@@ -127,6 +138,27 @@ import Testing
     #expect(
       machine.endPass(
         now: start + .seconds(1), progressed: true, windowIsEmpty: false, awaitingRetry: true)
+        == .finish)
+  }
+
+  /// A restart (or a recreated producer): nothing is produced before Kafka was read back; a
+  /// read-back that fails (brokers down) is tried again after a delay, and a stop meanwhile
+  /// finishes at once since nothing is in flight.
+  @Test func readsKafkaBackBeforeProducing() {
+    var machine = PublisherStateMachine(now: start)
+    #expect(machine.beginPass(now: start) == .init(recover: true))
+    machine.recoveryFailed(now: start)
+    let retryAt = start + PublisherStateMachine.recoveryRetryDelay
+    #expect(machine.beginPass(now: start + .seconds(1)) == .init())
+    #expect(
+      machine.endPass(
+        now: start + .seconds(1), progressed: false, windowIsEmpty: true, awaitingRetry: false)
+        == .wait(retryAt - (start + .seconds(1))))
+    #expect(machine.beginPass(now: retryAt) == .init(recover: true))
+    machine.stopRequested(deadline: retryAt + .seconds(5))
+    #expect(machine.beginPass(now: retryAt) == .init(), "no read-back once stopping")
+    #expect(
+      machine.endPass(now: retryAt, progressed: false, windowIsEmpty: true, awaitingRetry: false)
         == .finish)
   }
 }

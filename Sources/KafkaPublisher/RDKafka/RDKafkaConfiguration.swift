@@ -44,6 +44,12 @@ package final class RDKafkaConfiguration {
     rd_kafka_conf_set_events(pointer, events)
   }
 
+  /// Drops librdkafka's log lines (a short-lived helper client whose failures are reported as
+  /// errors anyway).
+  func discardLogs() {
+    rd_kafka_conf_set_log_cb(pointer, nil)
+  }
+
   /// Creates the client; on success librdkafka owns the configuration.
   package func makeClient(_ type: rd_kafka_type_t) throws(KafkaPublisherError) -> OpaquePointer {
     var errorText = [CChar](repeating: 0, count: 512)

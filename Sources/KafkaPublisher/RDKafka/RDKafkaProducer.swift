@@ -33,19 +33,62 @@ final class RDKafkaProducer {
     rd_kafka_destroy(handle)
   }
 
-  /// Enqueues one record (copied by librdkafka); `sequence` comes back in its delivery report.
-  func produce(_ record: QueuedRecord, sequence: UInt64) -> rd_kafka_resp_err_t {
+  /// Enqueues one record (copied by librdkafka) with `headers` (name and value pairs);
+  /// `sequence` comes back in its delivery report.
+  func produce(
+    _ record: QueuedRecord, headers: [(name: String, value: String)], sequence: UInt64
+  ) -> rd_kafka_resp_err_t {
     guard let topic = topicHandle(record.topic) else { return rd_kafka_last_error() }
-    let opaque = UnsafeMutableRawPointer(bitPattern: UInt(sequence))
-    let result = record.value.withUnsafeBytes { value in
-      record.key.withUnsafeBytes { key in
-        rd_kafka_produce(
-          topic, RDKafkaProducer.unassignedPartition, RD_KAFKA_MSG_F_COPY,
-          UnsafeMutableRawPointer(mutating: value.baseAddress), value.count,
-          key.baseAddress, key.count, opaque)
+    // Every header name and value as NUL-terminated strings in one buffer; librdkafka copies them.
+    var strings: [CChar] = []
+    var starts: [Int] = []
+    for header in headers {
+      for text in [header.name, header.value] {
+        starts.append(strings.count)
+        strings.append(contentsOf: text.utf8CString)
       }
     }
-    return result == 0 ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_last_error()
+    var fields = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 6 + headers.count)
+    fields[0].vtype = RD_KAFKA_VTYPE_RKT
+    fields[0].u.rkt = topic
+    fields[1].vtype = RD_KAFKA_VTYPE_PARTITION
+    fields[1].u.i32 = Self.unassignedPartition
+    fields[2].vtype = RD_KAFKA_VTYPE_MSGFLAGS
+    fields[2].u.i = RD_KAFKA_MSG_F_COPY
+    fields[3].vtype = RD_KAFKA_VTYPE_OPAQUE
+    fields[3].u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(sequence))
+    let error = record.value.withUnsafeBytes { value in
+      record.key.withUnsafeBytes { key in
+        strings.withUnsafeBufferPointer { strings in
+          fields[4].vtype = RD_KAFKA_VTYPE_VALUE
+          fields[4].u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+          fields[4].u.mem.size = value.count
+          fields[5].vtype = RD_KAFKA_VTYPE_KEY
+          fields[5].u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+          fields[5].u.mem.size = key.count
+          for index in headers.indices {
+            fields[6 + index].vtype = RD_KAFKA_VTYPE_HEADER
+            fields[6 + index].u.header.name = strings.baseAddress! + starts[2 * index]
+            fields[6 + index].u.header.val = UnsafeRawPointer(
+              strings.baseAddress! + starts[2 * index + 1])
+            fields[6 + index].u.header.size = -1
+          }
+          return rd_kafka_produceva(handle, fields, fields.count)
+        }
+      }
+    }
+    guard let error else { return RD_KAFKA_RESP_ERR_NO_ERROR }
+    defer { rd_kafka_error_destroy(error) }
+    return rd_kafka_error_code(error)
+  }
+
+  /// Every partition's offset range in `topic`: one metadata request, then one watermark query
+  /// per partition. Blocks the calling thread up to `timeoutMilliseconds` per request.
+  func partitionRanges(of topic: String, timeoutMilliseconds: Int32)
+    throws(RDKafkaTopicRanges.Failure) -> [Int32: OffsetRange]
+  {
+    try RDKafkaTopicRanges(handle: handle).ranges(
+      of: topic, timeoutMilliseconds: timeoutMilliseconds)
   }
 
   /// Next event or nil when none is waiting; the caller must `rd_kafka_event_destroy` it.
@@ -75,6 +118,11 @@ final class RDKafkaProducer {
   func discardOutstanding() {
     rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
     while let event = nextEvent() { rd_kafka_event_destroy(event) }
+  }
+
+  /// The name of a topic handle this producer made (as a delivery report names it).
+  func topicName(of handle: OpaquePointer) -> String? {
+    topics.first { $0.value == handle }?.key
   }
 
   private func topicHandle(_ name: String) -> OpaquePointer? {
