@@ -285,6 +285,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         "KafkaPublisher",
         "MockKafka",
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Tests/RelayTestSupport",
@@ -303,7 +304,8 @@ let package = Package(
     .testTarget(
       name: "LogThrottlingTests", dependencies: ["LogThrottling"], swiftSettings: strictSettings),
     .testTarget(
-      name: "FileReloadTests", dependencies: ["FileReload"], swiftSettings: strictSettings),
+      name: "FileReloadTests", dependencies: ["FileReload", "RelayTestSupport"],
+      swiftSettings: strictSettings),
     .testTarget(
       name: "InflateTests", dependencies: ["Inflate", "CZlib"], swiftSettings: strictSettings),
     .testTarget(
@@ -317,7 +319,8 @@ let package = Package(
     .testTarget(
       name: "DurableQueueTests",
       dependencies: [
-        "DurableQueue", "SystemClock", .product(name: "Logging", package: "swift-log"),
+        "DurableQueue", "SystemClock", "RelayTestSupport",
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
         .product(name: "MetricsTestKit", package: "swift-metrics"),
       ],
@@ -384,6 +387,7 @@ let package = Package(
       dependencies: [
         "FileReload",
         "OAPForwarder",
+        "RelayTestSupport",
         "SkyWalkingProtocol",
         "SkyWalkingGRPC",
         .product(name: "Logging", package: "swift-log"),

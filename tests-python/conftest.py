@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, Iterator, NoReturn, Optional, TypeVar
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
@@ -50,6 +50,25 @@ def wait_for(condition: Callable[[], Optional[T]], timeout: float, what: str, in
         if time.monotonic() >= deadline:
             raise HarnessError(f"timed out after {timeout:.1f} s waiting for {what}")
         time.sleep(interval)
+
+
+def missing_privilege(reason: str) -> NoReturn:
+    """For tests that need root (a tmpfs mount, FUSE): CI runs as root, so there a missing
+    privilege is a broken machine and fails; a developer without root sees a skip with the
+    reason instead of a failure that says nothing about the relay."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run this test as root: {reason}", pytrace=False)
+    pytest.skip(f"needs root: {reason}")
+
+
+# scripts/long-tests.sh sets RELAY_LONG_TESTS=1: the long loops then run at full length (real
+# default timers, minutes of load); scripts/test.sh runs the same checks on compressed timers.
+LONG_TESTS = os.environ.get("RELAY_LONG_TESTS") == "1"
+
+
+def ci_or_long(ci: T, long: T) -> T:
+    """The CI value of a length, or the full one under scripts/long-tests.sh."""
+    return long if LONG_TESTS else ci
 
 
 def free_loopback_port() -> int:
@@ -468,3 +487,31 @@ def topic(mock_kafka: MockKafka) -> Iterator[Callable[[str], KafkaTopicReader]]:
     yield reader
     for opened in readers.values():
         opened.close()
+
+
+@pytest.fixture
+def fuse() -> None:
+    """For tests on the power-loss filesystem (lazyfs.py): a FUSE mount needs /dev/fuse and
+    usually root. Without root the reason is a skip (a failure in CI); as root a machine that
+    still cannot mount fails the test with the reason."""
+    from lazyfs import LazyFSError, check_fuse_available
+    try:
+        check_fuse_available()
+    except LazyFSError as error:
+        if os.geteuid() != 0:
+            missing_privilege(str(error))
+        raise
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs, so a full disk comes from the kernel; mounting it needs root."""
+    if os.geteuid() != 0:
+        missing_privilege("mounts a 2 MiB tmpfs")
+    mount_point = tmp_path / "small-fs"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

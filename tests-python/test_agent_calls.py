@@ -5,16 +5,12 @@ forwarded to an OAP (a grpcio stub on loopback) or answered without one.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from concurrent import futures
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 import grpc
@@ -33,11 +29,9 @@ from skywalking.protocol.management.Management_pb2 import InstancePingPkg, Insta
 from skywalking.protocol.profile.Profile_pb2 import (ProfileTaskCommandQuery, ProfileTaskFinishReport,
                                                      ThreadSnapshot, ThreadStack)
 
-from conftest import (HarnessError, KafkaRecord, KafkaTopicReader, Relay, decode_segment,
-                      free_loopback_port, wait_for)
+from conftest import KafkaRecord, KafkaTopicReader, Relay, free_loopback_port
 from test_operations import metric_value
 
-AGENT_APP = Path(__file__).resolve().parent / "agent_app.py"
 CALL_TIMEOUT = 15
 
 SEGMENTS = "skywalking-segments"
@@ -651,80 +645,6 @@ def test_unreachable_oap_answers_queries_empty_and_aborts_data_calls(relay_facto
         assert data.status == grpc.StatusCode.ABORTED, f"{method}: {data.status}: {data.details}"
         assert re.search(r"unreachable|(could not|cannot|can't) reach", data.details, re.IGNORECASE), (
             f"{method}: the message should say the OAP is unreachable: {data.details!r}")
-
-
-# --------------------------------------------------------------------------- 6. the real agent
-
-
-GRPC_ERROR = re.compile(r"RpcError|StatusCode\.|UNIMPLEMENTED|Exception in \w+ service")
-
-
-def test_real_agent_reports_everything_without_grpc_errors(relay: Relay, topic):
-    run_id = uuid.uuid4().hex[:12]
-    instance = f"relay-e2e-app-{run_id}"
-    agent = subprocess.Popen(
-        [sys.executable, str(AGENT_APP), "--address", relay.grpc_address, "--traces", "2", "--run-id", run_id,
-         "--all-reporters", "--max-run-seconds", "45"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        managements, meters = topic(MANAGEMENTS), topic(METERS)
-
-        def heartbeats_and_meters_seen() -> bool:
-            if agent.poll() is not None:
-                raise HarnessError(f"the agent app exited early ({agent.returncode})")
-            managements.poll_batch(0.1)
-            meters.poll_batch(0.1)
-            pings = sum(1 for r in managements.records if r.key == instance.encode())
-            return pings >= 3 and any(r.key == instance.encode() for r in meters.records)
-
-        wait_for(heartbeats_and_meters_seen, 30, f"3 keepAlives and a meter set from {instance}")
-        stdout, stderr = agent.communicate("stop\n", timeout=45)
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.communicate()
-    assert agent.returncode == 0, f"agent app failed ({agent.returncode})\n{stderr[-4000:]}"
-    report = json.loads(stdout.strip().splitlines()[-1])
-    errors = [line for line in stderr.splitlines() if GRPC_ERROR.search(line)]
-    assert not errors, "the agent logged gRPC errors:\n" + "\n".join(errors[:20]) + f"\n{stderr[-3000:]}"
-
-    register = records_where(managements, keyed(f"register-{instance}"), 1, "the agent's properties")
-    props = InstanceProperties.FromString(register[0].value)
-    assert (props.service, props.serviceInstance) == ("relay-e2e-app", instance)
-    for record in records_where(managements, keyed(instance), 3, "the agent's keepAlives"):
-        assert InstancePingPkg.FromString(record.value).serviceInstance == instance
-
-    for record in records_where(meters, keyed(instance), 1, "the agent's meters"):
-        collection = MeterDataCollection.FromString(record.value)
-        assert collection.meterData, "a meter record holds at least one MeterData"
-        assert all(m.service == "relay-e2e-app" and m.serviceInstance == instance and m.timestamp > 0
-                   for m in collection.meterData)
-        assert all(m.WhichOneof("metric") for m in collection.meterData)
-
-    # The agent formats the text with its layout (time, thread, level...) around the message.
-    expected_logs = {entry["message"]: entry["traceId"] for entry in report["logs"]}
-
-    def emitted_message(record: KafkaRecord) -> Optional[str]:
-        text = LogData.FromString(record.value).body.text.text
-        return next((message for message in expected_logs if message in text), None)
-
-    logs = records_where(topic(LOGS), lambda r: emitted_message(r) is not None, len(expected_logs),
-                         "the agent's logs")
-    assert sorted(emitted_message(r) for r in logs) == sorted(expected_logs), "each log exactly once"
-    for record in logs:
-        decoded = LogData.FromString(record.value)
-        trace_id = expected_logs[emitted_message(record)]
-        assert decoded.service == "relay-e2e-app" and decoded.serviceInstance == instance
-        assert record.key == (trace_id or "relay-e2e-app").encode(), (decoded.body.text.text, record.key)
-        if trace_id:
-            assert decoded.traceContext.traceId == trace_id
-
-    trace_ids = {trace["traceId"] for trace in report["traces"]} | {t for t in expected_logs.values() if t}
-    segments = topic(SEGMENTS)
-    segments.read_until(lambda records: trace_ids <= {r.key.decode() for r in records}, 30,
-                        f"segments of traces {sorted(trace_ids)}")
-    for record in segments.records:
-        assert decode_segment(record.value).traceId == record.key.decode()
 
 
 def test_meter_stream_fields_may_come_from_any_element(relay: Relay, topic):

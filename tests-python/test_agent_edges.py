@@ -46,8 +46,8 @@ from skywalking.protocol.language_agent.Meter_pb2 import (Label, MeterBucketValu
 from skywalking.protocol.language_agent.Tracing_pb2 import SegmentObject
 from skywalking.protocol.profile.Profile_pb2 import ProfileTaskCommandQuery, ProfileTaskFinishReport
 
-from conftest import (HarnessError, KafkaRecord, KafkaTopicReader, Relay, decode_segment, encode_segment,
-                      free_loopback_port, wait_for)
+from conftest import (HarnessError, KafkaRecord, KafkaTopicReader, Relay, ci_or_long, decode_segment,
+                      encode_segment, free_loopback_port, wait_for)
 from test_http_agents import StubOAPRest, nginx_segment, stub_oap_rest  # noqa: F401 (a fixture)
 from test_operations import fresh_channel, metric_value
 
@@ -75,10 +75,10 @@ GRPC_TOKEN = "grpc-agent-secret"
 HTTP_TOKEN = "http-agent-secret"
 OAP_TOKEN = "oap-secret"
 
-# 3. How long the Go-shaped stream lives across the connection age (the issue said a minute;
-# 20 s is more than six ages of 3 s and keeps the test short), and its pace.
+# 3. How long the Go-shaped stream lives across the connection age, and its pace: in CI 10 s,
+# more than three ages of 3 s; the minute the issue asked for under scripts/long-tests.sh.
 MAX_CONNECTION_AGE_S = 3
-LIFE_LONG_STREAM_SECONDS = 20.0
+LIFE_LONG_STREAM_SECONDS = ci_or_long(10.0, 60.0)
 GO_SEGMENT_INTERVAL_S = 0.1
 # 4. Each meter report must be readable from Kafka this soon after it was sent (the relay cuts
 # a collection after ~0.5 s of quiet; the rest is the queue, librdkafka's linger and our fetch).
@@ -586,6 +586,7 @@ def test_oap_authentication_is_put_on_every_forwarded_call(relay_factory, stub_o
 # =========================================================================== 3. connection age
 
 
+@pytest.mark.long
 def test_go_life_long_stream_outlives_the_connection_age(relay_factory, topic):
     """Go agent (skywalking-go plugins/core/reporter/grpc/grpc.go:214-251): one segment stream
     for the agent's life, one SegmentObject every 100 ms, on one grpcio channel (its own

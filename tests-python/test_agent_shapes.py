@@ -17,7 +17,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import grpc
 import pytest
@@ -26,7 +26,7 @@ from skywalking.protocol.common.Common_pb2 import KeyStringValuePair
 from skywalking.protocol.language_agent.Meter_pb2 import MeterData, MeterDataCollection, MeterSingleValue
 from skywalking.protocol.logging.Logging_pb2 import LogData, LogDataBody, TextLog
 
-from conftest import KafkaTopicReader, MockKafka, Relay, decode_segment, encode_segment
+from conftest import KafkaTopicReader, MockKafka, Relay, ci_or_long, decode_segment, encode_segment
 from raw_http2 import RST_STREAM, RawHTTP2Client, frame, grpc_message
 from test_operations import metric_value
 from test_security import _leaf, certificate_authority
@@ -75,12 +75,23 @@ def go_log(text: str, service: str = "") -> bytes:
     return LogData(service=service, body=LogDataBody(text=TextLog(text=text))).SerializeToString()
 
 
+# The Go agent's silence, and the timers it must outlive: under scripts/long-tests.sh the
+# relay's defaults (a keepalive ping after 60 s of quiet, GOAWAY after 300 s without a call) and
+# a 65 s silence; in CI the same timers compressed, so the silence still spans two keepalive
+# pings and twice the connection idle timeout.
+SILENCE_S = ci_or_long(12, 65)
+SILENCE_TIMERS = ci_or_long({"SW_RELAY_GRPC_KEEPALIVE_S": "5", "SW_RELAY_GRPC_IDLE_TIMEOUT_S": "5"}, {})
+
+
+@pytest.mark.long
 def test_go_agent_streams_live_through_a_minute_of_silence_and_are_answered_ok_on_shutdown(
-        relay: Relay, segments_reader: KafkaTopicReader, mock_kafka: MockKafka):
+        relay_factory: Callable[..., Relay], segments_reader: KafkaTopicReader, mock_kafka: MockKafka):
     """Go agent: one segment stream and one log stream for the agent's whole life. A quiet
-    minute must not cancel them (the OAP sets no idle limit), every segment must be in Kafka
+    minute must not cancel them (the OAP sets no idle limit; neither keepalive pings nor the
+    connection idle timeout may end a connection with open calls), every segment must be in Kafka
     while the stream is still open, and a relay shutdown must answer the stream OK once what it
     sent is durable, so the agent reconnects without losing or resending anything."""
+    relay = relay_factory(extra_env=SILENCE_TIMERS).start()
     logs = KafkaTopicReader(mock_kafka.bootstrap_servers, "skywalking-logs")
     channel = grpc.insecure_channel(relay.grpc_address)
     try:
@@ -91,7 +102,7 @@ def test_go_agent_streams_live_through_a_minute_of_silence_and_are_answered_ok_o
         segments_reader.read_until(lambda records: len(records) >= 1, 30, "the first segment")
         logs.read_until(lambda records: len(records) >= 1, 30, "the first log")
 
-        assert segments.still_open_after(65) and log_stream.still_open_after(0), (
+        assert segments.still_open_after(SILENCE_S) and log_stream.still_open_after(0), (
             "a quiet stream was ended by the relay: "
             f"{segments.future.exception(timeout=0) if segments.future.done() else log_stream.future.exception(timeout=0)}")
 

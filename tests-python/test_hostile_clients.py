@@ -218,6 +218,9 @@ def header_block(headers_frame) -> bytes:
 
 
 def test_silent_stream_is_cancelled_after_the_stream_idle_timeout(limited_relay):
+    """Stands for: a hung agent whose stream goes silent mid-call, under the opt-in
+    SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S: the one end-to-end run of the timeout (the binary's
+    variable, grpcio and a raw client stopping mid-message)."""
     relay = limited_relay(SW_RELAY_GRPC_STREAM_IDLE_TIMEOUT_S="1")
     release = threading.Event()
 
@@ -225,15 +228,15 @@ def test_silent_stream_is_cancelled_after_the_stream_idle_timeout(limited_relay)
         yield encode_segment("silent-trace", "silent.0")
         release.wait(15)  # the agent goes silent with the stream open
 
-    started = time.monotonic()
     try:
         with grpc.insecure_channel(relay.grpc_address) as channel:
             with pytest.raises(grpc.RpcError) as raised:
                 channel.stream_unary(COLLECT)(messages(), timeout=10)
     finally:
         release.set()
+    # CANCELLED, not the client's DEADLINE_EXCEEDED: the relay cut the stream before 10 s (when
+    # exactly is the manual-clock spec GRPCStreamHandlerTests.theOptInIdleTimeoutCancelsAQuietStream).
     assert raised.value.code() == grpc.StatusCode.CANCELLED, raised.value
-    assert time.monotonic() - started < 6, "the silent stream was not cut near the 1 s stream idle timeout"
 
     # The same with a raw client that stops mid-message: CANCELLED trailers or RST_STREAM.
     client = RawHTTP2Client(relay.grpc_port).start()

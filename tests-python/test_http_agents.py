@@ -1,7 +1,9 @@
 """The agents that speak HTTP (the OAP's REST protocol on the relay's port 12800): an
-nginx-lua-shaped /v3/segments batch, malformed and partial batches, and browser data forwarded to
-a stub OAP REST port (the real Python agent over HTTP, 1.2.0 and 1.3.0, is in test_agent_e2e.py). What reaches Kafka is read by
-confluent_kafka and decoded with the agent's own protobuf classes, not by our code.
+nginx-lua-shaped /v3/segments batch through the binary into Kafka, read by confluent_kafka and
+decoded by google.protobuf's own JSON parser, not by our code. Refusals, limits and the browser
+paths are specified in Swift (Tests/HTTPReceiverTests/AgentHTTPServerTests.swift); the real Python
+agent over HTTP is in test_agent_e2e.py, the header-less agents and browser forwarding through the
+binary in test_agent_edges.py. The stub OAP REST port here serves those modules.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import pytest
 from google.protobuf import json_format
@@ -91,36 +93,6 @@ def test_nginx_lua_batch_lands_as_the_protobuf_the_json_means(relay: Relay, topi
         assert SegmentObject.FromString(record.value) == json_format.ParseDict(element, SegmentObject())
 
 
-def test_partial_batch_queues_the_valid_elements_and_names_the_bad_ones(relay: Relay, topic):
-    run_id = uuid.uuid4().hex[:8]
-    good = [nginx_segment(f"good-{run_id}-{i}", f"g-{run_id}-{i}") for i in range(2)]
-    bad_field = nginx_segment(f"bad-{run_id}", "b1")
-    bad_field["spans"][1]["startTime"] = "yesterday"
-    no_trace = nginx_segment("", "b2")
-    body = json.dumps([good[0], bad_field, no_trace, good[1]])
-
-    status, headers, text = post(relay.http_address, "/v3/segments", body)
-
-    assert status == 400, text
-    assert "rejected 2 of 4 segments" in text and "the 2 valid ones were queued" in text, text
-    assert "element 1: field spans[1].startTime" in text, text
-    reader = topic(SEGMENTS)
-    for element in good:
-        records_keyed(reader, element["traceId"], 1, f"the valid segment {element['traceId']}")
-    assert not [r for r in reader.read_to_end() if r.key == f"bad-{run_id}".encode()]
-
-    for broken, expected in (("[{\"traceId\": ", "not a JSON array"), ("{}", "not a JSON array")):
-        status, _, text = post(relay.http_address, "/v3/segments", broken)
-        assert status == 400 and expected in text, (broken, status, text)
-
-
-def test_a_body_over_the_limit_is_refused_413(relay_factory: Callable[..., Relay]):
-    relay = relay_factory(extra_env={"SW_RELAY_HTTP_MAX_BODY_BYTES": "4KiB"}).start()
-    status, _, text = post(relay.http_address, "/v3/segments",
-                           [nginx_segment(f"t{i}", f"s{i}") for i in range(20)])
-    assert status == 413 and "SW_RELAY_HTTP_MAX_BODY_BYTES" in text, (status, text)
-
-
 # --------------------------------------------------------------------------- browser data
 
 
@@ -160,24 +132,3 @@ def stub_oap_rest() -> Iterator[StubOAPRest]:
     yield stub
     stub.shutdown()
     stub.server_close()
-
-
-def test_browser_data_is_forwarded_to_the_oap_rest_port(relay_factory: Callable[..., Relay],
-                                                        stub_oap_rest: StubOAPRest):
-    relay = relay_factory(extra_env={"SW_RELAY_OAP_HTTP_ADDRESS": stub_oap_rest.address}).start()
-    perf = {"service": "web", "serviceVersion": "v1", "pagePath": "/index.html", "redirectTime": 3}
-    errors = [{"uniqueId": "e1", "service": "web", "category": "js", "message": "boom"}]
-
-    assert post(relay.http_address, "/browser/perfData", perf)[:3:2] == (200, "{}")
-    assert post(relay.http_address, "/browser/errorLogs", errors)[0] == 200
-
-    paths = [path for path, _, _ in stub_oap_rest.requests]
-    assert paths == ["/browser/perfData", "/browser/errorLogs"]
-    assert json.loads(stub_oap_rest.requests[0][2]) == perf
-    assert json.loads(stub_oap_rest.requests[1][2]) == errors
-
-
-def test_browser_data_without_an_oap_is_refused_naming_the_variable(relay: Relay):
-    status, _, text = post(relay.http_address, "/browser/perfData", {"service": "web"})
-    assert status == 501, (status, text)
-    assert "SW_RELAY_OAP_HTTP_ADDRESS" in text, text

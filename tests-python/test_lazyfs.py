@@ -4,7 +4,8 @@ remounts the backing directory (the reboot) and looks at what survived.
 
 If these pass while the filesystem is wrong, the power-cut loop (test_power_cut.py) proves
 nothing, so each test names the modelling mistake it would catch. A machine without FUSE fails
-these tests with the reason (no /dev/fuse, no libfuse2); it never skips them.
+these tests with the reason (no /dev/fuse, no libfuse2); without root they are skipped with it
+(a failure in CI: conftest.fuse).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import pytest
 
 from lazyfs import LazyFSMount
 
+pytestmark = pytest.mark.usefixtures("fuse")
+
 
 @pytest.fixture
 def fs(tmp_path: Path) -> Iterator[LazyFSMount]:
-    """An unmounted filesystem: tests call fs.mount() themselves, so a machine that cannot
-    mount fails the test (with the reason) instead of erroring or skipping."""
+    """An unmounted filesystem: tests call fs.mount() themselves, so a root machine that cannot
+    mount fails the test (with the reason) instead of erroring."""
     mount = LazyFSMount(tmp_path / "disk", tmp_path / "mnt")
     yield mount
     mount.unmount()

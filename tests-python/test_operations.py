@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -145,12 +144,11 @@ def test_sigterm_exits_zero_within_the_shutdown_timeout(relay: Relay, segments_r
     assert_ok(stream(relay, COLLECT, [encode_segment(trace_id, "before-sigterm")]))
     wait_for_traces(segments_reader, {trace_id})
 
-    started = time.monotonic()
     relay.process.send_signal(signal.SIGTERM)
+    # Fails unless the process ends within the shutdown timeout (plus the margin).
     code = wait_for_exit(relay, SHUTDOWN_TIMEOUT_S + SHUTDOWN_MARGIN_S)
 
     assert code == 0, relay.log_tail()
-    assert time.monotonic() - started < SHUTDOWN_TIMEOUT_S + SHUTDOWN_MARGIN_S
     assert STOPPED_LOG_LINE in relay.log_text(), relay.log_tail()
     assert not accepts_connections(relay.grpc_port)
     assert not accepts_connections(relay.admin_port)
@@ -267,11 +265,9 @@ def test_invalid_configuration_exits_2_naming_the_variable(tmp_path: Path, varia
            "SW_RELAY_QUEUE_DIR": str(tmp_path / "queue"), "SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
            variable: value}
 
-    started = time.monotonic()
-    result = run_relay_once(env)
+    result = run_relay_once(env)  # its timeout fails a relay that does not exit by itself
 
     assert result.returncode == 2, result.stderr
-    assert time.monotonic() - started < 5
     assert variable in result.stderr, result.stderr
     assert (value in result.stderr) == value_shown, result.stderr
     assert expected in result.stderr, f"stderr should say what is expected ({expected!r}): {result.stderr}"

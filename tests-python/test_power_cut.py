@@ -4,7 +4,8 @@ rolls, position writes, deletions and recovery, kill -9, a remount of what the d
 restart. Longer runs and their figures: docs/RELIABILITY.md, "Power loss".
 
 Seeds are fixed so a failure can be replayed (RELAY_POWER_CUT_SEED overrides them). A machine
-without FUSE fails these tests with the reason; it never skips them.
+without FUSE fails these tests with the reason; without root they are skipped with it (a
+failure in CI: conftest.fuse).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from conftest import HarnessError, MockKafka, Relay, encode_segment, wait_for
 from lazyfs import LazyFSMount
 from power_cut_loop import PowerCutConfig, run
 from reliability_support import COLLECT, SegmentIdCollector, status_document
+
+pytestmark = pytest.mark.usefixtures("fuse")
 
 SEED = int(os.environ.get("RELAY_POWER_CUT_SEED", "20261203"))  # 12 cuts: every kind at least once
 

@@ -6,6 +6,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
+import RelayTestSupport
 import SkyWalkingProtocol
 import SwiftProtobuf
 
@@ -13,7 +14,6 @@ import SwiftProtobuf
 struct ReceiverHarness {
   let queue: DurableQueue
   let port: Int
-  let directory: URL
 
   static func with<Result: Sendable>(
     maxMessageBytes: Int = 50 << 20,
@@ -21,35 +21,20 @@ struct ReceiverHarness {
     configure: (inout AgentReceiverConfiguration) -> Void = { _ in },
     _ body: (ReceiverHarness) async throws -> Result
   ) async throws -> Result {
-    let directory = FileManager.default.temporaryDirectory
-      .appendingPathComponent("receiver-\(UUID().uuidString)")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let queue = try DurableQueue(
-      configuration: DurableQueueConfiguration(
-        directory: directory.path, fileBytes: 1 << 20, maxBytes: queueMaxBytes),
-      logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
-    defer { queue.close() }
-    let (addresses, continuation) = AsyncStream.makeStream(of: NIOCore.SocketAddress.self)
-    var configuration = AgentReceiverConfiguration(
-      host: "127.0.0.1", port: 0, maxMessageBytes: maxMessageBytes)
-    configure(&configuration)
-    let server = try AgentGRPCServer(
-      configuration: configuration,
-      queue: queue, logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance,
-      onListening: { continuation.yield($0) })
-    let serving = Task {
-      // A server that fails before listening ends the stream, so the test fails instead of
-      // waiting forever for a port.
-      defer { continuation.finish() }
-      try await server.run()
+    try await withTemporaryQueue(prefix: "receiver", maxBytes: queueMaxBytes) { queue, _ in
+      var configuration = AgentReceiverConfiguration(
+        host: "127.0.0.1", port: 0, maxMessageBytes: maxMessageBytes)
+      configure(&configuration)
+      return try await withListeningServer(
+        { onListening in
+          let server = try AgentGRPCServer(
+            configuration: configuration, queue: queue, logger: Logger(label: "test"),
+            metricsFactory: NOOPMetricsHandler.instance, onListening: onListening)
+          return { try await server.run() }
+        },
+        { port in try await body(ReceiverHarness(queue: queue, port: port)) })
     }
-    defer { serving.cancel() }
-    var iterator = addresses.makeAsyncIterator()
-    guard let port = await iterator.next()?.port else { throw HarnessError.notListening }
-    return try await body(ReceiverHarness(queue: queue, port: port, directory: directory))
   }
-
-  enum HarnessError: Error { case notListening }
 
   /// Runs `body` with a grpc-swift 2 client connected to the endpoint.
   func withClient<Result: Sendable>(
@@ -61,16 +46,7 @@ struct ReceiverHarness {
   }
 
   /// Every record currently in the queue, from the confirmed position.
-  func queuedRecords() -> [QueuedRecord] {
-    var records: [QueuedRecord] = []
-    var position = queue.confirmedPosition
-    while true {
-      let read = queue.read(from: position, maxRecords: 1000, maxBytes: 8 << 20)
-      if read.records.isEmpty { return records }
-      records += read.records
-      position = read.next
-    }
-  }
+  func queuedRecords() -> [QueuedRecord] { queue.recordsFromConfirmed() }
 }
 
 /// Sends arbitrary bytes as messages, to exercise what a protobuf serializer never produces.

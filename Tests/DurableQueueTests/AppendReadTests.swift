@@ -2,6 +2,7 @@ import DurableQueue
 import Foundation
 import Logging
 import MetricsTestKit
+import RelayTestSupport
 import SystemClock
 import Testing
 
@@ -115,7 +116,7 @@ import Testing
       }
     }
     let total = appenders * batchesPerAppender
-    #expect(await waitUntil { completed.value == total })
+    #expect(await eventually { completed.value == total })
     let writes = metrics.value("relay_queue_writes_total")
     #expect(metrics.value("relay_queue_append_batches_total") == Int64(total))
     #expect(writes > 0)
@@ -156,7 +157,7 @@ import Testing
     queue.confirm(through: all.records[9].end)
     let oversizedSegment = all.records[10].position.file
     #expect(
-      await waitUntil {
+      await eventually {
         directory.segmentFiles.count == 2
           && !FileManager.default.fileExists(atPath: directory.logFilePath(oversizedSegment - 1))
       })
@@ -202,17 +203,7 @@ import Testing
 
     let all = readAll(queue, from: queue.confirmedPosition)
     queue.confirm(through: all.next)
-    var resumed = false
-    let deadline = ContinuousClock.now + .seconds(5)
-    while !resumed && ContinuousClock.now < deadline {
-      do {
-        try await queue.append(makeBatch(values: ["after-full"]))
-        resumed = true
-      } catch {
-        try await Task.sleep(for: .milliseconds(10))
-      }
-    }
-    #expect(resumed)
+    #expect(try await appendsAgain(queue, ["after-full"]))
     #expect(!queue.status.isFull)
     #expect(readAll(queue, from: queue.confirmedPosition).values == ["after-full"])
   }

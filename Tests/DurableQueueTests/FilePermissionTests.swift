@@ -1,5 +1,6 @@
 import DurableQueue
 import Foundation
+import RelayTestSupport
 import Testing
 
 /// The queue holds what agents sent (trace data, logs, the agents' own metadata), so other local

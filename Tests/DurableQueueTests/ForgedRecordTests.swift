@@ -1,5 +1,6 @@
 import DurableQueue
 import Foundation
+import RelayTestSupport
 import Testing
 
 /// The attacker is an agent (or anyone who can reach the agent ports) whose segment carries,

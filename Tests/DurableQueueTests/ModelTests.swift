@@ -1,5 +1,6 @@
 import DurableQueue
 import Foundation
+import RelayTestSupport
 import Testing
 
 /// Random sequences of append / read / confirm / clean restart / crash / torn tail / flipped

@@ -2,6 +2,7 @@ import DurableQueue
 import Foundation
 import Logging
 import MetricsTestKit
+import RelayTestSupport
 import Testing
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import DurableQueue
 import Foundation
+import RelayTestSupport
 import Testing
 
 /// The queue's key (`queue-key`): made once, kept private, and introduced without losing what an

@@ -1,6 +1,7 @@
 import DurableQueue
 import Foundation
 import Logging
+import RelayTestSupport
 import Testing
 
 /// `--verify-queue`'s reading: an operator checking a stopped relay's queue before starting it

@@ -1,5 +1,6 @@
 import DurableQueue
 import Foundation
+import RelayTestSupport
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct RecoveryTests {
@@ -226,7 +227,9 @@ import Testing
     #expect(flock(holder, LOCK_EX) == 0)
     // An OS thread, not a task: the open blocks this thread, and the pool may have no other.
     Thread.detachNewThread {
-      usleep(200_000)  // the exiting holder's remaining life
+      // The behaviour under test is time itself: a holder that lives on for a while (an
+      // exiting process) and lets go within the open's bounded wait.
+      usleep(200_000)
       close(holder)
     }
     try openQueue(directory).close()

@@ -2,29 +2,12 @@ import CoreMetrics
 import DurableQueue
 import Foundation
 import Logging
+import RelayTestSupport
 import Synchronization
 import Testing
 
-/// A fresh directory under the system temp dir, removed by `remove()`.
-struct TemporaryDirectory {
-  let path: String
-
-  init() throws {
-    path =
-      FileManager.default.temporaryDirectory
-      .appendingPathComponent("durable-queue-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-  }
-
-  /// An existing path, e.g. one that cannot be a queue directory.
-  init(existing path: String) {
-    self.path = path
-  }
-
-  func remove() {
-    try? FileManager.default.removeItem(atPath: path)
-  }
-
+/// The queue's files in a test's directory.
+extension TemporaryDirectory {
   func logFilePath(_ number: UInt64) -> String {
     let digits = String(number)
     return path + "/" + String(repeating: "0", count: 20 - digits.count) + digits + ".log"
@@ -44,7 +27,7 @@ struct TemporaryDirectory {
   /// a position past it is persisted; files vanishing meanwhile are confirmed ones. The key,
   /// written once before any record, comes with them.
   func snapshot() throws -> TemporaryDirectory {
-    let copy = try TemporaryDirectory()
+    let copy = try TemporaryDirectory(prefix: "durable-queue")
     let names = try FileManager.default.contentsOfDirectory(atPath: path)
     for name in names.filter({ $0.hasSuffix(".log") }) + ["queue-key", "position"] {
       try? FileManager.default.copyItem(atPath: path + "/" + name, toPath: copy.path + "/" + name)
@@ -103,14 +86,12 @@ func readAll(_ queue: DurableQueue, from start: QueuePosition, maxRecords: Int =
   return (records.map { String(decoding: $0.value, as: UTF8.self) }, records, position)
 }
 
-/// Polls `condition` until it holds or the deadline passes.
-func waitUntil(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
-  let deadline = ContinuousClock.now + timeout
-  while ContinuousClock.now < deadline {
-    if condition() { return true }
-    try? await Task.sleep(for: .milliseconds(5))
-  }
-  return condition()
+/// Whether appending `values` succeeds again within 5 s, once the space a refusal lacked is
+/// free again; the refusals before that are the point, so they are retried, not reported.
+func appendsAgain(_ queue: DurableQueue, _ values: [String]) async throws -> Bool {
+  let batch = try makeBatch(values: values)
+  return try await poll(
+    for: .seconds(5), { (try? await queue.append(batch)) != nil }, until: { $0 })
 }
 
 /// Deterministic PRNG (SplitMix64) so model tests replay exactly.

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import MetricsTestKit
+import RelayTestSupport
 import Synchronization
 import Testing
 
@@ -13,7 +14,7 @@ import Testing
   /// Waits until the writer thread sleeps with no timer and has let go of the writer, so the
   /// next append finds it free and nothing else takes it.
   func waitUntilTheWriterSleepsUntimed(_ queue: DurableQueue) async -> Bool {
-    await waitUntil {
+    await eventually {
       queue.state.withLock { $0.writer == .sleeping }
         && queue.writer.withLockIfAvailable { _ in true } == true
     }
@@ -116,7 +117,7 @@ import Testing
       #expect(idle, "round \(round)")
       let before = syncs()
       try await queue.append(makeBatch(values: ["\(round)"]))
-      let synced = await waitUntil { syncs() > before }
+      let synced = await eventually { syncs() > before }
       #expect(synced, "round \(round)'s write was never synced")
     }
   }
@@ -152,12 +153,12 @@ import Testing
     }
     for appender in appenders { appender.start() }
     let successes = { succeeded.withLock { $0.count } }
-    let someSucceeded = await waitUntil { successes() >= 200 }
+    let someSucceeded = await eventually { successes() >= 200 }
     #expect(someSucceeded)
     queue.close()
-    let oneWasRefused = await waitUntil { stop.load(ordering: .relaxed) }
+    let oneWasRefused = await eventually { stop.load(ordering: .relaxed) }
     #expect(oneWasRefused)
-    let allAnswered = await waitUntil {
+    let allAnswered = await eventually {
       appenders.allSatisfy(\.isFinished) && successes() + refused.value == attempts.value
     }
     #expect(allAnswered, "an append was never answered")

@@ -1,5 +1,6 @@
 import FileReload
 import Glibc
+import RelayTestSupport
 import Synchronization
 import Testing
 
@@ -8,17 +9,16 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct ReloadingFilesTests {
   /// A Secret's layout: `token` → `..data/token`, `..data` → `..<version>`.
   final class MountedSecret: Sendable {
-    let root: String
+    private let directory: TemporaryDirectory
     private let versions = Mutex(0)
 
     init() throws {
-      var template = Array("/tmp/reload-test-XXXXXX".utf8CString)
-      let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-      try #require(made != nil)
-      root = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+      directory = try TemporaryDirectory(prefix: "reload-test")
     }
 
-    deinit { _ = system("rm -rf '\(root)'") }
+    deinit { directory.remove() }
+
+    var root: String { directory.path }
 
     var path: String { "\(root)/token" }
 

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import RelayTestSupport
 
 /// A real queue in a temporary directory behind a real HTTP endpoint on an ephemeral port.
 struct HTTPHarness {
@@ -18,44 +19,26 @@ struct HTTPHarness {
     configuration: HTTPReceiverConfiguration = .loopback { _ in },
     _ body: (HTTPHarness) async throws -> Result
   ) async throws -> Result {
-    let directory = FileManager.default.temporaryDirectory
-      .appendingPathComponent("http-receiver-\(UUID().uuidString)")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let queue = try DurableQueue(
-      configuration: DurableQueueConfiguration(
-        directory: directory.path, fileBytes: 1 << 20, maxBytes: queueMaxBytes),
-      logger: Logger(label: "test"), metricsFactory: NOOPMetricsHandler.instance)
-    defer { queue.close() }
-    let (addresses, continuation) = AsyncStream.makeStream(of: NIOCore.SocketAddress.self)
-    let server = try AgentHTTPServer(
-      configuration: configuration, queue: queue, logger: Logger(label: "test"),
-      metricsFactory: NOOPMetricsHandler.instance,
-      memoryBudget: ClientMemoryBudget(
-        limit: 256 << 20, connectionShare: 64 << 20, metricsFactory: NOOPMetricsHandler.instance),
-      onListening: { continuation.yield($0) })
-    let serving = Task {
-      defer { continuation.finish() }
-      try await server.run()
+    try await withTemporaryQueue(prefix: "http-receiver", maxBytes: queueMaxBytes) { queue, _ in
+      try await withListeningServer(
+        { onListening in
+          let server = try AgentHTTPServer(
+            configuration: configuration, queue: queue, logger: Logger(label: "test"),
+            metricsFactory: NOOPMetricsHandler.instance,
+            memoryBudget: ClientMemoryBudget(
+              limit: 256 << 20, connectionShare: 64 << 20,
+              metricsFactory: NOOPMetricsHandler.instance),
+            onListening: onListening)
+          return { try await server.run() }
+        },
+        { port in try await body(HTTPHarness(queue: queue, port: port)) })
     }
-    defer { serving.cancel() }
-    var iterator = addresses.makeAsyncIterator()
-    guard let port = await iterator.next()?.port else { throw HarnessError.notListening }
-    return try await body(HTTPHarness(queue: queue, port: port))
   }
 
-  enum HarnessError: Error { case notListening, noAnswer }
+  enum HarnessError: Error { case noAnswer }
 
   /// Every record currently in the queue, from the confirmed position.
-  func queuedRecords() -> [QueuedRecord] {
-    var records: [QueuedRecord] = []
-    var position = queue.confirmedPosition
-    while true {
-      let read = queue.read(from: position, maxRecords: 1000, maxBytes: 8 << 20)
-      if read.records.isEmpty { return records }
-      records += read.records
-      position = read.next
-    }
-  }
+  func queuedRecords() -> [QueuedRecord] { queue.recordsFromConfirmed() }
 
   /// One request on a fresh connection.
   func post(

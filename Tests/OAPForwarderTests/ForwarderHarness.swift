@@ -28,21 +28,6 @@ func withForwarder<Result: Sendable>(
   }
 }
 
-/// Repeats `attempt` until `isDone` accepts its result or `deadline` passes, returning the last
-/// result either way so the caller's expectation reports what was seen.
-func poll<Value: Sendable>(
-  for deadline: Duration = .seconds(20),
-  _ attempt: () async throws -> Value,
-  until isDone: (Value) -> Bool
-) async throws -> Value {
-  let end = ContinuousClock.now + deadline
-  while true {
-    let value = try await attempt()
-    if isDone(value) || ContinuousClock.now >= end { return value }
-    try await Task.sleep(for: .milliseconds(50))
-  }
-}
-
 /// A port on 127.0.0.1 that nothing listens on: the stub OAP's, after it has shut down.
 func closedPort() async throws -> Int {
   try await withStubOAP { _, port in port }

@@ -1,5 +1,6 @@
 import GRPCCore
 import OAPForwarder
+import RelayTestSupport
 import SkyWalkingGRPC
 import SkyWalkingProtocol
 import SwiftProtobuf

@@ -95,18 +95,14 @@ public final class TestKafkaConsumer: @unchecked Sendable {
   public func waitForRecords(count: Int, timeout: Duration = .seconds(30)) async throws
     -> [ConsumedRecord]
   {
-    let deadline = ContinuousClock.now + timeout
-    while true {
-      let received = records()
-      if received.count >= count { return received }
-      guard ContinuousClock.now < deadline else {
-        throw TestKafkaConsumerError(
-          code: .timedOut,
-          message: "expected \(count) records on topic \(topic) within \(timeout), "
-            + "only \(received.count) arrived")
-      }
-      try await Task.sleep(for: .milliseconds(10))
+    let received = try await poll(for: timeout, { records() }, until: { $0.count >= count })
+    guard received.count >= count else {
+      throw TestKafkaConsumerError(
+        code: .timedOut,
+        message: "expected \(count) records on topic \(topic) within \(timeout), "
+          + "only \(received.count) arrived")
     }
+    return received
   }
 
   /// `RD_KAFKA_OFFSET_BEGINNING`.

@@ -4,6 +4,7 @@ import DurableQueue
 import Foundation
 import KafkaPublisher
 import Logging
+import RelayTestSupport
 import SystemClock
 import Testing
 
@@ -13,9 +14,9 @@ import Testing
 /// queue in a temporary directory and a publisher whose brokers are never contacted.
 @Suite(.timeLimit(.minutes(1))) struct RelayHealthTests {
   static func withHealth(_ body: (RelayHealth) throws -> Void) throws {
-    let directory = FileManager.default.temporaryDirectory
-      .appendingPathComponent("relay-health-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let temporary = try TemporaryDirectory(prefix: "relay-health")
+    defer { temporary.remove() }
+    let directory = temporary.path
     let queue = try DurableQueue(
       configuration: DurableQueueConfiguration(directory: directory),
       logger: Logger(label: "health-tests"), metricsFactory: NOOPMetricsHandler.instance)

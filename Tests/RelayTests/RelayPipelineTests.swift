@@ -25,7 +25,7 @@ import Testing
   }
 
   static func withRelay(
-    cluster: KafkaMockCluster, directory: URL, extra: [String: String] = [:],
+    cluster: KafkaMockCluster, directory: TemporaryDirectory, extra: [String: String] = [:],
     _ body: (Running) async throws -> Void
   ) async throws {
     let configuration = try RelayConfiguration(
@@ -83,10 +83,6 @@ import Testing
     }
   }
 
-  static func temporaryDirectory() -> URL {
-    FileManager.default.temporaryDirectory.appendingPathComponent("relay-\(UUID().uuidString)")
-  }
-
   static func httpGet(_ port: Int, _ path: String) async throws -> (Int, String) {
     let url = URL(string: "http://127.0.0.1:\(port)\(path)")!
     let (data, response) = try await URLSession.shared.data(from: url)
@@ -96,8 +92,8 @@ import Testing
   @Test func publishesEverySegmentKeyedByTraceIDWithOneTracePerPartition() async throws {
     let cluster = try KafkaMockCluster(brokers: 3)
     try cluster.createTopic("skywalking-segments", partitions: 6)
-    let directory = Self.temporaryDirectory()
-    defer { try? FileManager.default.removeItem(at: directory) }
+    let directory = try TemporaryDirectory(prefix: "relay")
+    defer { directory.remove() }
     let segments = (0..<20).flatMap { trace in (0..<5).map { Self.segment(trace: trace, part: $0) }
     }
 
@@ -132,8 +128,8 @@ import Testing
 
   @Test func namespacePrefixesTheTopic() async throws {
     let cluster = try KafkaMockCluster(brokers: 1)
-    let directory = Self.temporaryDirectory()
-    defer { try? FileManager.default.removeItem(at: directory) }
+    let directory = try TemporaryDirectory(prefix: "relay")
+    defer { directory.remove() }
     try await Self.withRelay(
       cluster: cluster, directory: directory, extra: ["SW_RELAY_KAFKA_NAMESPACE": "prod"]
     ) { relay in
@@ -148,8 +144,8 @@ import Testing
   @Test func keepsAcceptingWhileKafkaIsDownAndDeliversEverythingAfterwards() async throws {
     let cluster = try KafkaMockCluster(brokers: 1)
     try cluster.createTopic("skywalking-segments", partitions: 3)
-    let directory = Self.temporaryDirectory()
-    defer { try? FileManager.default.removeItem(at: directory) }
+    let directory = try TemporaryDirectory(prefix: "relay")
+    defer { directory.remove() }
     try await Self.withRelay(cluster: cluster, directory: directory) { relay in
       try cluster.setBrokerDown(1)
       let segments = (0..<40).map { Self.segment(trace: $0, part: 0) }
@@ -167,8 +163,8 @@ import Testing
   @Test func replaysUndeliveredRecordsAfterARestart() async throws {
     let cluster = try KafkaMockCluster(brokers: 1)
     try cluster.createTopic("skywalking-segments", partitions: 3)
-    let directory = Self.temporaryDirectory()
-    defer { try? FileManager.default.removeItem(at: directory) }
+    let directory = try TemporaryDirectory(prefix: "relay")
+    defer { directory.remove() }
     try cluster.setBrokerDown(1)
     let segments = (0..<10).map { Self.segment(trace: $0, part: 0) }
     try await Self.withRelay(cluster: cluster, directory: directory) { relay in

@@ -2,6 +2,7 @@ import AgentReceiver
 import Foundation
 import HTTPReceiver
 import OAPForwarder
+import RelayTestSupport
 import Testing
 
 @testable import RelayApp
@@ -10,16 +11,11 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct SecretFileVariableTests {
   static let minimal = ["SW_RELAY_KAFKA_BOOTSTRAP_SERVERS": "embedded"]
 
-  static func file(_ contents: String) throws -> String {
-    let path = NSTemporaryDirectory() + "relay-secret-\(UUID().uuidString)"
-    try contents.write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-  }
-
   /// `kubectl create secret --from-file` keeps the editor's final newline; the token has none.
   @Test func eachTokenIsReadFromItsFileWithoutTheTrailingLineBreak() throws {
-    let path = try Self.file("s3cret\n")
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let directory = try TemporaryDirectory(prefix: "relay-secret")
+    defer { directory.remove() }
+    let path = try directory.write("s3cret\n", to: "token")
     let configuration = try RelayConfiguration(
       environment: Self.minimal.merging(
         [
@@ -40,8 +36,9 @@ import Testing
   /// Which of two settings wins is a guess the relay does not make; the error names both and
   /// shows neither value.
   @Test func theTokenAndItsFileTogetherAreRefusedNamingBoth() throws {
-    let path = try Self.file("from-file")
-    defer { try? FileManager.default.removeItem(atPath: path) }
+    let directory = try TemporaryDirectory(prefix: "relay-secret")
+    defer { directory.remove() }
+    let path = try directory.write("from-file", to: "token")
     #expect {
       try RelayConfiguration(
         environment: Self.minimal.merging(
@@ -58,7 +55,10 @@ import Testing
   /// variable and the file, never running without the token the operator meant to set.
   @Test(arguments: ["missing", "empty"])
   func anUnusableFileIsRefusedNamingTheVariable(kind: String) throws {
-    let path = kind == "missing" ? "/nonexistent/relay-token" : try Self.file("\n")
+    let directory = try TemporaryDirectory(prefix: "relay-secret")
+    defer { directory.remove() }
+    let path =
+      kind == "missing" ? "/nonexistent/relay-token" : try directory.write("\n", to: "token")
     #expect {
       try RelayConfiguration(
         environment: Self.minimal.merging(["SW_RELAY_ADMIN_TOKEN_FILE": path]) { $1 })
