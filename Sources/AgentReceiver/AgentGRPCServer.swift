@@ -88,7 +88,7 @@ package final class AgentGRPCServer: Service, Sendable {
         maxConnectionsPerPeer: shared.configuration.maxConnectionsPerPeer, shedsUnvouched: true),
       metricPrefix: "relay_grpc", metricsFactory: metricsFactory)
     return ServerBootstrap.agentListener(group: group, limiter: limiter, quiescing: quiescing)
-      .childChannelOption(.maxMessagesPerRead, value: 16)
+      .childChannelOption(.maxMessagesPerRead, value: ReadBatching.quiet)
       .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator.agentConnections)
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
@@ -140,8 +140,11 @@ package final class AgentGRPCServer: Service, Sendable {
       ConnectionMemoryShare(budget: shared.memoryBudget), eventLoop: channel.eventLoop)
     _ = try sync.configureHTTP2Pipeline(
       mode: .server, connectionConfiguration: connection, streamConfiguration: stream,
-      streamDelegate: closer.streamDelegate(
-        forwardingTo: manager.http2StreamDelegate, eventLoop: channel.eventLoop)
+      streamDelegate: ReadBatchingStreamDelegate(
+        next: closer.streamDelegate(
+          forwardingTo: manager.http2StreamDelegate, eventLoop: channel.eventLoop),
+        batching: NIOLoopBoundBox(
+          ReadBatching(busy: readsPerWakeUpInCalls), eventLoop: channel.eventLoop))
     ) { streamChannel in
       streamChannel.eventLoop.makeCompletedFuture {
         try streamChannel.pipeline.syncOperations.addHandlers(
@@ -154,4 +157,7 @@ package final class AgentGRPCServer: Service, Sendable {
 
   /// Large enough that an agent's batch streams without waiting for window updates.
   private static let streamWindowBytes = 4 << 20
+
+  /// Reads per wake-up while a call is open; a quiet connection makes one (``ReadBatching``).
+  private static let readsPerWakeUpInCalls: UInt = 16
 }
