@@ -112,11 +112,18 @@ extension PublisherLoop {
   func finishReplayIfPassed() {
     guard let replay, readPosition >= replay.end else { return }
     self.replay = nil
-    logger.info(
-      "replay after the restart finished",
-      metadata: [
-        "alreadyInKafka": "\(replay.skipped)", "producedUnverified": "\(replay.unverified)",
-      ])
+    var metadata: Logger.Metadata = [
+      "alreadyInKafka": "\(replay.skipped)", "producedUnverified": "\(replay.unverified)",
+    ]
+    // A warning whenever any were unverified: also for topics the ledger had no partitions for
+    // yet (saved before their first record, or an older ledger a power cut brought back), which
+    // no warning above names.
+    if replay.unverified > 0 {
+      metadata["consequence"] = "produced again unchecked; they may arrive twice"
+    }
+    logger.log(
+      level: replay.unverified > 0 ? .warning : .info, "replay after the restart finished",
+      metadata: metadata)
   }
 
   /// Before the first record of a topic is produced, the ledger learns where each of its
