@@ -74,6 +74,9 @@ def test_a_queue_a_running_relay_holds_fails_the_check(relay_factory: Callable[.
     queue directory. The check says the directory is in use, naming SW_RELAY_QUEUE_DIR, and
     neither writes into it nor disturbs the running relay."""
     relay = relay_factory().start()
+    # The running relay's own first ledger save comes just after it is ready; the check must
+    # add nothing beside what the relay itself wrote.
+    wait_for(lambda: (relay.queue_dir / "kafka-delivery-ledger").exists(), 10, "the relay's delivery ledger")
     before = names_in(relay.queue_dir)
 
     result = run_relay_once({"SW_RELAY_QUEUE_DIR": str(relay.queue_dir),
