@@ -70,16 +70,11 @@ extension DeadLetterFile {
     if descriptor < 0, errno == ENOENT { return nil }
     guard descriptor >= 0 else { throw openFailure(code: code, errno: errno) }
     defer { close(descriptor) }
-    var content: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 20)
-    while true {
-      let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-      if count < 0, errno == EINTR { continue }
-      guard count >= 0 else {
-        throw KafkaPublisherError(code: code, message: "cannot read \(path) (errno \(errno))")
-      }
-      if count == 0 { return content }
-      content.append(contentsOf: chunk[..<count])
+    switch WholeFile.readAll(from: descriptor) {
+    case .success(let content): return content
+    case .failure(let failure):
+      throw KafkaPublisherError(
+        code: code, message: "cannot read \(path) (errno \(failure.errno))")
     }
   }
 
